@@ -1,0 +1,75 @@
+/* The backend seam (internal).
+ *
+ * A backend is a table of functions behind which readiness (epoll) or completion (io_uring) I/O
+ * happens. The rest of the engine never asks which backend runs; it asks for a capability bit.
+ *
+ * The seam is shaped for a completion backend: the caller never hands the backend a buffer to
+ * receive into. It says "receive on this connection" (recv_start), and the backend chooses the
+ * slab buffer the bytes land in and calls rill__conn_on_data() with it. Sends are the mirror
+ * image: conn.c owns the write queue, the backend asks it for iovecs (rill__conn_wq_iov) and
+ * reports progress (rill__conn_sent). Nothing the backend does is visible to the embedder
+ * before the flush point of the iteration, except callbacks it dispatches from poll.
+ *
+ * Each backend's state is a struct that embeds struct rill_loop as its first member and is
+ * recovered with rill__container_of; there is no void * side data. */
+#ifndef RILL_BACKEND_H
+#define RILL_BACKEND_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "rill.h"
+
+struct rill__backend_ops {
+    const char *name;
+
+    /* Allocates the backend's state (embedding struct rill_loop), initialises the common part
+     * with rill__loop_init_common(cfg) and the backend's own resources.
+     * Returns 0 and *out, or a negative errno (*why then names the reason, for the log). */
+    int (*create)(const struct rill_loop_config *cfg, rill_loop **out, const char **why);
+
+    /* Releases the backend's resources and the memory create() allocated. Every connection and
+     * listener is already gone; rill__loop_fini_common() is called by the backend. */
+    void (*destroy)(rill_loop *l);
+
+    /* RILL_CAP_* of this instance (probing may have disabled some). */
+    uint32_t (*caps)(const rill_loop *l);
+
+    /* Waits up to timeout_ms (-1: no limit, 0: no wait) and dispatches what arrived: calls into
+     * conn.c and listener.c, which run the embedder's callbacks.
+     * Returns: the number of events or completions handled, or a negative errno if the backend
+     * itself failed. */
+    int (*poll)(rill_loop *l, int timeout_ms);
+
+    /* The flush point's last step: submit whatever the iteration batched. Returns 0 or -errno. */
+    int (*flush)(rill_loop *l);
+
+    /* Interrupts a poll in progress. Any thread; async-signal-safe. */
+    void (*wake)(rill_loop *l);
+
+    /* Starts (or, after a pause for EMFILE, restarts) accepting on a bound, listening socket. */
+    int (*listener_start)(rill_loop *l, rill_listener *ls);
+    /* Stops accepting and closes the listener's descriptor. The listener is freed by the caller
+     * right after this returns, so no later event may refer to it except through its cookie. */
+    void (*listener_close)(rill_loop *l, rill_listener *ls);
+
+    /* Registers an accepted (connected) socket and starts receiving unless reads are paused. */
+    int (*conn_start)(rill_loop *l, rill_conn *c);
+    /* Starts a non-blocking connect; success or failure comes back through rill__conn_opened()
+     * or rill__conn_fail(). The connect timeout is armed by conn.c. */
+    int (*conn_connect)(rill_loop *l, rill_conn *c, const struct sockaddr *sa, socklen_t len);
+    /* Reading is paused (by the embedder): stop receiving (a completion backend cancels). */
+    void (*recv_pause)(rill_loop *l, rill_conn *c);
+    /* Receiving was paused (by the embedder, or for lack of buffers) and may go on now. */
+    void (*recv_resume)(rill_loop *l, rill_conn *c);
+    /* The write queue has bytes and no send is in flight: send what the socket takes. Called at
+     * the flush point. */
+    void (*send)(rill_loop *l, rill_conn *c);
+    /* Cancels in-flight work and closes the descriptor. Completions that are still due come back
+     * later and each calls rill__conn_put(); the connection is reused only after the last one. */
+    void (*conn_close)(rill_loop *l, rill_conn *c);
+};
+
+extern const struct rill__backend_ops rill__backend_epoll;
+
+#endif

@@ -1,0 +1,430 @@
+/* The epoll backend: edge-triggered readiness.
+ *
+ * Every socket is registered once, with EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, and never
+ * modified: there is no epoll_ctl per operation. With edge triggering, EPOLLOUT is only reported
+ * when the socket's state changes (the kernel raises a write-space wake-up only after a send hit
+ * a full buffer), so keeping it registered costs nothing; the connection acts on it only while
+ * RILL__C_WR_BLOCKED says a send came up short. That is "EPOLLOUT armed only after a short
+ * write" without the two epoll_ctl calls per short write that arming it for real would cost.
+ *
+ * Reads: readv into up to RILL__RECV_IOVS slab buffers chosen here (the seam leaves the choice of
+ * buffer to the backend). A read that comes back shorter than the buffers offered proves the
+ * kernel's receive queue was empty at that instant, so the EAGAIN read is skipped, unless the
+ * peer's FIN was signalled (RILL__C_RD_HUP): then we read on to see the end of stream. A
+ * connection that used its RILL_READ_BUDGET goes on the loop's read list and continues in the
+ * next iteration, so one fast sender cannot starve the others.
+ *
+ * Event data carries a cookie {op | generation | slot}, never a pointer: an event for a
+ * connection that a callback closed earlier in the same batch finds the closing flag, and one
+ * for a reused slot finds a different generation. */
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "conn.h"
+#include "cookie.h"
+#include "sys.h"
+
+#define RILL__RECV_IOVS 2u
+
+struct epoll_loop {
+    struct rill_loop base; /* first: recovered with container_of */
+    int epfd;
+    int wakefd;
+    struct epoll_event *events;
+};
+
+static inline struct epoll_loop *ep_of(rill_loop *l)
+{
+    return rill__container_of(l, struct epoll_loop, base);
+}
+
+static int ep_add(rill_loop *l, int fd, uint32_t events, uint64_t cookie)
+{
+    struct epoll_event ev = {.events = events, .data.u64 = cookie};
+    l->stats.sys_ctl++;
+    return epoll_ctl(ep_of(l)->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
+}
+
+/* ---- life cycle ----------------------------------------------------------------------------- */
+
+static void ep_destroy(rill_loop *l)
+{
+    struct epoll_loop *ep = ep_of(l);
+    if (ep->wakefd >= 0)
+        close(ep->wakefd);
+    if (ep->epfd >= 0)
+        close(ep->epfd);
+    rill__free(ep->events);
+    rill__loop_fini_common(l);
+    rill__free_aligned(ep);
+}
+
+static int ep_create(const struct rill_loop_config *cfg, rill_loop **out, const char **why)
+{
+    struct epoll_loop *ep = rill__alloc_aligned(sizeof *ep);
+    if (!ep)
+        return -ENOMEM;
+    ep->epfd = ep->wakefd = -1;
+    rill_loop *l = &ep->base;
+    l->ops = &rill__backend_epoll;
+    int r = rill__loop_init_common(l, cfg);
+    if (r < 0) {
+        *why = "loop state";
+        rill__free_aligned(ep);
+        return r;
+    }
+    ep->events = rill__calloc(cfg->max_events, sizeof *ep->events);
+    ep->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (ep->epfd < 0 || !ep->events) {
+        r = ep->events ? -errno : -ENOMEM;
+        *why = "epoll_create1";
+        goto fail;
+    }
+    ep->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (ep->wakefd < 0) {
+        r = -errno;
+        *why = "eventfd";
+        goto fail;
+    }
+    if ((r = ep_add(l, ep->wakefd, EPOLLIN | EPOLLET, rill__cookie(RILL__OP_WAKE, 0, 0))) < 0) {
+        *why = "epoll_ctl(eventfd)";
+        goto fail;
+    }
+    *out = l;
+    return 0;
+fail:
+    ep_destroy(l);
+    return r;
+}
+
+static uint32_t ep_caps(const rill_loop *l)
+{
+    (void)l;
+    return RILL_CAP_EDGE_TRIGGERED;
+}
+
+static void ep_wake(rill_loop *l)
+{
+    uint64_t one = 1;
+    /* EAGAIN means the counter is already non-zero: the loop will wake anyway. */
+    ssize_t r = write(ep_of(l)->wakefd, &one, sizeof one);
+    (void)r;
+}
+
+static int ep_flush(rill_loop *l)
+{
+    (void)l; /* sends already went out in conn.c's flush walk; nothing is batched here */
+    return 0;
+}
+
+/* ---- accepting ------------------------------------------------------------------------------ */
+
+static void ep_accept(rill_listener *ls)
+{
+    rill_loop *l = ls->loop;
+    for (unsigned i = 0; i < RILL_ACCEPT_BUDGET; i++) {
+        if (ls->closed || ls->paused)
+            return;
+        int fd = rill__sys_accept(&l->stats, ls->fd, NULL, NULL);
+        if (fd >= 0) {
+            rill__listener_on_accept(ls, fd);
+        } else if (fd == -EAGAIN) {
+            ls->ready = false;
+            return;
+        } else if (fd != -EINTR && fd != -ECONNABORTED) {
+            rill__listener_on_accept_error(ls, fd);
+        }
+    }
+    /* Budget spent with connections still waiting: continue next iteration. */
+    if (!ls->closed && !ls->paused && !rill__list_linked(&ls->work))
+        rill__list_push_back(&l->accept_list, &ls->work);
+}
+
+static int ep_listener_start(rill_loop *l, rill_listener *ls)
+{
+    if (!ls->registered) {
+        int r = ep_add(l, ls->fd, EPOLLIN | EPOLLET, rill__cookie(RILL__OP_LISTENER, 0, ls->id));
+        if (r < 0)
+            return r;
+        ls->registered = true;
+    }
+    /* Try accepting in the next iteration: after a rest for EMFILE the edge that announced the
+     * waiting connections has long passed, and none may come again. */
+    ls->ready = true;
+    if (!rill__list_linked(&ls->work))
+        rill__list_push_back(&l->accept_list, &ls->work);
+    return 0;
+}
+
+static void ep_listener_close(rill_loop *l, rill_listener *ls)
+{
+    rill__sys_close(&l->stats, ls->fd);
+    ls->fd = -1;
+}
+
+/* ---- connections ---------------------------------------------------------------------------- */
+
+static void ep_read(rill_conn *c)
+{
+    rill_loop *l = c->loop;
+    size_t budget = RILL_READ_BUDGET;
+    while (rill__conn_can_read(c)) {
+        struct rill_buf *b[RILL__RECV_IOVS];
+        struct iovec iov[RILL__RECV_IOVS];
+        unsigned nb = 0;
+        size_t offered = 0;
+        for (; nb < RILL__RECV_IOVS; nb++) {
+            if (rill__slab_lease(&l->slab, l->cfg.recv_buf_size, &b[nb]) < 0)
+                break;
+            iov[nb] = (struct iovec){b[nb]->data, rill__buf_cap(b[nb])};
+            offered += iov[nb].iov_len;
+        }
+        if (nb == 0) {
+            rill__conn_starved(c); /* retried when buffers come back */
+            return;
+        }
+        ssize_t r = rill__sys_readv(&l->stats, c->fd, iov, (int)nb);
+        bool injected = rill__sys_injected_short;
+        size_t left = r > 0 ? (size_t)r : 0;
+        for (unsigned i = 0; i < nb; i++) {
+            size_t n = left < iov[i].iov_len ? left : iov[i].iov_len;
+            left -= n;
+            if (n && !(c->state & RILL__C_CLOSING))
+                rill__conn_on_data(c, b[i], n);
+            rill__buf_put(b[i]);
+        }
+        if (r > 0) {
+            if ((size_t)r < offered && !injected && !(c->state & RILL__C_RD_HUP)) {
+                c->state &= ~RILL__C_RD_READY;
+                return;
+            }
+            if (budget <= (size_t)r) {
+                if (rill__conn_can_read(c))
+                    rill__conn_mark_read(c);
+                return;
+            }
+            budget -= (size_t)r;
+        } else if (r == 0) {
+            c->state &= ~RILL__C_RD_READY;
+            rill__conn_on_eof(c);
+            return;
+        } else if (r == -EAGAIN) {
+            c->state &= ~RILL__C_RD_READY;
+            return;
+        } else if (r != -EINTR) {
+            rill__conn_fail(c, (int)r);
+            return;
+        }
+    }
+}
+
+static void ep_send(rill_loop *l, rill_conn *c)
+{
+    size_t budget = RILL_WRITE_BUDGET;
+    while (c->wq_head && !(c->state & RILL__C_CLOSING)) {
+        struct iovec iov[RILL__MAX_IOV];
+        unsigned n = rill__conn_wq_iov(c, iov, RILL__MAX_IOV);
+        size_t want = 0;
+        for (unsigned i = 0; i < n; i++)
+            want += iov[i].iov_len;
+        ssize_t r = rill__sys_sendv(&l->stats, c->fd, iov, (int)n, 0);
+        bool injected = rill__sys_injected_short;
+        if (r >= 0) {
+            rill__conn_sent(c, (size_t)r);
+            /* A real short send means the socket buffer is full: wait for the EPOLLOUT edge. */
+            if ((size_t)r < want && !injected) {
+                if (c->wq_head && !(c->state & RILL__C_CLOSING))
+                    c->state |= RILL__C_WR_BLOCKED;
+                return;
+            }
+            if (budget <= (size_t)r) {
+                rill__conn_mark_flush(c); /* fairness: the rest goes next iteration */
+                return;
+            }
+            budget -= (size_t)r;
+        } else if (r == -EAGAIN) {
+            c->state |= RILL__C_WR_BLOCKED;
+            return;
+        } else if (r != -EINTR) {
+            rill__conn_fail(c, (int)r);
+            return;
+        }
+    }
+}
+
+static int ep_conn_start(rill_loop *l, rill_conn *c)
+{
+    c->state |= RILL__C_RD_READY;
+    return ep_add(l, c->fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+                  rill__cookie(RILL__OP_CONN, c->gen, c->slot));
+}
+
+static int ep_conn_connect(rill_loop *l, rill_conn *c, const struct sockaddr *sa, socklen_t len)
+{
+    int r = rill__sys_connect(&l->stats, c->fd, sa, len);
+    if (r < 0 && r != -EINPROGRESS)
+        return r;
+    /* Registration reports EPOLLOUT once the handshake is done, whether it already finished
+     * (loopback often completes inside connect) or not: one path for both. */
+    return ep_add(l, c->fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+                  rill__cookie(RILL__OP_CONN, c->gen, c->slot));
+}
+
+static void ep_recv_pause(rill_loop *l, rill_conn *c)
+{
+    (void)l;
+    (void)c; /* edge-triggered: not reading is enough; RD_READY remembers the pending edge */
+}
+
+static void ep_recv_resume(rill_loop *l, rill_conn *c)
+{
+    (void)l;
+    if (c->state & RILL__C_RD_READY)
+        rill__conn_mark_read(c);
+}
+
+static void ep_conn_close(rill_loop *l, rill_conn *c)
+{
+    if (c->fd >= 0)
+        rill__sys_close(&l->stats, c->fd); /* also leaves the epoll set */
+    c->fd = -1;
+}
+
+/* ---- dispatch ------------------------------------------------------------------------------- */
+
+static void ep_connected(rill_conn *c)
+{
+    int err = 0;
+    socklen_t len = sizeof err;
+    int r = rill__sys_getsockopt(&c->loop->stats, c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    if (r < 0 || err) {
+        rill__conn_fail(c, r < 0 ? r : -err);
+        return;
+    }
+    c->state |= RILL__C_RD_READY;
+    rill__conn_opened(c);
+}
+
+static void ep_conn_event(rill_loop *l, uint64_t cookie, uint32_t ev)
+{
+    rill_conn *c = rill__conn_lookup(l, rill__cookie_slot(cookie), rill__cookie_gen(cookie));
+    if (!c || (c->state & RILL__C_CLOSING)) {
+        l->stats.stale_completions++;
+        return;
+    }
+    if (c->state & RILL__C_CONNECTING) {
+        if (!(ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+            return;
+        ep_connected(c);
+        if (c->state & RILL__C_CLOSING)
+            return;
+    }
+    if (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        c->state |= RILL__C_RD_HUP;
+    if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+        c->state |= RILL__C_RD_READY;
+        if (!(c->state & RILL__C_RD_STARVED))
+            rill__list_del(&c->read_link); /* read now, not again from the read list */
+        ep_read(c);
+    }
+    if ((ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)) && (c->state & RILL__C_WR_BLOCKED)) {
+        c->state &= ~RILL__C_WR_BLOCKED;
+        rill__conn_mark_flush(c);
+    }
+}
+
+/* Takes a work list so that items added while walking it wait for the next iteration. */
+static void take_list(struct rill__list *from, struct rill__list *to)
+{
+    rill__list_init(to);
+    if (rill__list_empty(from))
+        return;
+    to->next = from->next;
+    to->prev = from->prev;
+    to->next->prev = to;
+    to->prev->next = to;
+    rill__list_init(from);
+}
+
+static int ep_poll(rill_loop *l, int timeout_ms)
+{
+    struct epoll_loop *ep = ep_of(l);
+    struct rill__list reads, accepts, *n;
+    take_list(&l->read_list, &reads);
+    take_list(&l->accept_list, &accepts);
+
+    l->stats.sys_poll++;
+    int got = epoll_wait(ep->epfd, ep->events, (int)l->cfg.max_events, timeout_ms);
+    if (got < 0) {
+        if (errno != EINTR)
+            return -errno;
+        got = 0;
+    }
+    rill__loop_update_time(l);
+    for (int i = 0; i < got; i++) {
+        uint64_t ck = ep->events[i].data.u64;
+        switch (rill__cookie_op(ck)) {
+        case RILL__OP_CONN:
+            ep_conn_event(l, ck, ep->events[i].events);
+            break;
+        case RILL__OP_LISTENER: {
+            rill_listener *ls = rill__listener_lookup(l, rill__cookie_slot(ck));
+            if (!ls) {
+                l->stats.stale_completions++;
+                break;
+            }
+            ls->ready = true;
+            rill__list_del(&ls->work);
+            ep_accept(ls);
+            break;
+        }
+        case RILL__OP_WAKE: {
+            uint64_t v;
+            atomic_store(&l->wake_pending, false);
+            ssize_t r = read(ep->wakefd, &v, sizeof v);
+            (void)r;
+            break;
+        }
+        default:
+            break;
+        }
+    }
+    /* Work carried over from the previous iteration (budgets spent, EMFILE retries). */
+    int extra = 0;
+    while ((n = rill__list_pop_front(&accepts))) {
+        rill_listener *ls = rill__container_of(n, rill_listener, work);
+        if (ls->ready && !ls->paused && !ls->closed)
+            ep_accept(ls);
+        extra++;
+    }
+    while ((n = rill__list_pop_front(&reads))) {
+        rill_conn *c = rill__container_of(n, rill_conn, read_link);
+        if (rill__conn_can_read(c) && (c->state & RILL__C_RD_READY))
+            ep_read(c);
+        extra++;
+    }
+    return got + extra;
+}
+
+const struct rill__backend_ops rill__backend_epoll = {
+    .name = "epoll",
+    .create = ep_create,
+    .destroy = ep_destroy,
+    .caps = ep_caps,
+    .poll = ep_poll,
+    .flush = ep_flush,
+    .wake = ep_wake,
+    .listener_start = ep_listener_start,
+    .listener_close = ep_listener_close,
+    .conn_start = ep_conn_start,
+    .conn_connect = ep_conn_connect,
+    .recv_pause = ep_recv_pause,
+    .recv_resume = ep_recv_resume,
+    .send = ep_send,
+    .conn_close = ep_conn_close,
+};

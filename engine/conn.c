@@ -1,0 +1,691 @@
+/* Stream connections: the slot table, the state machine, the write queue with its water marks,
+ * half-close, timeouts and asynchronous close.
+ *
+ * Everything here is backend-neutral. Backends report what happened (opened, data, eof, bytes
+ * sent, failure) and conn.c turns it into the embedder's callbacks; conn.c asks the backend to
+ * send only at the flush point (rill__conn_flush_all), so sends queued by many callbacks in one
+ * iteration leave together.
+ *
+ * Lifetime: a connection is "closing" from rill__conn_begin_close() until its on_close has run at
+ * the flush point, and its memory is reused only when, in addition, the backend has no operation
+ * in flight for it (c->inflight == 0). The slot keeps its number; its generation is bumped on
+ * reuse so that a late event carrying the old cookie is recognised and dropped. */
+#include "conn.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "addr.h"
+#include "backend.h"
+#include "cookie.h"
+#include "sys.h"
+
+#define WQ_SMALL_IOV 4u   /* entries this small are recycled through l->wq_free */
+#define WQ_FREE_MAX 1024u /* ... up to this many, so an idle loop holds little */
+
+/* ---- slot table ----------------------------------------------------------------------------- */
+
+int rill__conn_alloc(rill_loop *l, rill_conn **out)
+{
+    if (!l->conn_free) {
+        if (l->conn_slots >= l->cfg.max_conns)
+            return -ENOBUFS;
+        uint32_t chunk = l->conn_slots / RILL__CONN_CHUNK;
+        rill_conn *arr = rill__calloc(RILL__CONN_CHUNK, sizeof *arr);
+        if (!arr)
+            return -ENOMEM;
+        l->conn_chunks[chunk] = arr;
+        uint32_t n = RILL__CONN_CHUNK;
+        if (l->cfg.max_conns - l->conn_slots < n)
+            n = l->cfg.max_conns - l->conn_slots;
+        /* Push in reverse so the lowest slot is handed out first. */
+        for (uint32_t i = n; i-- > 0;) {
+            arr[i].slot = l->conn_slots + i;
+            arr[i].fd = -1;
+            arr[i].next_free = l->conn_free;
+            l->conn_free = &arr[i];
+        }
+        l->conn_slots += n;
+    }
+    rill_conn *c = l->conn_free;
+    l->conn_free = c->next_free;
+    uint32_t slot = c->slot, gen = c->gen;
+    memset(c, 0, sizeof *c);
+    c->slot = slot;
+    c->gen = gen;
+    c->loop = l;
+    c->fd = -1;
+    c->wq_status = -ECANCELED;
+    *out = c;
+    return 0;
+}
+
+rill_conn *rill__conn_lookup(rill_loop *l, uint32_t slot, uint32_t gen)
+{
+    if (slot >= l->conn_slots)
+        return NULL;
+    rill_conn *c = &l->conn_chunks[slot / RILL__CONN_CHUNK][slot % RILL__CONN_CHUNK];
+    if (c->loop != l || (c->gen & RILL__COOKIE_GEN_MASK) != gen)
+        return NULL;
+    return c;
+}
+
+static void conn_free(rill_conn *c)
+{
+    rill_loop *l = c->loop;
+    if (c->state & RILL__C_OPEN)
+        l->stats.conns_open--;
+    c->loop = NULL;
+    c->state = 0;
+    c->gen++;
+    c->next_free = l->conn_free;
+    l->conn_free = c;
+    rill__listeners_fd_freed(l);
+}
+
+void rill__conn_pool_fini(rill_loop *l)
+{
+    for (uint32_t i = 0; i * RILL__CONN_CHUNK < l->conn_slots; i++)
+        rill__free(l->conn_chunks[i]);
+    rill__free(l->conn_chunks);
+    l->conn_chunks = NULL;
+}
+
+/* ---- write queue ---------------------------------------------------------------------------- */
+
+static struct rill__wq_entry *wq_entry_get(rill_loop *l, unsigned niov)
+{
+    struct rill__wq_entry *e;
+    unsigned cap = niov <= WQ_SMALL_IOV ? WQ_SMALL_IOV : niov;
+    if (cap == WQ_SMALL_IOV && l->wq_free) {
+        e = l->wq_free;
+        l->wq_free = e->next;
+        l->wq_free_len--;
+    } else {
+        e = rill__malloc(sizeof *e + cap * (sizeof(struct iovec) + sizeof(struct rill_buf *)));
+        if (!e)
+            return NULL;
+        e->cap = cap;
+        e->iov = (struct iovec *)(e + 1);
+        e->buf = (struct rill_buf **)(e->iov + cap);
+    }
+    e->next = NULL;
+    e->cur = 0;
+    e->niov = 0;
+    e->bufs = false;
+    return e;
+}
+
+static void wq_entry_put(rill_loop *l, struct rill__wq_entry *e)
+{
+    if (e->bufs)
+        for (uint32_t i = 0; i < e->niov; i++)
+            rill__buf_put(e->buf[i]);
+    if (e->cap == WQ_SMALL_IOV && l->wq_free_len < WQ_FREE_MAX) {
+        e->next = l->wq_free;
+        l->wq_free = e;
+        l->wq_free_len++;
+    } else {
+        rill__free(e);
+    }
+}
+
+/* Checks the arguments common to both send calls. Returns 0 or the error rill_send reports. */
+static int send_check(const rill_conn *c, size_t total)
+{
+    if (c->state & (RILL__C_CLOSING | RILL__C_SHUT_WANTED))
+        return -ENOTCONN;
+    /* A send into an empty queue is always accepted, so one large send is never refused;
+     * otherwise the queue may not pass its hard limit. */
+    if (c->wq_bytes > 0 && c->wq_bytes + total > c->opts.wq_limit)
+        return -ENOBUFS;
+    return 0;
+}
+
+static void wq_append(rill_conn *c, struct rill__wq_entry *e, rill_send_cb cb, void *ctx,
+                      size_t total)
+{
+    e->cb = cb;
+    e->ctx = ctx;
+    e->total = total;
+    if (c->wq_tail)
+        c->wq_tail->next = e;
+    else
+        c->wq_head = e;
+    c->wq_tail = e;
+    c->wq_bytes += total;
+    if (c->wq_bytes >= c->opts.wq_high)
+        c->state |= RILL__C_HIGH;
+    rill__conn_mark_flush(c);
+}
+
+int rill_send(rill_conn *c, const struct iovec *iov, unsigned iovcnt, rill_send_cb cb, void *ctx)
+{
+    if (!c || !c->loop || !iov || iovcnt == 0 || iovcnt > IOV_MAX)
+        return -EINVAL;
+    size_t total = 0;
+    for (unsigned i = 0; i < iovcnt; i++) {
+        if (iov[i].iov_len && !iov[i].iov_base)
+            return -EINVAL;
+        total += iov[i].iov_len;
+        if (total > INT_MAX) /* the callback reports the count as an int */
+            return -EINVAL;
+    }
+    if (total == 0)
+        return -EINVAL;
+    int r = send_check(c, total);
+    if (r < 0)
+        return r;
+    struct rill__wq_entry *e = wq_entry_get(c->loop, iovcnt);
+    if (!e)
+        return -ENOMEM;
+    for (unsigned i = 0; i < iovcnt; i++)
+        if (iov[i].iov_len)
+            e->iov[e->niov++] = iov[i];
+    wq_append(c, e, cb, ctx, total);
+    return 0;
+}
+
+int rill_send_bufs(rill_conn *c, const struct rill_bufslice *s, unsigned n, rill_send_cb cb,
+                   void *ctx)
+{
+    if (!c || !c->loop || !s || n == 0 || n > IOV_MAX)
+        return -EINVAL;
+    size_t total = 0;
+    for (unsigned i = 0; i < n; i++) {
+        if (!s[i].buf || s[i].buf->refs == 0 ||
+            (size_t)s[i].off + s[i].len > rill__buf_cap(s[i].buf))
+            return -EINVAL;
+        total += s[i].len;
+        if (total > INT_MAX)
+            return -EINVAL;
+    }
+    if (total == 0)
+        return -EINVAL;
+    int r = send_check(c, total);
+    if (r < 0)
+        return r;
+    struct rill__wq_entry *e = wq_entry_get(c->loop, n);
+    if (!e)
+        return -ENOMEM;
+    e->bufs = true;
+    for (unsigned i = 0; i < n; i++) {
+        if (!s[i].len)
+            continue;
+        rill__buf_get(s[i].buf);
+        e->buf[e->niov] = s[i].buf;
+        e->iov[e->niov++] = (struct iovec){s[i].buf->data + s[i].off, s[i].len};
+    }
+    wq_append(c, e, cb, ctx, total);
+    return 0;
+}
+
+unsigned rill__conn_wq_iov(const rill_conn *c, struct iovec *iov, unsigned max)
+{
+    unsigned n = 0;
+    for (const struct rill__wq_entry *e = c->wq_head; e && n < max; e = e->next)
+        for (uint32_t i = e->cur; i < e->niov && n < max; i++)
+            iov[n++] = e->iov[i];
+    return n;
+}
+
+static void conn_check_drained(rill_conn *c)
+{
+    rill_loop *l = c->loop;
+    if ((c->state & RILL__C_HIGH) && c->wq_bytes < c->opts.wq_low) {
+        c->state &= ~RILL__C_HIGH;
+        if (c->h.on_drain && !(c->state & RILL__C_CLOSING))
+            c->h.on_drain(c, c->ctx);
+    }
+    if (c->wq_head || (c->state & RILL__C_CLOSING))
+        return;
+    if ((c->state & (RILL__C_SHUT_WANTED | RILL__C_SHUT_DONE)) == RILL__C_SHUT_WANTED) {
+        c->state |= RILL__C_SHUT_DONE;
+        int r = rill__sys_shutdown(&l->stats, c->fd, SHUT_WR);
+        if (r < 0 && r != -ENOTCONN) {
+            rill__conn_fail(c, r);
+            return;
+        }
+    }
+    if (c->state & RILL__C_CLOSE_AFTER_WQ)
+        rill__conn_fail(c, 0);
+}
+
+void rill__conn_sent(rill_conn *c, size_t n)
+{
+    rill_loop *l = c->loop;
+    l->stats.bytes_out += n;
+    c->last_io = l->now_ms;
+    while (n > 0 && c->wq_head) {
+        struct rill__wq_entry *e = c->wq_head;
+        struct iovec *v = &e->iov[e->cur];
+        if (n < v->iov_len) {
+            v->iov_base = (char *)v->iov_base + n;
+            v->iov_len -= n;
+            c->wq_bytes -= n;
+            break;
+        }
+        n -= v->iov_len;
+        c->wq_bytes -= v->iov_len;
+        if (++e->cur < e->niov)
+            continue;
+        c->wq_head = e->next;
+        if (!c->wq_head)
+            c->wq_tail = NULL;
+        /* The entry leaves the queue before its callback, which may queue more or close. */
+        if (e->cb)
+            e->cb(c, (int)e->total, e->ctx);
+        wq_entry_put(l, e);
+    }
+    conn_check_drained(c);
+}
+
+/* Fails every queued send with status; used once the connection is closing. */
+static void wq_cancel_all(rill_conn *c, int status)
+{
+    rill_loop *l = c->loop;
+    while (c->wq_head) {
+        struct rill__wq_entry *e = c->wq_head;
+        c->wq_head = e->next;
+        if (!c->wq_head)
+            c->wq_tail = NULL;
+        c->wq_bytes -= e->total; /* approximate for a half-sent head; zeroed below */
+        if (e->cb)
+            e->cb(c, status, e->ctx);
+        wq_entry_put(l, e);
+    }
+    c->wq_bytes = 0;
+}
+
+/* ---- flush point work ----------------------------------------------------------------------- */
+
+void rill__conn_mark_flush(rill_conn *c)
+{
+    if (c->state & (RILL__C_CLOSING | RILL__C_CONNECTING | RILL__C_WR_BLOCKED |
+                    RILL__C_WR_INFLIGHT))
+        return;
+    if (!rill__list_linked(&c->flush_link))
+        rill__list_push_back(&c->loop->flush_list, &c->flush_link);
+}
+
+void rill__conn_mark_read(rill_conn *c)
+{
+    rill__list_del(&c->read_link);
+    rill__list_push_back(&c->loop->read_list, &c->read_link);
+}
+
+void rill__conn_flush_all(rill_loop *l)
+{
+    /* Take the list as it is now: connections marked by callbacks during this walk are sent in
+     * the next iteration, which the loop then runs without waiting. */
+    struct rill__list todo;
+    rill__list_init(&todo);
+    if (rill__list_empty(&l->flush_list))
+        return;
+    todo.next = l->flush_list.next;
+    todo.prev = l->flush_list.prev;
+    todo.next->prev = &todo;
+    todo.prev->next = &todo;
+    rill__list_init(&l->flush_list);
+
+    struct rill__list *n;
+    while ((n = rill__list_pop_front(&todo))) {
+        rill_conn *c = rill__container_of(n, rill_conn, flush_link);
+        if (c->state & (RILL__C_CLOSING | RILL__C_WR_BLOCKED | RILL__C_WR_INFLIGHT))
+            continue;
+        if (c->wq_head)
+            l->ops->send(l, c);
+        else
+            conn_check_drained(c);
+    }
+}
+
+void rill__conn_retry_starved(rill_loop *l)
+{
+    l->starve_mark = l->slab.releases;
+    struct rill__list *n;
+    while ((n = rill__list_pop_front(&l->starve_list))) {
+        rill_conn *c = rill__container_of(n, rill_conn, read_link);
+        c->state &= ~RILL__C_RD_STARVED;
+        if (rill__conn_can_read(c))
+            l->ops->recv_resume(l, c);
+    }
+}
+
+void rill__conn_starved(rill_conn *c)
+{
+    c->state |= RILL__C_RD_STARVED;
+    c->loop->stats.read_pauses++;
+    rill__list_del(&c->read_link);
+    rill__list_push_back(&c->loop->starve_list, &c->read_link);
+}
+
+/* ---- state machine -------------------------------------------------------------------------- */
+
+static void conn_begin_close(rill_conn *c, int status)
+{
+    if (c->state & RILL__C_CLOSING)
+        return;
+    rill_loop *l = c->loop;
+    c->state |= RILL__C_CLOSING;
+    c->close_status = status;
+    rill__list_del(&c->flush_link);
+    rill__list_del(&c->read_link);
+    rill__wheel_del(&l->wheel, &c->timer);
+    l->ops->conn_close(l, c);
+    rill__list_push_back(&l->close_list, &c->close_link);
+}
+
+void rill__conn_fail(rill_conn *c, int status)
+{
+    /* An I/O error is also what the queued sends learn; a deliberate close cancels them. */
+    if (status < 0 && status != -ETIMEDOUT)
+        c->wq_status = status;
+    conn_begin_close(c, status);
+}
+
+void rill__conn_close_all_due(rill_loop *l)
+{
+    struct rill__list *n;
+    while ((n = rill__list_pop_front(&l->close_list))) {
+        rill_conn *c = rill__container_of(n, rill_conn, close_link);
+        wq_cancel_all(c, c->wq_status);
+        c->state |= RILL__C_CLOSED;
+        if (c->h.on_close)
+            c->h.on_close(c, c->close_status, c->ctx);
+        rill__conn_put(c);
+    }
+}
+
+void rill__conn_put(rill_conn *c)
+{
+    if ((c->state & RILL__C_CLOSED) && c->inflight == 0)
+        conn_free(c);
+}
+
+static void conn_timer_fn(struct rill__tnode *t)
+{
+    rill_conn *c = rill__container_of(t, rill_conn, timer);
+    rill_loop *l = c->loop;
+    if (c->state & RILL__C_CONNECTING) {
+        rill__conn_fail(c, -ETIMEDOUT);
+        return;
+    }
+    /* Idle timer: I/O only moved last_io forward, so re-arm for the remainder if any. */
+    uint64_t due = c->last_io + c->opts.idle_timeout_ms;
+    if (due > l->now_ms) {
+        rill__wheel_add(&l->wheel, &c->timer, due);
+        return;
+    }
+    rill__conn_fail(c, -ETIMEDOUT);
+}
+
+static void conn_start_idle(rill_conn *c)
+{
+    rill_loop *l = c->loop;
+    c->last_io = l->now_ms;
+    rill__wheel_del(&l->wheel, &c->timer);
+    if (c->opts.idle_timeout_ms)
+        rill__wheel_add(&l->wheel, &c->timer, l->now_ms + c->opts.idle_timeout_ms);
+}
+
+void rill__conn_opened(rill_conn *c)
+{
+    rill_loop *l = c->loop;
+    if (c->state & RILL__C_CONNECTING) {
+        c->state &= ~RILL__C_CONNECTING;
+        l->stats.connects++;
+    }
+    c->state |= RILL__C_OPEN;
+    l->stats.conns_open++;
+    conn_start_idle(c);
+    if (c->h.on_open)
+        c->h.on_open(c, c->ctx);
+    if (c->state & RILL__C_CLOSING)
+        return;
+    /* Sends and a shutdown queued before the connection opened go out now. */
+    if (c->wq_head || (c->state & RILL__C_SHUT_WANTED))
+        rill__conn_mark_flush(c);
+}
+
+void rill__conn_on_data(rill_conn *c, struct rill_buf *buf, size_t len)
+{
+    rill_loop *l = c->loop;
+    l->stats.bytes_in += len;
+    c->last_io = l->now_ms;
+    if (c->h.on_data)
+        c->h.on_data(c, buf, buf->data, len, c->ctx);
+}
+
+void rill__conn_on_eof(rill_conn *c)
+{
+    c->state |= RILL__C_RD_EOF;
+    rill__list_del(&c->read_link);
+    if (c->h.on_eof) {
+        c->h.on_eof(c, c->ctx);
+        return;
+    }
+    /* The default: finish sending what is queued (an echo's last reply), then close. */
+    c->state |= RILL__C_CLOSE_AFTER_WQ;
+    if (!c->wq_head)
+        rill__conn_fail(c, 0);
+}
+
+/* ---- public: options, connect, close -------------------------------------------------------- */
+
+int rill__conn_options_resolve(const struct rill_conn_options *in, struct rill_conn_options *out)
+{
+    struct rill_conn_options d = {0, 0, 1u << 20, 256u << 10, 16u << 20};
+    if (in) {
+        d.flags = in->flags;
+        d.idle_timeout_ms = in->idle_timeout_ms;
+        if (in->wq_high)
+            d.wq_high = in->wq_high;
+        if (in->wq_low)
+            d.wq_low = in->wq_low;
+        if (in->wq_limit)
+            d.wq_limit = in->wq_limit;
+    }
+    if (d.flags & ~RILL_CONN_F_NO_NODELAY)
+        return -EINVAL;
+    if (d.wq_low > d.wq_high)
+        d.wq_low = d.wq_high;
+    if (d.wq_high > d.wq_limit)
+        d.wq_high = d.wq_limit;
+    *out = d;
+    return 0;
+}
+
+int rill__conn_setup_socket(rill_loop *l, int fd, int family, const struct rill_conn_options *o)
+{
+    if ((family == AF_INET || family == AF_INET6) && !(o->flags & RILL_CONN_F_NO_NODELAY)) {
+        int one = 1;
+        return rill__sys_setsockopt(&l->stats, fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    return 0;
+}
+
+int rill_connect(rill_loop *l, const char *uri, const struct rill_connect_config *cfg,
+                 rill_conn **out)
+{
+    if (!l || !uri || !cfg || !cfg->handler || !out)
+        return -EINVAL;
+    struct rill_conn_options opts;
+    int r = rill__conn_options_resolve(&cfg->conn, &opts);
+    if (r < 0)
+        return r;
+    struct rill__addr a;
+    if ((r = rill__addr_from_uri(uri, false, &a)) < 0)
+        return r;
+    if (a.socktype != SOCK_STREAM)
+        return -EPROTONOSUPPORT;
+    rill_conn *c;
+    if ((r = rill__conn_alloc(l, &c)) < 0)
+        return r;
+    int fd = rill__sys_socket(&l->stats, a.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        conn_free(c);
+        return fd;
+    }
+    if ((r = rill__conn_setup_socket(l, fd, a.family, &opts)) < 0) {
+        rill__sys_close(&l->stats, fd);
+        conn_free(c);
+        return r;
+    }
+    c->fd = fd;
+    c->h = *cfg->handler;
+    c->ctx = cfg->ctx;
+    c->opts = opts;
+    c->state = RILL__C_CONNECTING;
+    c->timer.fn = conn_timer_fn;
+    if (cfg->timeout_ms)
+        rill__wheel_add(&l->wheel, &c->timer, l->now_ms + cfg->timeout_ms);
+    r = l->ops->conn_connect(l, c, (const struct sockaddr *)&a.ss, a.len);
+    if (r < 0) /* reported through on_close, like a refusal that arrives later */
+        rill__conn_fail(c, r);
+    *out = c;
+    return 0;
+}
+
+/* Wraps an accepted socket; called by listener.c. */
+int rill__conn_accepted(rill_loop *l, int fd, const struct rill_conn_handler *h, void *ctx,
+                        const struct rill_conn_options *opts, rill_conn **out)
+{
+    rill_conn *c;
+    int r = rill__conn_alloc(l, &c);
+    if (r < 0)
+        return r;
+    c->fd = fd;
+    c->h = *h;
+    c->ctx = ctx;
+    c->opts = *opts;
+    c->timer.fn = conn_timer_fn;
+    if ((r = l->ops->conn_start(l, c)) < 0) {
+        c->fd = -1;
+        conn_free(c);
+        return r;
+    }
+    *out = c;
+    return 0;
+}
+
+int rill_close(rill_conn *c)
+{
+    if (!c || !c->loop)
+        return -EINVAL;
+    if (c->state & RILL__C_CLOSING)
+        return -EALREADY;
+    conn_begin_close(c, 0);
+    return 0;
+}
+
+int rill_shutdown(rill_conn *c)
+{
+    if (!c || !c->loop)
+        return -EINVAL;
+    if (c->state & (RILL__C_CLOSING | RILL__C_SHUT_WANTED))
+        return -ENOTCONN;
+    c->state |= RILL__C_SHUT_WANTED;
+    rill__conn_mark_flush(c);
+    return 0;
+}
+
+int rill_read_pause(rill_conn *c)
+{
+    if (!c || !c->loop)
+        return -EINVAL;
+    if (c->state & RILL__C_CLOSING)
+        return -ENOTCONN;
+    if (!(c->state & RILL__C_RD_PAUSED)) {
+        c->state |= RILL__C_RD_PAUSED;
+        rill__list_del(&c->read_link);
+        c->state &= ~RILL__C_RD_STARVED;
+        c->loop->ops->recv_pause(c->loop, c);
+    }
+    return 0;
+}
+
+int rill_read_resume(rill_conn *c)
+{
+    if (!c || !c->loop)
+        return -EINVAL;
+    if (c->state & RILL__C_CLOSING)
+        return -ENOTCONN;
+    if (c->state & RILL__C_RD_PAUSED) {
+        c->state &= ~RILL__C_RD_PAUSED;
+        if (rill__conn_can_read(c))
+            c->loop->ops->recv_resume(c->loop, c);
+    }
+    return 0;
+}
+
+size_t rill_conn_write_queued(const rill_conn *c)
+{
+    return c ? c->wq_bytes : 0;
+}
+
+static int conn_addr(const rill_conn *c, struct sockaddr_storage *ss, socklen_t *len, bool peer)
+{
+    if (!c || !c->loop || !ss || !len)
+        return -EINVAL;
+    if (c->fd < 0 || (c->state & (RILL__C_CONNECTING | RILL__C_CLOSING)))
+        return -ENOTCONN;
+    *len = sizeof *ss;
+    int r = peer ? getpeername(c->fd, (struct sockaddr *)ss, len)
+                 : getsockname(c->fd, (struct sockaddr *)ss, len);
+    return r < 0 ? -errno : 0;
+}
+
+int rill_conn_local_addr(const rill_conn *c, struct sockaddr_storage *ss, socklen_t *len)
+{
+    return conn_addr(c, ss, len, false);
+}
+
+int rill_conn_peer_addr(const rill_conn *c, struct sockaddr_storage *ss, socklen_t *len)
+{
+    return conn_addr(c, ss, len, true);
+}
+
+void rill_conn_set_ctx(rill_conn *c, void *ctx)
+{
+    if (c)
+        c->ctx = ctx;
+}
+
+void *rill_conn_ctx(const rill_conn *c)
+{
+    return c ? c->ctx : NULL;
+}
+
+rill_loop *rill_conn_loop(const rill_conn *c)
+{
+    return c ? c->loop : NULL;
+}
+
+int rill_conn_fd(const rill_conn *c)
+{
+    return (c && c->fd >= 0 && !(c->state & RILL__C_CLOSING)) ? c->fd : -EBADF;
+}
+
+/* ---- loop teardown -------------------------------------------------------------------------- */
+
+void rill__loop_close_everything(rill_loop *l)
+{
+    while (!rill__list_empty(&l->listeners))
+        rill_listener_close(rill__container_of(l->listeners.next, rill_listener, link));
+    for (uint32_t s = 0; s < l->conn_slots; s++) {
+        rill_conn *c = &l->conn_chunks[s / RILL__CONN_CHUNK][s % RILL__CONN_CHUNK];
+        if (c->loop == l && !(c->state & RILL__C_CLOSING)) {
+            c->wq_status = -ECANCELED;
+            conn_begin_close(c, -ECANCELED);
+        }
+    }
+    /* Callbacks of the closing connections may not open new ones on a dying loop, but they may
+     * defer work; that work is dropped with the loop. */
+    rill__conn_close_all_due(l);
+    rill__listeners_reap(l);
+}

@@ -1,0 +1,49 @@
+/* Completion cookies (internal): {op | generation | slot} packed in 64 bits.
+ *
+ * A cookie names the operation and the handle it belongs to without a raw pointer, so that an
+ * event or completion that arrives after its handle was closed and its slot reused is recognised
+ * by its stale generation and dropped instead of touching someone else's connection. */
+#ifndef RILL_COOKIE_H
+#define RILL_COOKIE_H
+
+#include <stdint.h>
+
+enum rill__op {
+    RILL__OP_NONE = 0,
+    RILL__OP_WAKE,     /* the loop's wake-up eventfd */
+    RILL__OP_CONN,     /* readiness of a connection (epoll) */
+    RILL__OP_LISTENER, /* readiness of a listener (epoll) */
+    RILL__OP_ACCEPT,   /* completion backends: one per operation kind */
+    RILL__OP_RECV,
+    RILL__OP_SEND,
+    RILL__OP_CONNECT,
+    RILL__OP_TIMEOUT,
+    RILL__OP_CANCEL,
+    RILL__OP_CLOSE,
+};
+
+#define RILL__COOKIE_OP_BITS 8u
+#define RILL__COOKIE_GEN_BITS 24u
+#define RILL__COOKIE_GEN_MASK ((1u << RILL__COOKIE_GEN_BITS) - 1u)
+
+static inline uint64_t rill__cookie(enum rill__op op, uint32_t gen, uint32_t slot)
+{
+    return ((uint64_t)op << 56) | ((uint64_t)(gen & RILL__COOKIE_GEN_MASK) << 32) | slot;
+}
+
+static inline enum rill__op rill__cookie_op(uint64_t c)
+{
+    return (enum rill__op)(c >> 56);
+}
+
+static inline uint32_t rill__cookie_gen(uint64_t c)
+{
+    return (uint32_t)(c >> 32) & RILL__COOKIE_GEN_MASK;
+}
+
+static inline uint32_t rill__cookie_slot(uint64_t c)
+{
+    return (uint32_t)c;
+}
+
+#endif

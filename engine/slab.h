@@ -1,0 +1,76 @@
+/* Per-loop slab of refcounted, fixed-size buffers (internal).
+ *
+ * Size classes are powers of two from RILL__SLAB_MIN (512 B) to RILL__SLAB_MAX (1 MiB). Buffer
+ * memory comes from large mmap'd regions, each carved into buffers of one class; the headers
+ * (struct rill_buf) live in a malloc'd array beside the region so that buffer memory stays
+ * page-aligned and untouched until used. The total of mapped bytes never exceeds the budget.
+ * Not thread-safe: a slab belongs to one loop. */
+#ifndef RILL_SLAB_H
+#define RILL_SLAB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define RILL__SLAB_MIN_SHIFT 9u  /* 512 B */
+#define RILL__SLAB_MAX_SHIFT 20u /* 1 MiB */
+#define RILL__SLAB_CLASSES (RILL__SLAB_MAX_SHIFT - RILL__SLAB_MIN_SHIFT + 1u)
+#define RILL__SLAB_MAX (1u << RILL__SLAB_MAX_SHIFT)
+
+struct rill__slab;
+struct rill__region;
+
+struct rill_buf {
+    uint32_t refs;               /* 0 while on the free list */
+    uint32_t cls;                /* size class index */
+    uint8_t *data;               /* page-aligned (for classes >= 4 KiB) memory of the class size */
+    struct rill__region *region; /* the region the buffer was carved from */
+    struct rill_buf *next_free;  /* free-list link while refs == 0 */
+};
+
+struct rill__slab_class {
+    struct rill_buf *free; /* LIFO free list: the most recently used buffer is the warmest */
+    uint64_t in_use;       /* buffers of this class leased now */
+};
+
+struct rill__slab {
+    size_t budget;                 /* bytes that may be mapped at most */
+    size_t mapped;                 /* bytes mapped now */
+    uint64_t in_use;               /* buffers leased now, all classes */
+    uint64_t exhausted;            /* leases that failed for lack of budget */
+    uint64_t releases;             /* buffers returned to a free list, ever (a cheap "changed" mark) */
+    struct rill__region *regions;  /* every mapped region */
+    struct rill__slab_class cls[RILL__SLAB_CLASSES];
+};
+
+/* Prepares an empty slab with the given budget in bytes (> 0). Maps nothing yet.
+ * Returns: 0; -EINVAL for budget 0. */
+int rill__slab_init(struct rill__slab *s, size_t budget);
+
+/* Unmaps every region. Buffers still referenced become invalid. */
+void rill__slab_fini(struct rill__slab *s);
+
+/* Leases a buffer of at least `size` bytes (1 .. RILL__SLAB_MAX), refs = 1.
+ * Maps a new region when the class has no free buffer and the budget allows; when it does not,
+ * unmaps wholly free regions of other classes to make room before giving up.
+ * Returns: 0 and *out; -EINVAL for size 0 or too large; -ENOBUFS when the budget is spent
+ * (s->exhausted counts it); -ENOMEM when mmap or the header allocation fails. */
+int rill__slab_lease(struct rill__slab *s, size_t size, struct rill_buf **out);
+
+/* Returns the buffer's slab (through its region). */
+struct rill__slab *rill__buf_slab(const struct rill_buf *b);
+
+/* Capacity in bytes of a buffer. */
+static inline size_t rill__buf_cap(const struct rill_buf *b)
+{
+    return (size_t)1 << (b->cls + RILL__SLAB_MIN_SHIFT);
+}
+
+/* Drops one reference; at zero the buffer goes back on its class's free list. */
+void rill__buf_put(struct rill_buf *b);
+
+static inline void rill__buf_get(struct rill_buf *b)
+{
+    b->refs++;
+}
+
+#endif

@@ -1,0 +1,22 @@
+/* Per-loop counters. Most are bumped where the event happens (the system-call shim, conn.c,
+ * listener.c); the slab and timer gauges are read from their owners at snapshot time so the hot
+ * paths do not keep two copies. */
+#include <string.h>
+
+#include "loop.h"
+
+void rill_loop_stats(const rill_loop *l, struct rill_loop_stats *out)
+{
+    if (!out)
+        return;
+    if (!l) {
+        memset(out, 0, sizeof *out);
+        return;
+    }
+    *out = l->stats;
+    out->bufs_in_use = l->slab.in_use;
+    out->buf_bytes_mapped = l->slab.mapped;
+    out->buf_budget = l->slab.budget;
+    out->buf_exhausted = l->slab.exhausted;
+    out->timers_fired = l->wheel.fired;
+}

@@ -1,0 +1,178 @@
+/* The system-call shim: see sys.h.
+ *
+ * Why one file: fault injection must reach every error path without luck, and counting system
+ * calls per kind must be exact for rill-load's "syscalls per request". Keeping the raw calls here
+ * makes both true by construction. The hook is read with a relaxed atomic load: tests install it
+ * before starting loops, and a stale read costs at most one uninjected call. */
+#include "sys.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <unistd.h>
+
+#define SHIM_MAX_IOV 64
+
+_Thread_local int rill__sys_injected_short;
+static _Atomic(rill__sys_hook_fn) hook_fn;
+static void *_Atomic hook_arg;
+
+void rill__sys_set_hook(rill__sys_hook_fn fn, void *arg)
+{
+    atomic_store(&hook_arg, arg);
+    atomic_store(&hook_fn, fn);
+}
+
+/* Consults the hook. Returns 0 to proceed or the negative errno to inject. */
+static inline int fault(enum rill__sys_call call, int fd, size_t *len)
+{
+    rill__sys_hook_fn fn = atomic_load_explicit(&hook_fn, memory_order_relaxed);
+    if (__builtin_expect(fn == NULL, 1))
+        return 0;
+    return fn(call, fd, len, atomic_load_explicit(&hook_arg, memory_order_relaxed));
+}
+
+static inline int ret_or_errno(long r)
+{
+    return r < 0 ? -errno : (int)r;
+}
+
+int rill__sys_socket(struct rill_loop_stats *st, int family, int type, int proto)
+{
+    st->sys_other++;
+    int e = fault(RILL__SYS_SOCKET, -1, NULL);
+    return e ? e : ret_or_errno(socket(family, type, proto));
+}
+
+int rill__sys_bind(struct rill_loop_stats *st, int fd, const struct sockaddr *sa, socklen_t len)
+{
+    st->sys_other++;
+    int e = fault(RILL__SYS_BIND, fd, NULL);
+    return e ? e : ret_or_errno(bind(fd, sa, len));
+}
+
+int rill__sys_listen(struct rill_loop_stats *st, int fd, int backlog)
+{
+    st->sys_other++;
+    int e = fault(RILL__SYS_LISTEN, fd, NULL);
+    return e ? e : ret_or_errno(listen(fd, backlog));
+}
+
+int rill__sys_accept(struct rill_loop_stats *st, int fd, struct sockaddr *sa, socklen_t *len)
+{
+    st->sys_accept++;
+    int e = fault(RILL__SYS_ACCEPT, fd, NULL);
+    return e ? e : ret_or_errno(accept4(fd, sa, len, SOCK_NONBLOCK | SOCK_CLOEXEC));
+}
+
+int rill__sys_connect(struct rill_loop_stats *st, int fd, const struct sockaddr *sa,
+                      socklen_t len)
+{
+    st->sys_connect++;
+    int e = fault(RILL__SYS_CONNECT, fd, NULL);
+    return e ? e : ret_or_errno(connect(fd, sa, len));
+}
+
+/* Copies iov into out, trimmed to `limit` bytes in total; returns the new count. Used only when
+ * the hook asked for a short transfer. */
+static int trim_iov(const struct iovec *iov, int n, size_t limit, struct iovec *out)
+{
+    int k = 0;
+    for (int i = 0; i < n && i < SHIM_MAX_IOV && limit > 0; i++) {
+        out[k] = iov[i];
+        if (out[k].iov_len > limit)
+            out[k].iov_len = limit;
+        limit -= out[k].iov_len;
+        k++;
+    }
+    return k;
+}
+
+static size_t iov_total(const struct iovec *iov, int n)
+{
+    size_t t = 0;
+    for (int i = 0; i < n; i++)
+        t += iov[i].iov_len;
+    return t;
+}
+
+ssize_t rill__sys_readv(struct rill_loop_stats *st, int fd, const struct iovec *iov, int iovcnt)
+{
+    st->sys_read++;
+    rill__sys_injected_short = 0;
+    if (__builtin_expect(atomic_load_explicit(&hook_fn, memory_order_relaxed) != NULL, 0)) {
+        size_t want = iov_total(iov, iovcnt), len = want;
+        int e = fault(RILL__SYS_READV, fd, &len);
+        if (e)
+            return e;
+        if (len == 0)
+            len = 1; /* a zero-byte read would look like end of stream */
+        if (len < want) {
+            struct iovec tmp[SHIM_MAX_IOV];
+            int k = trim_iov(iov, iovcnt, len, tmp);
+            rill__sys_injected_short = 1;
+            ssize_t r = readv(fd, tmp, k);
+            return r < 0 ? -errno : r;
+        }
+    }
+    ssize_t r = readv(fd, iov, iovcnt);
+    return r < 0 ? -errno : r;
+}
+
+ssize_t rill__sys_sendv(struct rill_loop_stats *st, int fd, const struct iovec *iov, int iovcnt,
+                        int flags)
+{
+    st->sys_write++;
+    struct msghdr mh = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
+    struct iovec tmp[SHIM_MAX_IOV];
+    rill__sys_injected_short = 0;
+    if (__builtin_expect(atomic_load_explicit(&hook_fn, memory_order_relaxed) != NULL, 0)) {
+        size_t want = iov_total(iov, iovcnt), len = want;
+        int e = fault(RILL__SYS_SENDMSG, fd, &len);
+        if (e)
+            return e;
+        if (len == 0)
+            len = 1; /* a zero-byte send would make no progress at all */
+        if (len < want) {
+            rill__sys_injected_short = 1;
+            mh.msg_iov = tmp;
+            mh.msg_iovlen = (size_t)trim_iov(iov, iovcnt, len, tmp);
+        }
+    }
+    /* MSG_NOSIGNAL: a peer that went away must give EPIPE, never kill the embedder with SIGPIPE. */
+    ssize_t r = sendmsg(fd, &mh, flags | MSG_NOSIGNAL);
+    return r < 0 ? -errno : r;
+}
+
+int rill__sys_shutdown(struct rill_loop_stats *st, int fd, int how)
+{
+    st->sys_other++;
+    int e = fault(RILL__SYS_SHUTDOWN, fd, NULL);
+    return e ? e : ret_or_errno(shutdown(fd, how));
+}
+
+int rill__sys_close(struct rill_loop_stats *st, int fd)
+{
+    st->sys_other++;
+    /* The descriptor is released even if the hook injects an error: close(2) never leaves it
+     * open on Linux, and a test must not leak it. */
+    int e = fault(RILL__SYS_CLOSE, fd, NULL);
+    int r = ret_or_errno(close(fd));
+    return e ? e : r;
+}
+
+int rill__sys_setsockopt(struct rill_loop_stats *st, int fd, int level, int name, const void *v,
+                         socklen_t len)
+{
+    st->sys_other++;
+    int e = fault(RILL__SYS_SETSOCKOPT, fd, NULL);
+    return e ? e : ret_or_errno(setsockopt(fd, level, name, v, len));
+}
+
+int rill__sys_getsockopt(struct rill_loop_stats *st, int fd, int level, int name, void *v,
+                         socklen_t *len)
+{
+    st->sys_other++;
+    int e = fault(RILL__SYS_GETSOCKOPT, fd, NULL);
+    return e ? e : ret_or_errno(getsockopt(fd, level, name, v, len));
+}

@@ -1,0 +1,60 @@
+/* The system-call shim (internal): the only place socket system calls are made.
+ *
+ * Every wrapper returns the result or a negative errno (never -1 with errno), counts itself in
+ * the caller's stats, and first consults the fault-injection hook so that tests can force EINTR,
+ * EAGAIN, ENOBUFS, short transfers, ECONNRESET or EMFILE deterministically. */
+#ifndef RILL_SYS_H
+#define RILL_SYS_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "rill.h"
+
+enum rill__sys_call {
+    RILL__SYS_SOCKET,
+    RILL__SYS_BIND,
+    RILL__SYS_LISTEN,
+    RILL__SYS_ACCEPT,
+    RILL__SYS_CONNECT,
+    RILL__SYS_READV,
+    RILL__SYS_SENDMSG,
+    RILL__SYS_SHUTDOWN,
+    RILL__SYS_CLOSE,
+    RILL__SYS_SETSOCKOPT,
+    RILL__SYS_GETSOCKOPT,
+    RILL__SYS_COUNT_
+};
+
+/* The fault hook. Called before the real call with the call kind, the descriptor (-1 for socket)
+ * and, for data transfers, *len = the bytes asked for. It returns 0 to let the call proceed
+ * (possibly after lowering *len to force a short transfer), or a negative errno to fail the call
+ * without making it. NULL (the default) means no injection. Global, for tests. */
+typedef int (*rill__sys_hook_fn)(enum rill__sys_call call, int fd, size_t *len, void *arg);
+void rill__sys_set_hook(rill__sys_hook_fn fn, void *arg);
+
+/* True when the last readv/sendv on this thread was cut short by the hook rather than by the
+ * kernel. A real short transfer on a stream socket proves the kernel queue was drained (read) or
+ * full (write), which the readiness backend relies on to skip the EAGAIN call; an injected one
+ * proves nothing, so callers keep going instead. */
+extern _Thread_local int rill__sys_injected_short;
+
+int rill__sys_socket(struct rill_loop_stats *st, int family, int type, int proto);
+int rill__sys_bind(struct rill_loop_stats *st, int fd, const struct sockaddr *sa, socklen_t len);
+int rill__sys_listen(struct rill_loop_stats *st, int fd, int backlog);
+int rill__sys_accept(struct rill_loop_stats *st, int fd, struct sockaddr *sa, socklen_t *len);
+int rill__sys_connect(struct rill_loop_stats *st, int fd, const struct sockaddr *sa,
+                      socklen_t len);
+ssize_t rill__sys_readv(struct rill_loop_stats *st, int fd, const struct iovec *iov, int iovcnt);
+ssize_t rill__sys_sendv(struct rill_loop_stats *st, int fd, const struct iovec *iov, int iovcnt,
+                        int flags);
+int rill__sys_shutdown(struct rill_loop_stats *st, int fd, int how);
+int rill__sys_close(struct rill_loop_stats *st, int fd);
+int rill__sys_setsockopt(struct rill_loop_stats *st, int fd, int level, int name, const void *v,
+                         socklen_t len);
+int rill__sys_getsockopt(struct rill_loop_stats *st, int fd, int level, int name, void *v,
+                         socklen_t *len);
+
+#endif

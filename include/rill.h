@@ -1,0 +1,388 @@
+/* rill: a networking engine for Linux.
+ *
+ * This header is the whole public API. Handles are opaque. Every fallible function returns 0 (or
+ * a count) on success and a negative errno on failure; callbacks receive an `int status` the same
+ * way. rill_strerror() names any of them. The global errno is never part of the API.
+ *
+ * Threads: a rill_loop and everything created on it (listeners, connections, timers, buffers)
+ * belong to the thread that runs the loop. Unless a function says otherwise, call it only from
+ * that thread (from inside a callback, or before the loop first runs). rill_loop_stop() and
+ * rill_loop_wake() are the exceptions: any thread may call them.
+ *
+ * Addresses are strings: "tcp://127.0.0.1:8080", "tcp://[::1]:8080", "tcp://localhost:0".
+ * Port 0 asks the kernel for a free port; rill_listener_addr() returns what was bound. Host names
+ * are resolved with getaddrinfo(), which blocks; numeric addresses never block. */
+#ifndef RILL_H
+#define RILL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define RILL_API __attribute__((visibility("default")))
+#else
+#define RILL_API
+#endif
+
+/* ---------------------------------------------------------------------------------------------
+ * Version and errors
+ * ------------------------------------------------------------------------------------------- */
+
+#define RILL_VERSION_MAJOR 0
+#define RILL_VERSION_MINOR 1
+#define RILL_VERSION_PATCH 0
+#define RILL_VERSION_STRING "0.1.0"
+/* One integer that orders versions: MAJOR * 10000 + MINOR * 100 + PATCH. */
+#define RILL_VERSION_NUMBER (RILL_VERSION_MAJOR * 10000 + RILL_VERSION_MINOR * 100 + RILL_VERSION_PATCH)
+
+/* Returns the version string of the library actually linked ("0.1.0"), which may differ from
+ * RILL_VERSION_STRING when the shared library was upgraded. Thread: any. */
+RILL_API const char *rill_version(void);
+
+/* Returns a static, human-readable description of a status: 0 is "success", a negative errno is
+ * described as strerror() would describe the positive value. Positive values (counts) are
+ * "success" too. Thread: any (the strings are constant). */
+RILL_API const char *rill_strerror(int status);
+
+/* Replaces the allocator that the library uses for its own bookkeeping (loops, connections,
+ * timers, write-queue entries). Buffer memory comes from the slab's mmap'd regions, not from
+ * here. Call it before creating any loop, or never; all three functions must be non-NULL and
+ * behave like their libc namesakes.
+ * Returns: 0; -EINVAL if any pointer is NULL; -EBUSY if a loop already exists.
+ * Thread: any, but not concurrently with anything else in rill. */
+RILL_API int rill_set_allocator(void *(*malloc_fn)(size_t), void *(*realloc_fn)(void *, size_t),
+                                void (*free_fn)(void *));
+
+/* ---------------------------------------------------------------------------------------------
+ * Handles
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct rill_loop rill_loop;         /* one thread's event loop */
+typedef struct rill_listener rill_listener; /* a listening stream socket */
+typedef struct rill_conn rill_conn;         /* a stream connection */
+typedef struct rill_timer rill_timer;       /* a one-shot or repeating timer */
+typedef struct rill_buf rill_buf;           /* a refcounted slab buffer */
+
+/* ---------------------------------------------------------------------------------------------
+ * Loop
+ * ------------------------------------------------------------------------------------------- */
+
+typedef enum rill_backend {
+    RILL_BACKEND_AUTO = 0, /* io_uring when the probe passes, else epoll; RILL_BACKEND overrides */
+    RILL_BACKEND_EPOLL = 1,
+    RILL_BACKEND_URING = 2,
+} rill_backend;
+
+/* Capability bits reported by rill_loop_caps(). Code asks for a capability, never a backend. */
+#define RILL_CAP_MULTISHOT_ACCEPT (1u << 0)
+#define RILL_CAP_MULTISHOT_RECV (1u << 1)
+#define RILL_CAP_PROVIDED_BUFFERS (1u << 2)
+#define RILL_CAP_SEND_ZC (1u << 3)
+#define RILL_CAP_MSG_ZEROCOPY (1u << 4)
+#define RILL_CAP_DEFER_TASKRUN (1u << 5)
+#define RILL_CAP_EDGE_TRIGGERED (1u << 6) /* readiness backend, edge-triggered */
+
+struct rill_loop_config {
+    rill_backend backend;     /* default RILL_BACKEND_AUTO; env RILL_BACKEND=uring|epoll wins */
+    size_t slab_budget;       /* bytes of buffer memory this loop may map; default 64 MiB */
+    uint32_t recv_buf_size;   /* size of one receive buffer; default 16 KiB (512 B .. 1 MiB) */
+    uint32_t max_conns;       /* connections open at once on this loop; default 65536 */
+    uint32_t max_events;      /* readiness events or completions reaped per poll; default 256 */
+    uint32_t ring_entries;    /* io_uring submission queue size; default 1024 */
+};
+
+/* Fills cfg with the defaults documented on each field. Thread: any. */
+RILL_API void rill_loop_config_init(struct rill_loop_config *cfg);
+
+/* Creates a loop. cfg may be NULL for the defaults. The loop belongs to the thread that first runs
+ * it; create it on any thread.
+ * Returns: 0 and *out; -EINVAL for a bad argument or config value; -ENOSYS/-EPERM/-ENOMEM when
+ * the forced backend cannot start (the reason is logged on stderr); -ENOMEM; -EMFILE.
+ * Ownership: the caller owns the loop and destroys it with rill_loop_destroy(). */
+RILL_API int rill_loop_create(const struct rill_loop_config *cfg, rill_loop **out);
+
+/* Destroys a loop that is not running. Open connections and listeners are closed first (their
+ * on_close callbacks run from inside this call with -ECANCELED, and queued send callbacks with
+ * -ECANCELED), timers are freed, and the slab is unmapped. Buffers the caller still holds
+ * references to become invalid.
+ * Thread: the loop's thread, never from inside one of its callbacks. NULL is ignored. */
+RILL_API void rill_loop_destroy(rill_loop *l);
+
+/* Runs the loop until rill_loop_stop() is called.
+ * Returns: 0 after a stop; a negative errno if the backend failed (the loop is then unusable).
+ * Thread: the loop's thread; not reentrant (-EBUSY from inside a callback). */
+RILL_API int rill_loop_run(rill_loop *l);
+
+/* Runs one iteration: waits up to timeout_ms for I/O or a timer (0: do not wait; -1: until
+ * something happens), dispatches every callback that is due, then flushes submitted work.
+ * Returns: the number of events and timers dispatched (>= 0), or a negative errno.
+ * Thread: the loop's thread; not reentrant (-EBUSY from inside a callback). */
+RILL_API int rill_loop_run_once(rill_loop *l, int timeout_ms);
+
+/* Asks rill_loop_run() to return after the current iteration, and wakes the loop if it waits.
+ * Thread: any (async-signal-safe too: it is one atomic store and one write(2)). */
+RILL_API void rill_loop_stop(rill_loop *l);
+
+/* Wakes a loop that waits in poll, so rill_loop_run_once() returns. Thread: any. */
+RILL_API void rill_loop_wake(rill_loop *l);
+
+typedef void (*rill_defer_cb)(rill_loop *l, void *arg);
+
+/* Runs fn(l, arg) on the loop's thread at the start of the next flush point, after the current
+ * batch of callbacks. Deferred callbacks run in the order they were deferred; one deferred from
+ * inside a deferred callback runs in the next iteration.
+ * Returns: 0; -EINVAL for NULL; -ENOMEM.
+ * Thread: the loop's thread only (use the engine's mailbox to reach another loop). */
+RILL_API int rill_loop_defer(rill_loop *l, rill_defer_cb fn, void *arg);
+
+/* Returns the loop's cached monotonic clock in milliseconds, updated once per iteration. */
+RILL_API uint64_t rill_loop_now(const rill_loop *l);
+
+/* Returns "epoll" or "io_uring": the backend this loop really runs on. Thread: any. */
+RILL_API const char *rill_loop_backend_name(const rill_loop *l);
+
+/* Returns the RILL_CAP_* bits of this loop's backend. Thread: any. */
+RILL_API uint32_t rill_loop_caps(const rill_loop *l);
+
+/* Per-loop counters. All are totals since the loop was created except the "now" gauges. */
+struct rill_loop_stats {
+    uint64_t accepts;          /* connections accepted */
+    uint64_t connects;         /* outbound connections established */
+    uint64_t conns_open;       /* now: connections open */
+    uint64_t bytes_in;         /* bytes received on streams */
+    uint64_t bytes_out;        /* bytes sent on streams */
+    uint64_t sys_read;         /* read/readv/recv/recvmsg system calls */
+    uint64_t sys_write;        /* write/writev/send/sendmsg system calls */
+    uint64_t sys_accept;       /* accept4 */
+    uint64_t sys_connect;      /* connect */
+    uint64_t sys_poll;         /* epoll_wait / io_uring_enter that waited */
+    uint64_t sys_ctl;          /* epoll_ctl */
+    uint64_t sys_other;        /* socket, bind, listen, setsockopt, shutdown, close, ... */
+    uint64_t bufs_in_use;      /* now: slab buffers leased (by the engine or the caller) */
+    uint64_t buf_bytes_mapped; /* now: bytes of slab regions mapped */
+    uint64_t buf_budget;       /* the slab budget in bytes */
+    uint64_t buf_exhausted;    /* times a lease failed because the budget was spent */
+    uint64_t read_pauses;      /* times reading paused for lack of buffers (backpressure) */
+    uint64_t timers_fired;     /* timer callbacks run (idle timeouts included) */
+    uint64_t emfile_events;    /* accepts that failed with EMFILE/ENFILE */
+    uint64_t stale_completions;/* events for handles already closed, dropped */
+    uint64_t iterations;       /* loop iterations */
+};
+
+/* Copies the loop's counters into *out. Thread: the loop's thread (another thread may read a
+ * torn, approximate snapshot). */
+RILL_API void rill_loop_stats(const rill_loop *l, struct rill_loop_stats *out);
+
+/* ---------------------------------------------------------------------------------------------
+ * Buffers
+ *
+ * Slab buffers are fixed-size, refcounted blocks from the loop's slab. The engine receives into
+ * them; on_data hands one over for the duration of the callback. To keep it longer, take a
+ * reference with rill_buf_ref() and drop it with rill_buf_release(). Buffers belong to one loop
+ * and are not thread-safe.
+ * ------------------------------------------------------------------------------------------- */
+
+/* Leases a buffer of at least `size` bytes (up to 1 MiB) with one reference held by the caller.
+ * Returns: 0 and *out; -EINVAL for size 0 or over 1 MiB; -ENOBUFS when the slab budget is spent.
+ * Ownership: the caller owns one reference; drop it with rill_buf_release(). Thread: loop's. */
+RILL_API int rill_buf_lease(rill_loop *l, size_t size, rill_buf **out);
+
+/* Adds a reference. Returns buf. Thread: the buffer's loop. */
+RILL_API rill_buf *rill_buf_ref(rill_buf *buf);
+
+/* Drops a reference; at zero the buffer returns to the slab. NULL is ignored. Thread: loop's. */
+RILL_API void rill_buf_release(rill_buf *buf);
+
+/* Returns the first byte of the buffer's memory. */
+RILL_API void *rill_buf_data(const rill_buf *buf);
+
+/* Returns the buffer's capacity in bytes. */
+RILL_API size_t rill_buf_capacity(const rill_buf *buf);
+
+/* A byte range inside a slab buffer, for rill_send_bufs(). */
+struct rill_bufslice {
+    rill_buf *buf;
+    uint32_t off;
+    uint32_t len;
+};
+
+/* ---------------------------------------------------------------------------------------------
+ * Stream connections
+ * ------------------------------------------------------------------------------------------- */
+
+/* Callbacks of a connection. All run on the loop's thread; ctx is the connection's context
+ * (rill_conn_set_ctx(), initially the listener's or connect call's ctx). NULL members are
+ * allowed and mean "do nothing", except on_eof whose default is to close the connection. */
+struct rill_conn_handler {
+    /* The connection is established (accepted, or the outbound connect succeeded). */
+    void (*on_open)(rill_conn *c, void *ctx);
+    /* Bytes arrived. `data`/`len` lie inside `buf`, which the engine owns for the duration of the
+     * callback; take a reference with rill_buf_ref() to keep it (for rill_send_bufs(), say). */
+    void (*on_data)(rill_conn *c, rill_buf *buf, const void *data, size_t len, void *ctx);
+    /* The peer half-closed (read returned 0). Queued sends still go out. When NULL the
+     * connection is closed with status 0 once its queued data has been sent. */
+    void (*on_eof)(rill_conn *c, void *ctx);
+    /* The write queue fell below the low-water mark after having passed the high-water mark. */
+    void (*on_drain)(rill_conn *c, void *ctx);
+    /* The last callback, exactly once. status is 0 for an orderly close (rill_close(), end of
+     * stream) or a negative errno (-ECONNRESET, -ETIMEDOUT for a connect or idle timeout,
+     * -ECONNREFUSED, -ECANCELED when the loop is destroyed, ...). The handle is invalid after
+     * this returns. For an outbound connection that never opened, on_open was not called. */
+    void (*on_close)(rill_conn *c, int status, void *ctx);
+};
+
+#define RILL_CONN_F_NO_NODELAY (1u << 0) /* leave Nagle on (TCP_NODELAY is on by default) */
+
+struct rill_conn_options {
+    uint32_t flags;           /* RILL_CONN_F_* */
+    uint32_t idle_timeout_ms; /* close with -ETIMEDOUT after this long with no I/O; 0: never */
+    size_t wq_high;           /* write queue high-water mark in bytes; default 1 MiB */
+    size_t wq_low;            /* on_drain fires below this after passing wq_high; default 256 KiB */
+    size_t wq_limit;          /* rill_send returns -ENOBUFS past this; default 16 MiB */
+};
+
+typedef void (*rill_send_cb)(rill_conn *c, int status, void *ctx);
+
+#define RILL_LISTEN_F_REUSEPORT (1u << 0)    /* SO_REUSEPORT: several listeners on one port */
+#define RILL_LISTEN_F_NO_REUSEADDR (1u << 1) /* SO_REUSEADDR is on by default */
+#define RILL_LISTEN_F_V6ONLY (1u << 2)       /* IPV6_V6ONLY on an IPv6 listener */
+
+struct rill_listen_config {
+    const struct rill_conn_handler *handler; /* required; copied */
+    void *ctx;                               /* initial ctx of every accepted connection */
+    uint32_t flags;                          /* RILL_LISTEN_F_* */
+    int backlog;                             /* listen(2) backlog; 0: SOMAXCONN */
+    struct rill_conn_options conn;           /* options of accepted connections; 0s: defaults */
+};
+
+/* Opens a listening socket on `uri` and starts accepting on this loop. Each accepted connection
+ * gets on_open, then the other callbacks. When file descriptors run out (EMFILE/ENFILE), accept
+ * pauses, the backlog waits, a counter records it, and accepting resumes on a timer: the loop
+ * never spins.
+ * Returns: 0 and *out; -EINVAL for a NULL or malformed uri/config (nothing is opened);
+ * -EADDRINUSE, -EACCES, -EADDRNOTAVAIL and other bind/listen errors.
+ * Ownership: the loop owns the listener; close it with rill_listener_close().
+ * Thread: the loop's thread. */
+RILL_API int rill_listen(rill_loop *l, const char *uri, const struct rill_listen_config *cfg,
+                         rill_listener **out);
+
+/* Writes the bound address (with the real port when 0 was asked) to *ss and its length to *len.
+ * Returns: 0; -EINVAL for NULL. Thread: the loop's thread. */
+RILL_API int rill_listener_addr(const rill_listener *ls, struct sockaddr_storage *ss,
+                                socklen_t *len);
+
+/* Returns the bound port (host byte order), or 0 if ls is NULL. */
+RILL_API int rill_listener_port(const rill_listener *ls);
+
+/* Stops accepting and closes the socket; connections already accepted stay open. The handle is
+ * invalid after this returns (it is freed once no event can refer to it).
+ * Returns: 0; -EINVAL for NULL. Thread: the loop's thread. */
+RILL_API int rill_listener_close(rill_listener *ls);
+
+struct rill_connect_config {
+    const struct rill_conn_handler *handler; /* required; copied */
+    void *ctx;                               /* the connection's initial ctx */
+    uint32_t timeout_ms;                     /* connect timeout; 0: none (the kernel's) */
+    struct rill_conn_options conn;           /* 0s: defaults */
+};
+
+/* Starts an outbound connection to `uri`. Success is reported by on_open; failure by on_close
+ * with -ECONNREFUSED, -ETIMEDOUT (timeout_ms passed), -ENETUNREACH, ... (on_open not called).
+ * Data sent before on_open is queued and goes out once connected.
+ * Returns: 0 and *out; -EINVAL for a NULL or malformed uri/config (nothing opened); -EMFILE;
+ * -ENOBUFS when the loop's max_conns are open.
+ * Ownership: the loop owns the connection until on_close returns. Thread: the loop's thread. */
+RILL_API int rill_connect(rill_loop *l, const char *uri, const struct rill_connect_config *cfg,
+                          rill_conn **out);
+
+/* Queues bytes for sending. The iovec array is copied before this returns; the bytes it points
+ * to must stay valid and unchanged until cb runs. cb (may be NULL) runs exactly once on the
+ * loop's thread, never from inside this call: with the number of bytes sent, or a negative
+ * errno (-ECANCELED if the connection closed first, -EPIPE/-ECONNRESET if the peer went away).
+ * Returns: 0 when queued; -EINVAL for bad arguments (NULL, iovcnt 0 or over IOV_MAX, total 0);
+ * -ENOTCONN after rill_close() or rill_shutdown(); -ENOBUFS when the write queue is over its
+ * hard limit (nothing is queued then). Thread: the loop's thread. */
+RILL_API int rill_send(rill_conn *c, const struct iovec *iov, unsigned iovcnt, rill_send_cb cb,
+                       void *ctx);
+
+/* Like rill_send(), but sends ranges of slab buffers without copying: the engine takes its own
+ * reference on each buffer (the caller keeps its references) and drops it when the bytes are
+ * sent or the send fails. cb as for rill_send().
+ * Returns: as rill_send(); -EINVAL also for a slice outside its buffer. Thread: loop's. */
+RILL_API int rill_send_bufs(rill_conn *c, const struct rill_bufslice *slices, unsigned n,
+                            rill_send_cb cb, void *ctx);
+
+/* Half-closes: once every queued byte has been sent, shuts down the sending side (FIN). Reading
+ * goes on until the peer closes too. Further sends return -ENOTCONN.
+ * Returns: 0; -ENOTCONN if already shut down or closing; -EINVAL for NULL. Thread: loop's. */
+RILL_API int rill_shutdown(rill_conn *c);
+
+/* Closes the connection without waiting for queued data: queued send callbacks get -ECANCELED,
+ * then on_close(c, 0) runs from the loop (never from inside this call). Safe from any callback of
+ * the connection.
+ * Returns: 0; -EALREADY if close already started (on_close pending); -EINVAL for NULL.
+ * Thread: the loop's thread. */
+RILL_API int rill_close(rill_conn *c);
+
+/* Stops reading (no on_data) until rill_read_resume(); the kernel's receive buffer then fills
+ * and TCP flow control slows the peer. Returns: 0; -ENOTCONN when closing; -EINVAL for NULL. */
+RILL_API int rill_read_pause(rill_conn *c);
+RILL_API int rill_read_resume(rill_conn *c);
+
+/* Returns the number of bytes queued and not yet sent. */
+RILL_API size_t rill_conn_write_queued(const rill_conn *c);
+
+/* Write the local or peer address to *ss and its length to *len.
+ * Returns: 0; -EINVAL for NULL; -ENOTCONN before connect completed or after close. */
+RILL_API int rill_conn_local_addr(const rill_conn *c, struct sockaddr_storage *ss, socklen_t *len);
+RILL_API int rill_conn_peer_addr(const rill_conn *c, struct sockaddr_storage *ss, socklen_t *len);
+
+/* The connection's context pointer, passed to every callback. */
+RILL_API void rill_conn_set_ctx(rill_conn *c, void *ctx);
+RILL_API void *rill_conn_ctx(const rill_conn *c);
+
+/* Returns the loop the connection belongs to. */
+RILL_API rill_loop *rill_conn_loop(const rill_conn *c);
+
+/* Returns the socket descriptor (for getsockopt and the like; do not read, write or close it),
+ * or -EBADF after close. */
+RILL_API int rill_conn_fd(const rill_conn *c);
+
+/* ---------------------------------------------------------------------------------------------
+ * Timers (a hierarchical timer wheel with 1 ms resolution: O(1) start and stop)
+ * ------------------------------------------------------------------------------------------- */
+
+typedef void (*rill_timer_cb)(rill_timer *t, void *ctx);
+
+/* Creates a stopped timer on the loop.
+ * Returns: 0 and *out; -EINVAL for NULL; -ENOMEM.
+ * Ownership: the caller owns it and frees it with rill_timer_destroy(). Thread: loop's. */
+RILL_API int rill_timer_create(rill_loop *l, rill_timer_cb cb, void *ctx, rill_timer **out);
+
+/* (Re)starts the timer: cb runs after timeout_ms, then every repeat_ms if repeat_ms > 0. A timer
+ * that is already running is rescheduled. Timers due at the same time fire in start order.
+ * Returns: 0; -EINVAL for NULL. Thread: the loop's thread (callbacks included). */
+RILL_API int rill_timer_start(rill_timer *t, uint64_t timeout_ms, uint64_t repeat_ms);
+
+/* Stops the timer; it does not fire again until restarted. Stopping a stopped timer is a no-op.
+ * Returns: 0; -EINVAL for NULL. */
+RILL_API int rill_timer_stop(rill_timer *t);
+
+/* Returns true when the timer is scheduled. */
+RILL_API bool rill_timer_active(const rill_timer *t);
+
+/* Stops and frees the timer; allowed from inside its own callback. NULL is ignored. */
+RILL_API void rill_timer_destroy(rill_timer *t);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* RILL_H */
