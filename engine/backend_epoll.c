@@ -189,7 +189,7 @@ static void ep_read(rill_conn *c)
             return;
         }
         ssize_t r = rill__sys_readv(&l->stats, c->fd, iov, (int)nb);
-        bool injected = rill__sys_injected_short;
+        bool injected = rill__sys_injected;
         size_t left = r > 0 ? (size_t)r : 0;
         for (unsigned i = 0; i < nb; i++) {
             size_t n = left < iov[i].iov_len ? left : iov[i].iov_len;
@@ -214,7 +214,10 @@ static void ep_read(rill_conn *c)
             rill__conn_on_eof(c);
             return;
         } else if (r == -EAGAIN) {
-            c->state &= ~RILL__C_RD_READY;
+            if (injected)
+                rill__conn_mark_read(c); /* no edge will come for a fake EAGAIN */
+            else
+                c->state &= ~RILL__C_RD_READY;
             return;
         } else if (r != -EINTR) {
             rill__conn_fail(c, (int)r);
@@ -233,7 +236,7 @@ static void ep_send(rill_loop *l, rill_conn *c)
         for (unsigned i = 0; i < n; i++)
             want += iov[i].iov_len;
         ssize_t r = rill__sys_sendv(&l->stats, c->fd, iov, (int)n, 0);
-        bool injected = rill__sys_injected_short;
+        bool injected = rill__sys_injected;
         if (r >= 0) {
             rill__conn_sent(c, (size_t)r);
             /* A real short send means the socket buffer is full: wait for the EPOLLOUT edge. */
@@ -248,7 +251,10 @@ static void ep_send(rill_loop *l, rill_conn *c)
             }
             budget -= (size_t)r;
         } else if (r == -EAGAIN) {
-            c->state |= RILL__C_WR_BLOCKED;
+            if (injected)
+                rill__conn_mark_flush(c); /* no edge will come for a fake EAGAIN */
+            else
+                c->state |= RILL__C_WR_BLOCKED;
             return;
         } else if (r != -EINTR) {
             rill__conn_fail(c, (int)r);

@@ -251,7 +251,10 @@ static void conn_check_drained(rill_conn *c)
             return;
         }
     }
-    if (c->state & RILL__C_CLOSE_AFTER_WQ)
+    /* Both directions finished (our FIN sent, the peer's received): nothing more can happen on
+     * this connection, so it closes by itself rather than leak until the embedder notices. */
+    if ((c->state & RILL__C_CLOSE_AFTER_WQ) ||
+        (c->state & (RILL__C_SHUT_DONE | RILL__C_RD_EOF)) == (RILL__C_SHUT_DONE | RILL__C_RD_EOF))
         rill__conn_fail(c, 0);
 }
 
@@ -467,6 +470,8 @@ void rill__conn_on_eof(rill_conn *c)
     rill__list_del(&c->read_link);
     if (c->h.on_eof) {
         c->h.on_eof(c, c->ctx);
+        if ((c->state & (RILL__C_SHUT_DONE | RILL__C_CLOSING)) == RILL__C_SHUT_DONE)
+            rill__conn_fail(c, 0); /* both directions are finished */
         return;
     }
     /* The default: finish sending what is queued (an echo's last reply), then close. */
@@ -543,7 +548,7 @@ int rill_connect(rill_loop *l, const char *uri, const struct rill_connect_config
     c->state = RILL__C_CONNECTING;
     c->timer.fn = conn_timer_fn;
     if (cfg->timeout_ms)
-        rill__wheel_add(&l->wheel, &c->timer, l->now_ms + cfg->timeout_ms);
+        rill__wheel_add(&l->wheel, &c->timer, rill__loop_clock(l) + cfg->timeout_ms);
     r = l->ops->conn_connect(l, c, (const struct sockaddr *)&a.ss, a.len);
     if (r < 0) /* reported through on_close, like a refusal that arrives later */
         rill__conn_fail(c, r);

@@ -68,6 +68,16 @@ static inline struct rill_loop_stats *rill__stats(rill_loop *l)
 /* Refreshes l->now_ms from CLOCK_MONOTONIC. */
 void rill__loop_update_time(rill_loop *l);
 
+/* The loop's clock for computing a deadline. Inside an iteration the cached value is fresh; a
+ * call from outside (set-up code before the loop runs, or after a long pause) refreshes it so a
+ * timeout never starts from a stale time and fires early. */
+static inline uint64_t rill__loop_clock(rill_loop *l)
+{
+    if (!l->in_dispatch)
+        rill__loop_update_time(l);
+    return l->now_ms;
+}
+
 /* Returns a config with every 0 replaced by its default; -EINVAL for values out of range. */
 int rill__loop_config_resolve(const struct rill_loop_config *in, struct rill_loop_config *out);
 

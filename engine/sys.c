@@ -13,7 +13,7 @@
 
 #define SHIM_MAX_IOV 64
 
-_Thread_local int rill__sys_injected_short;
+_Thread_local int rill__sys_injected;
 static _Atomic(rill__sys_hook_fn) hook_fn;
 static void *_Atomic hook_arg;
 
@@ -27,9 +27,12 @@ void rill__sys_set_hook(rill__sys_hook_fn fn, void *arg)
 static inline int fault(enum rill__sys_call call, int fd, size_t *len)
 {
     rill__sys_hook_fn fn = atomic_load_explicit(&hook_fn, memory_order_relaxed);
+    rill__sys_injected = 0;
     if (__builtin_expect(fn == NULL, 1))
         return 0;
-    return fn(call, fd, len, atomic_load_explicit(&hook_arg, memory_order_relaxed));
+    int e = fn(call, fd, len, atomic_load_explicit(&hook_arg, memory_order_relaxed));
+    rill__sys_injected = e != 0;
+    return e;
 }
 
 static inline int ret_or_errno(long r)
@@ -99,7 +102,7 @@ static size_t iov_total(const struct iovec *iov, int n)
 ssize_t rill__sys_readv(struct rill_loop_stats *st, int fd, const struct iovec *iov, int iovcnt)
 {
     st->sys_read++;
-    rill__sys_injected_short = 0;
+    rill__sys_injected = 0;
     if (__builtin_expect(atomic_load_explicit(&hook_fn, memory_order_relaxed) != NULL, 0)) {
         size_t want = iov_total(iov, iovcnt), len = want;
         int e = fault(RILL__SYS_READV, fd, &len);
@@ -110,7 +113,7 @@ ssize_t rill__sys_readv(struct rill_loop_stats *st, int fd, const struct iovec *
         if (len < want) {
             struct iovec tmp[SHIM_MAX_IOV];
             int k = trim_iov(iov, iovcnt, len, tmp);
-            rill__sys_injected_short = 1;
+            rill__sys_injected = 1;
             ssize_t r = readv(fd, tmp, k);
             return r < 0 ? -errno : r;
         }
@@ -125,7 +128,7 @@ ssize_t rill__sys_sendv(struct rill_loop_stats *st, int fd, const struct iovec *
     st->sys_write++;
     struct msghdr mh = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
     struct iovec tmp[SHIM_MAX_IOV];
-    rill__sys_injected_short = 0;
+    rill__sys_injected = 0;
     if (__builtin_expect(atomic_load_explicit(&hook_fn, memory_order_relaxed) != NULL, 0)) {
         size_t want = iov_total(iov, iovcnt), len = want;
         int e = fault(RILL__SYS_SENDMSG, fd, &len);
@@ -134,7 +137,7 @@ ssize_t rill__sys_sendv(struct rill_loop_stats *st, int fd, const struct iovec *
         if (len == 0)
             len = 1; /* a zero-byte send would make no progress at all */
         if (len < want) {
-            rill__sys_injected_short = 1;
+            rill__sys_injected = 1;
             mh.msg_iov = tmp;
             mh.msg_iovlen = (size_t)trim_iov(iov, iovcnt, len, tmp);
         }

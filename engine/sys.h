@@ -35,11 +35,12 @@ enum rill__sys_call {
 typedef int (*rill__sys_hook_fn)(enum rill__sys_call call, int fd, size_t *len, void *arg);
 void rill__sys_set_hook(rill__sys_hook_fn fn, void *arg);
 
-/* True when the last readv/sendv on this thread was cut short by the hook rather than by the
- * kernel. A real short transfer on a stream socket proves the kernel queue was drained (read) or
- * full (write), which the readiness backend relies on to skip the EAGAIN call; an injected one
- * proves nothing, so callers keep going instead. */
-extern _Thread_local int rill__sys_injected_short;
+/* True when the hook shaped the last call on this thread (an injected error or a transfer cut
+ * short). A real short transfer on a stream socket proves the kernel queue was drained (read) or
+ * full (write), and a real EAGAIN promises an edge-triggered wake-up later; the readiness backend
+ * relies on both to skip system calls. An injected one proves nothing and promises nothing, so
+ * callers retry in the next iteration instead. */
+extern _Thread_local int rill__sys_injected;
 
 int rill__sys_socket(struct rill_loop_stats *st, int family, int type, int proto);
 int rill__sys_bind(struct rill_loop_stats *st, int fd, const struct sockaddr *sa, socklen_t len);

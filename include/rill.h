@@ -110,9 +110,10 @@ RILL_API int rill_loop_create(const struct rill_loop_config *cfg, rill_loop **ou
 
 /* Destroys a loop that is not running. Open connections and listeners are closed first (their
  * on_close callbacks run from inside this call with -ECANCELED, and queued send callbacks with
- * -ECANCELED), timers are freed, and the slab is unmapped. Buffers the caller still holds
- * references to become invalid.
- * Thread: the loop's thread, never from inside one of its callbacks. NULL is ignored. */
+ * -ECANCELED), timers still existing are freed (their handles become invalid), and the slab is
+ * unmapped: buffers the caller still holds references to become invalid.
+ * Thread: the loop's thread, or any thread once no thread runs the loop; never from inside one
+ * of its callbacks (ignored then). NULL is ignored. */
 RILL_API void rill_loop_destroy(rill_loop *l);
 
 /* Runs the loop until rill_loop_stop() is called.
@@ -227,7 +228,9 @@ struct rill_conn_handler {
      * callback; take a reference with rill_buf_ref() to keep it (for rill_send_bufs(), say). */
     void (*on_data)(rill_conn *c, rill_buf *buf, const void *data, size_t len, void *ctx);
     /* The peer half-closed (read returned 0). Queued sends still go out. When NULL the
-     * connection is closed with status 0 once its queued data has been sent. */
+     * connection is closed with status 0 once its queued data has been sent. When our side is
+     * shut down too (rill_shutdown() and its FIN sent), the connection closes with status 0
+     * after this returns, whichever order the two happened in. */
     void (*on_eof)(rill_conn *c, void *ctx);
     /* The write queue fell below the low-water mark after having passed the high-water mark. */
     void (*on_drain)(rill_conn *c, void *ctx);
@@ -320,7 +323,8 @@ RILL_API int rill_send_bufs(rill_conn *c, const struct rill_bufslice *slices, un
                             rill_send_cb cb, void *ctx);
 
 /* Half-closes: once every queued byte has been sent, shuts down the sending side (FIN). Reading
- * goes on until the peer closes too. Further sends return -ENOTCONN.
+ * goes on until the peer closes too; then the connection closes by itself with status 0.
+ * Further sends return -ENOTCONN.
  * Returns: 0; -ENOTCONN if already shut down or closing; -EINVAL for NULL. Thread: loop's. */
 RILL_API int rill_shutdown(rill_conn *c);
 

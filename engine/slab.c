@@ -1,0 +1,264 @@
+/* Per-loop slab of refcounted, fixed-size buffers.
+ *
+ * Memory layout. Buffer memory comes from mmap'd regions, each carved into equal buffers of one
+ * size class; the struct rill_buf headers of a region sit in a calloc'd array after the region's
+ * own header (one allocation per region). Keeping headers out of the mapping means buffers of
+ * 4 KiB and more start on page boundaries, which O_DIRECT, registered buffers and MSG_ZEROCOPY
+ * like, and that a mapped page is first touched when a buffer is first written, not when the
+ * region is carved.
+ *
+ * Budget. s->mapped counts whole pages mapped, since that is what the kernel charges. A region is
+ * about 256 KiB or 16 buffers, whichever is larger, so that mmap calls are rare, but never more
+ * than the budget has left (and never less than one buffer). When the budget cannot cover even
+ * one buffer, regions of other classes whose buffers are all free are unmapped first: without
+ * that, a burst of small reads could pin the whole budget in the 512 B class forever and starve
+ * every later large lease.
+ *
+ * Free lists are LIFO per class: the buffer released last is the most likely to still be in the
+ * cache. Not thread-safe: a slab belongs to one loop. */
+#include <assert.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "alloc.h"
+#include "slab.h"
+
+#define REGION_TARGET ((size_t)256 * 1024) /* preferred region size in bytes */
+#define REGION_MIN_BUFS 16u                /* ... unless 16 buffers of the class are larger */
+
+struct rill__region {
+    struct rill__region *next; /* in s->regions */
+    struct rill__slab *slab;   /* owner, for rill__buf_slab() and rill__buf_put() */
+    uint8_t *base;             /* the mapping */
+    size_t bytes;              /* its length, a multiple of the page size */
+    uint32_t cls;              /* size class of every buffer in it */
+    uint32_t nbufs;            /* buffers carved from it */
+    uint32_t nfree;            /* of which on the free list now; nfree == nbufs: reclaimable */
+    bool doomed;               /* chosen for unmapping by reclaim() */
+    struct rill_buf bufs[];    /* the headers, bufs[i].data == base + i * class size */
+};
+
+static size_t class_size(uint32_t cls)
+{
+    return (size_t)1 << (cls + RILL__SLAB_MIN_SHIFT);
+}
+
+/* Smallest class whose buffers hold `size` bytes (1 .. RILL__SLAB_MAX). */
+static uint32_t class_of(size_t size)
+{
+    if (size <= ((size_t)1 << RILL__SLAB_MIN_SHIFT))
+        return 0;
+    unsigned bits = 64u - (unsigned)__builtin_clzll((unsigned long long)(size - 1));
+    return bits - RILL__SLAB_MIN_SHIFT;
+}
+
+static size_t page_size(void)
+{
+    long p = sysconf(_SC_PAGESIZE);
+    return p > 0 ? (size_t)p : 4096;
+}
+
+int rill__slab_init(struct rill__slab *s, size_t budget)
+{
+    if (budget == 0)
+        return -EINVAL;
+    *s = (struct rill__slab){ .budget = budget };
+    return 0;
+}
+
+static void region_unmap(struct rill__region *r)
+{
+    munmap(r->base, r->bytes);
+    rill__free(r);
+}
+
+void rill__slab_fini(struct rill__slab *s)
+{
+    struct rill__region *r = s->regions;
+
+    while (r) {
+        struct rill__region *next = r->next;
+        region_unmap(r);
+        r = next;
+    }
+    size_t budget = s->budget;
+    *s = (struct rill__slab){ .budget = budget };
+}
+
+/* How many buffers a new region of class cls gets with `room` bytes of budget left: the target
+ * size, cut down to the room, rounded up to whole pages (the kernel maps pages, and for classes
+ * below a page the rest of the last page is better used as extra buffers than wasted).
+ * Returns 0 when not even one buffer fits. */
+static uint32_t region_bufs(uint32_t cls, size_t room, size_t page)
+{
+    size_t sz = class_size(cls);
+    size_t want = REGION_MIN_BUFS * sz > REGION_TARGET ? REGION_MIN_BUFS * sz : REGION_TARGET;
+    size_t avail = room - room % page;
+    size_t bytes = want < avail ? want : avail;
+
+    bytes -= bytes % sz;
+    if (bytes == 0)
+        return 0;
+    bytes = (bytes + page - 1) / page * page;
+    return (uint32_t)(bytes / sz);
+}
+
+/* Maps a region of class cls with nbufs buffers and puts them all on the class's free list. */
+static int region_map(struct rill__slab *s, uint32_t cls, uint32_t nbufs, size_t page)
+{
+    size_t sz = class_size(cls);
+    size_t bytes = ((size_t)nbufs * sz + page - 1) / page * page;
+    struct rill__region *r = rill__calloc(1, sizeof *r + (size_t)nbufs * sizeof(struct rill_buf));
+    if (!r)
+        return -ENOMEM;
+    void *base = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (base == MAP_FAILED) {
+        rill__free(r);
+        return -ENOMEM;
+    }
+    r->slab = s;
+    r->base = base;
+    r->bytes = bytes;
+    r->cls = cls;
+    r->nbufs = r->nfree = nbufs;
+    r->next = s->regions;
+    s->regions = r;
+    s->mapped += bytes;
+
+    /* Pushed from the last buffer down, so that leases walk the region upwards in address order
+     * and the pages of a lightly used region stay untouched. */
+    struct rill__slab_class *c = &s->cls[cls];
+    for (uint32_t i = nbufs; i-- > 0;) {
+        struct rill_buf *b = &r->bufs[i];
+        b->cls = cls;
+        b->data = r->base + (size_t)i * sz;
+        b->region = r;
+        b->next_free = c->free;
+        c->free = b;
+    }
+    return 0;
+}
+
+/* Unmaps wholly free regions until `need` more bytes fit in the budget. Regions are only chosen
+ * when, all together, they can make enough room: unmapping memory and then failing anyway would
+ * just cost the next lease of that class an mmap.
+ * Returns whether the room was made. */
+static bool reclaim(struct rill__slab *s, size_t need)
+{
+    size_t freed = 0;
+    uint32_t classes = 0; /* bit per class that loses a region */
+
+    for (struct rill__region *r = s->regions; r; r = r->next)
+        if (r->nfree == r->nbufs)
+            freed += r->bytes;
+    if (s->mapped - freed + need > s->budget)
+        return false;
+
+    freed = 0;
+    for (struct rill__region *r = s->regions; r && s->mapped - freed + need > s->budget;
+         r = r->next) {
+        if (r->nfree != r->nbufs)
+            continue;
+        r->doomed = true;
+        freed += r->bytes;
+        classes |= 1u << r->cls;
+    }
+    /* A doomed region's buffers are all on its class's free list, interleaved with other
+     * regions' buffers: filter each affected list once, before the headers are freed. */
+    for (uint32_t cls = 0; cls < RILL__SLAB_CLASSES; cls++) {
+        if (!(classes & (1u << cls)))
+            continue;
+        struct rill_buf **pp = &s->cls[cls].free;
+        while (*pp) {
+            if ((*pp)->region->doomed)
+                *pp = (*pp)->next_free;
+            else
+                pp = &(*pp)->next_free;
+        }
+    }
+    for (struct rill__region **pp = &s->regions; *pp;) {
+        struct rill__region *r = *pp;
+        if (!r->doomed) {
+            pp = &r->next;
+            continue;
+        }
+        *pp = r->next;
+        s->mapped -= r->bytes;
+        region_unmap(r);
+    }
+    return true;
+}
+
+/* Gives class cls at least one free buffer, within the budget.
+ * Returns: 0; -ENOBUFS when the budget cannot hold one more buffer of the class even after
+ * reclaiming; -ENOMEM when mmap or the header allocation fails. */
+static int grow(struct rill__slab *s, uint32_t cls)
+{
+    size_t page = page_size();
+    size_t room = s->budget > s->mapped ? s->budget - s->mapped : 0;
+    uint32_t nbufs = region_bufs(cls, room, page);
+
+    if (nbufs == 0) {
+        size_t one = (class_size(cls) + page - 1) / page * page;
+        if (!reclaim(s, one))
+            return -ENOBUFS;
+        room = s->budget - s->mapped;
+        nbufs = region_bufs(cls, room, page);
+        assert(nbufs > 0);
+    }
+    return region_map(s, cls, nbufs, page);
+}
+
+int rill__slab_lease(struct rill__slab *s, size_t size, struct rill_buf **out)
+{
+    if (size == 0 || size > RILL__SLAB_MAX)
+        return -EINVAL;
+    uint32_t cls = class_of(size);
+    struct rill__slab_class *c = &s->cls[cls];
+
+    if (!c->free) {
+        int rc = grow(s, cls);
+        if (rc < 0) {
+            if (rc == -ENOBUFS)
+                s->exhausted++;
+            return rc;
+        }
+    }
+    struct rill_buf *b = c->free;
+    c->free = b->next_free;
+    b->next_free = NULL;
+    b->refs = 1;
+    b->region->nfree--;
+    c->in_use++;
+    s->in_use++;
+    *out = b;
+    return 0;
+}
+
+struct rill__slab *rill__buf_slab(const struct rill_buf *b)
+{
+    return b->region->slab;
+}
+
+void rill__buf_put(struct rill_buf *b)
+{
+    /* A put on a free buffer is a double release by the caller; letting it through would put the
+     * buffer on the free list twice and hand it to two owners later. */
+    assert(b->refs > 0);
+    if (--b->refs > 0)
+        return;
+    struct rill__region *r = b->region;
+    struct rill__slab *s = r->slab;
+    struct rill__slab_class *c = &s->cls[b->cls];
+
+    b->next_free = c->free;
+    c->free = b;
+    r->nfree++;
+    c->in_use--;
+    s->in_use--;
+    s->releases++;
+}
