@@ -7,7 +7,6 @@
  * bounded whatever the peer does.
  *
  * The multi-loop part here is deliberately small; the engine issue moves it into rill_engine. */
-#define _GNU_SOURCE
 #include <errno.h>
 #include <getopt.h>
 #include <pthread.h>
@@ -34,7 +33,7 @@ struct worker {
 
 static const char *listen_uris[MAX_LISTEN];
 static int n_listen;
-static char bound_uris[MAX_LISTEN][300];
+static char bound_uris[MAX_LISTEN][320];
 static struct rill_loop_config loop_cfg;
 static bool pin = true;
 static pthread_barrier_t ready;
@@ -87,10 +86,13 @@ static void remember_bound(int i, const char *uri, rill_listener *ls)
     socklen_t len;
     int port = rill_listener_port(ls);
     const char *colon = strrchr(uri, ':');
+    size_t cap = sizeof bound_uris[i];
+    if (strlen(uri) + 8 > cap) /* URIs are far shorter; keep as given */
+        port = 0;
     if (port && colon && !strcmp(colon, ":0") && rill_listener_addr(ls, &ss, &len) == 0)
-        snprintf(bound_uris[i], sizeof bound_uris[i], "%.*s:%d", (int)(colon - uri), uri, port);
+        snprintf(bound_uris[i], cap, "%.*s:%d", (int)(colon - uri), uri, port);
     else
-        snprintf(bound_uris[i], sizeof bound_uris[i], "%s", uri);
+        snprintf(bound_uris[i], cap, "%.*s", (int)(cap - 1), uri);
 }
 
 static int start_worker(struct worker *w)

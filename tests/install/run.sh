@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The install_consumer test: installs a rill build tree into a scratch prefix, then builds
+# tests/install/main.c against that prefix twice, as an embedder would,
+#   1. with CMake: find_package(rill) -> rill::rill (shared) and rill::rill_static;
+#   2. with pkg-config: cc main.c $(pkg-config --cflags --libs rill);
+# and runs every program built. Nothing outside the build tree is touched.
+#
+# Usage: run.sh --build DIR [--config CFG] [--cc COMPILER] [--flags "SANITIZER FLAGS"]
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+build="" config="" cc="${CC:-cc}" flags=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --build) build=$2; shift 2 ;;
+        --config) config=$2; shift 2 ;;
+        --cc) cc=$2; shift 2 ;;
+        --flags) flags=$2; shift 2 ;;
+        *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
+    esac
+done
+[ -n "$build" ] || { echo "usage: run.sh --build DIR [--config CFG] [--cc CC] [--flags F]" >&2; exit 2; }
+build=$(cd "$build" && pwd)
+
+prefix="$build/install-test"
+work="$build/install-consumer"
+rm -rf "$prefix" "$work"
+mkdir -p "$work"
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "install into $prefix"
+cmake --install "$build" --prefix "$prefix" ${config:+--config "$config"} >"$work/install.log"
+[ -f "$prefix/include/rill.h" ] || { echo "rill.h not installed in $prefix/include" >&2; exit 1; }
+libdir=$(dirname "$(find "$prefix" -name 'librill.so' -print -quit)")
+[ -f "$libdir/librill.a" ] || { echo "librill.a not installed next to librill.so" >&2; exit 1; }
+[ -f "$libdir/pkgconfig/rill.pc" ] || { echo "rill.pc not installed" >&2; exit 1; }
+[ -f "$libdir/cmake/rill/rillConfig.cmake" ] || { echo "rillConfig.cmake not installed" >&2; exit 1; }
+ls -l "$libdir"/librill*
+
+step "find_package(rill): configure and build tests/install"
+cmake -S "$here" -B "$work/cmake" \
+    -DCMAKE_PREFIX_PATH="$prefix" \
+    -DCMAKE_C_COMPILER="$cc" \
+    -DCMAKE_BUILD_TYPE="${config:-Release}" \
+    -DCMAKE_C_FLAGS="$flags" \
+    -DCMAKE_EXE_LINKER_FLAGS="$flags" >"$work/configure.log" ||
+    { cat "$work/configure.log"; exit 1; }
+cmake --build "$work/cmake" >"$work/build.log" 2>&1 || { cat "$work/build.log"; exit 1; }
+
+step "run the CMake-built consumers"
+"$work/cmake/consumer_shared"
+"$work/cmake/consumer_static"
+# The shared consumer must use the library just installed, not one found elsewhere.
+ldd "$work/cmake/consumer_shared" | grep -F "$libdir/librill.so" ||
+    { echo "consumer_shared does not load $libdir/librill.so" >&2; ldd "$work/cmake/consumer_shared"; exit 1; }
+
+step "pkg-config: compile and run"
+export PKG_CONFIG_PATH="$libdir/pkgconfig"
+pkg-config --print-errors --exists rill
+echo "pkg-config --cflags --libs rill: $(pkg-config --cflags --libs rill)"
+pc_libdir=$(pkg-config --variable=libdir rill)
+# shellcheck disable=SC2046,SC2086 # the flags are meant to split into words
+"$cc" $flags -o "$work/consumer_pc" "$here/main.c" $(pkg-config --cflags --libs rill) \
+    -Wl,-rpath,"$pc_libdir"
+"$work/consumer_pc"
+
+step "install_consumer: OK"
