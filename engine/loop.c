@@ -189,6 +189,7 @@ int rill__loop_init_common(rill_loop *l, const struct rill_loop_config *cfg)
     rill__list_init(&l->listeners);
     rill__list_init(&l->accept_list);
     rill__list_init(&l->dead_listeners);
+    rill__list_init(&l->timers);
     l->stats.buf_budget = cfg->slab_budget;
     atomic_fetch_add(&loops_alive, 1);
     return 0;
@@ -262,6 +263,7 @@ void rill_loop_destroy(rill_loop *l)
     if (!l || l->in_dispatch)
         return;
     rill__loop_close_everything(l);
+    rill__timers_free_all(l);
     l->ops->destroy(l);
 }
 

@@ -51,6 +51,7 @@ struct rill_loop {
     struct rill__list accept_list;  /* listeners with more to accept (budget spent) */
     struct rill__list dead_listeners; /* closed this iteration, freed at the flush point */
     uint32_t listener_serial;       /* ids for listener cookies */
+    struct rill__list timers;       /* every public rill_timer of this loop */
     uint64_t starve_mark;           /* slab.releases when the starve list was last retried */
 
     /* Write-queue entries for small sends are recycled through this list. */
@@ -85,6 +86,9 @@ int rill__loop_config_resolve(const struct rill_loop_config *in, struct rill_loo
  * (which embeds struct rill_loop first) and calls these. */
 int rill__loop_init_common(rill_loop *l, const struct rill_loop_config *cfg);
 void rill__loop_fini_common(rill_loop *l);
+
+/* Frees every public timer still existing (rill_loop_destroy). */
+void rill__timers_free_all(rill_loop *l);
 
 /* Logs one line on stderr, prefixed with "rill: ". */
 /* Memory for structs that carry cache-line-aligned members (the allocator hook may not align). */

@@ -279,6 +279,7 @@ struct rill_timer {
     rill_timer_cb cb;
     void *ctx;
     uint64_t repeat; /* ms between firings; 0 for a one-shot timer */
+    struct rill__list link; /* on l->timers, so that rill_loop_destroy can free it */
 };
 
 /* Deadlines saturate instead of wrapping: a timeout of UINT64_MAX means "never" in practice, and
@@ -318,6 +319,7 @@ int rill_timer_create(rill_loop *l, rill_timer_cb cb, void *ctx, rill_timer **ou
     t->loop = l;
     t->cb = cb;
     t->ctx = ctx;
+    rill__list_push_back(&l->timers, &t->link);
     *out = t;
     return 0;
 }
@@ -329,7 +331,7 @@ int rill_timer_start(rill_timer *t, uint64_t timeout_ms, uint64_t repeat_ms)
     rill_loop *l = t->loop;
     rill__wheel_del(&l->wheel, &t->node);
     t->repeat = repeat_ms;
-    rill__wheel_add(&l->wheel, &t->node, add_sat(l->now_ms, timeout_ms));
+    rill__wheel_add(&l->wheel, &t->node, add_sat(rill__loop_clock(l), timeout_ms));
     return 0;
 }
 
@@ -352,5 +354,12 @@ void rill_timer_destroy(rill_timer *t)
         return;
     /* Safe from inside the timer's own callback: timer_fire does not touch t after cb returns. */
     rill__wheel_del(&t->loop->wheel, &t->node);
+    rill__list_del(&t->link);
     rill__free(t);
+}
+
+void rill__timers_free_all(rill_loop *l)
+{
+    while (!rill__list_empty(&l->timers))
+        rill_timer_destroy(rill__container_of(l->timers.next, rill_timer, link));
 }
