@@ -135,14 +135,18 @@ static void wq_entry_put(rill_loop *l, struct rill__wq_entry *e)
 }
 
 /* Checks the arguments common to both send calls. Returns 0 or the error rill_send reports. */
-static int send_check(const rill_conn *c, size_t total)
+static int send_check(rill_conn *c, size_t total)
 {
     if (c->state & (RILL__C_CLOSING | RILL__C_SHUT_WANTED))
         return -ENOTCONN;
     /* A send into an empty queue is always accepted, so one large send is never refused;
      * otherwise the queue may not pass its hard limit. */
-    if (c->wq_bytes > 0 && c->wq_bytes + total > c->opts.wq_limit)
+    if (c->wq_bytes > 0 && c->wq_bytes + total > c->opts.wq_limit) {
+        /* Refused: mark the queue high so that on_drain tells the sender when to try again,
+         * even when wq_high is set at (or clamped to) the limit. */
+        c->state |= RILL__C_HIGH;
         return -ENOBUFS;
+    }
     return 0;
 }
 
@@ -497,10 +501,10 @@ int rill__conn_options_resolve(const struct rill_conn_options *in, struct rill_c
     }
     if (d.flags & ~RILL_CONN_F_NO_NODELAY)
         return -EINVAL;
-    if (d.wq_low > d.wq_high)
-        d.wq_low = d.wq_high;
     if (d.wq_high > d.wq_limit)
         d.wq_high = d.wq_limit;
+    if (d.wq_low > d.wq_high)
+        d.wq_low = d.wq_high;
     *out = d;
     return 0;
 }

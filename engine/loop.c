@@ -322,6 +322,11 @@ static int poll_timeout(const rill_loop *l, int timeout_ms)
     int64_t next = rill__wheel_next(&l->wheel);
     if (next < 0)
         return timeout_ms;
+    /* The wheel measures from its last advance; time spent outside the loop since then is
+     * already gone from the wait. */
+    next -= (int64_t)(l->now_ms - l->wheel.now);
+    if (next < 0)
+        next = 0;
     if (next > INT32_MAX)
         next = INT32_MAX;
     if (timeout_ms < 0 || next < timeout_ms)

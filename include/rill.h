@@ -232,7 +232,8 @@ struct rill_conn_handler {
      * shut down too (rill_shutdown() and its FIN sent), the connection closes with status 0
      * after this returns, whichever order the two happened in. */
     void (*on_eof)(rill_conn *c, void *ctx);
-    /* The write queue fell below the low-water mark after having passed the high-water mark. */
+    /* The write queue fell below the low-water mark after having passed the high-water mark,
+     * or after a send was refused with -ENOBUFS: the moment to send again. */
     void (*on_drain)(rill_conn *c, void *ctx);
     /* The last callback, exactly once. status is 0 for an orderly close (rill_close(), end of
      * stream) or a negative errno (-ECONNRESET, -ETIMEDOUT for a connect or idle timeout,
