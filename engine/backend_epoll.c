@@ -344,25 +344,12 @@ static void ep_conn_event(rill_loop *l, uint64_t cookie, uint32_t ev)
     }
 }
 
-/* Takes a work list so that items added while walking it wait for the next iteration. */
-static void take_list(struct rill__list *from, struct rill__list *to)
-{
-    rill__list_init(to);
-    if (rill__list_empty(from))
-        return;
-    to->next = from->next;
-    to->prev = from->prev;
-    to->next->prev = to;
-    to->prev->next = to;
-    rill__list_init(from);
-}
-
 static int ep_poll(rill_loop *l, int timeout_ms)
 {
     struct epoll_loop *ep = ep_of(l);
     struct rill__list reads, accepts, *n;
-    take_list(&l->read_list, &reads);
-    take_list(&l->accept_list, &accepts);
+    rill__list_take(&l->read_list, &reads);
+    rill__list_take(&l->accept_list, &accepts);
 
     l->stats.sys_poll++;
     int got = epoll_wait(ep->epfd, ep->events, (int)l->cfg.max_events, timeout_ms);

@@ -330,14 +330,7 @@ void rill__conn_flush_all(rill_loop *l)
     /* Take the list as it is now: connections marked by callbacks during this walk are sent in
      * the next iteration, which the loop then runs without waiting. */
     struct rill__list todo;
-    rill__list_init(&todo);
-    if (rill__list_empty(&l->flush_list))
-        return;
-    todo.next = l->flush_list.next;
-    todo.prev = l->flush_list.prev;
-    todo.next->prev = &todo;
-    todo.prev->next = &todo;
-    rill__list_init(&l->flush_list);
+    rill__list_take(&l->flush_list, &todo);
 
     struct rill__list *n;
     while ((n = rill__list_pop_front(&todo))) {

@@ -52,4 +52,18 @@ static inline struct rill__list *rill__list_pop_front(struct rill__list *h)
     return n;
 }
 
+/* Moves every node of `from` to the empty list `to`, leaving `from` empty. Work lists are taken
+ * this way before a walk, so that nodes added during the walk wait for the next one. */
+static inline void rill__list_take(struct rill__list *from, struct rill__list *to)
+{
+    rill__list_init(to);
+    if (rill__list_empty(from))
+        return;
+    to->next = from->next;
+    to->prev = from->prev;
+    to->next->prev = to;
+    to->prev->next = to;
+    rill__list_init(from);
+}
+
 #endif
