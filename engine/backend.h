@@ -15,6 +15,7 @@
 #ifndef RILL_BACKEND_H
 #define RILL_BACKEND_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -22,6 +23,8 @@
 
 struct rill__backend_ops {
     const char *name;
+    /* The backend bounds connects itself (a linked timeout); otherwise conn.c arms a timer. */
+    bool links_connect_timeout;
 
     /* Allocates the backend's state (embedding struct rill_loop), initialises the common part
      * with rill__loop_init_common(cfg) and the backend's own resources.
@@ -57,7 +60,8 @@ struct rill__backend_ops {
     int (*conn_start)(rill_loop *l, rill_conn *c);
     /* Starts a non-blocking connect; success or failure comes back through rill__conn_opened()
      * or rill__conn_fail(). The connect timeout is armed by conn.c. */
-    int (*conn_connect)(rill_loop *l, rill_conn *c, const struct sockaddr *sa, socklen_t len);
+    int (*conn_connect)(rill_loop *l, rill_conn *c, const struct sockaddr *sa, socklen_t len,
+                        uint32_t timeout_ms);
     /* Reading is paused (by the embedder): stop receiving (a completion backend cancels). */
     void (*recv_pause)(rill_loop *l, rill_conn *c);
     /* Receiving was paused (by the embedder, or for lack of buffers) and may go on now. */
@@ -71,5 +75,6 @@ struct rill__backend_ops {
 };
 
 extern const struct rill__backend_ops rill__backend_epoll;
+extern const struct rill__backend_ops rill__backend_uring;
 
 #endif

@@ -270,8 +270,10 @@ static int ep_conn_start(rill_loop *l, rill_conn *c)
                   rill__cookie(RILL__OP_CONN, c->gen, c->slot));
 }
 
-static int ep_conn_connect(rill_loop *l, rill_conn *c, const struct sockaddr *sa, socklen_t len)
+static int ep_conn_connect(rill_loop *l, rill_conn *c, const struct sockaddr *sa, socklen_t len,
+                           uint32_t timeout_ms)
 {
+    (void)timeout_ms; /* conn.c's wheel timer bounds it */
     int r = rill__sys_connect(&l->stats, c->fd, sa, len);
     if (r < 0 && r != -EINPROGRESS)
         return r;

@@ -393,12 +393,29 @@ void rill__conn_close_all_due(rill_loop *l)
     struct rill__list *n;
     while ((n = rill__list_pop_front(&l->close_list))) {
         rill_conn *c = rill__container_of(n, rill_conn, close_link);
+        /* The kernel may still read the queue's bytes for a send in flight; their callbacks
+         * (and on_close, always last) wait for its completion: rill__conn_close_ready(). */
+        if (c->state & RILL__C_WR_INFLIGHT)
+            continue;
+        while (c->held_head) {
+            struct rill_buf *b = c->held_head;
+            c->held_head = b->next_free;
+            rill__buf_put(b);
+        }
+        c->held_tail = NULL;
         wq_cancel_all(c, c->wq_status);
         c->state |= RILL__C_CLOSED;
         if (c->h.on_close)
             c->h.on_close(c, c->close_status, c->ctx);
         rill__conn_put(c);
     }
+}
+
+void rill__conn_close_ready(rill_conn *c)
+{
+    if ((c->state & (RILL__C_CLOSING | RILL__C_CLOSED)) == RILL__C_CLOSING &&
+        !rill__list_linked(&c->close_link))
+        rill__list_push_back(&c->loop->close_list, &c->close_link);
 }
 
 void rill__conn_put(rill_conn *c)
@@ -544,9 +561,9 @@ int rill_connect(rill_loop *l, const char *uri, const struct rill_connect_config
     c->opts = opts;
     c->state = RILL__C_CONNECTING;
     c->timer.fn = conn_timer_fn;
-    if (cfg->timeout_ms)
+    if (cfg->timeout_ms && !l->ops->links_connect_timeout)
         rill__wheel_add(&l->wheel, &c->timer, rill__loop_clock(l) + cfg->timeout_ms);
-    r = l->ops->conn_connect(l, c, (const struct sockaddr *)&a.ss, a.len);
+    r = l->ops->conn_connect(l, c, (const struct sockaddr *)&a.ss, a.len, cfg->timeout_ms);
     if (r < 0) /* reported through on_close, like a refusal that arrives later */
         rill__conn_fail(c, r);
     *out = c;

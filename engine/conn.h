@@ -4,12 +4,14 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 
 #include "loop.h"
 
 #define RILL__CONN_CHUNK 256u   /* connections per chunk of the slot table */
 #define RILL__MAX_IOV 64u       /* iovecs handed to one sendmsg/readv */
+#define RILL__SEND_IOV 8u       /* iovecs in one io_uring send (the rest follow on completion) */
 #define RILL_ACCEPT_BUDGET 64u  /* accepts per listener per iteration */
 #define RILL_READ_BUDGET (256u * 1024u) /* bytes read per connection per iteration */
 #define RILL_WRITE_BUDGET (1024u * 1024u) /* bytes sent per connection per flush */
@@ -75,6 +77,16 @@ struct rill_conn {
     struct rill__list close_link; /* on l->close_list */
     int wq_status;                /* what queued sends get when the connection dies */
     struct rill_conn *next_free;
+
+    /* Completion backend state. A send in flight points the kernel at siov/smsg until its
+     * completion; data that arrived after the embedder paused reading waits on held_* (linked
+     * through rill_buf.next_free, lengths in rill_buf.len) until rill_read_resume(). */
+    struct msghdr smsg;
+    struct iovec siov[RILL__SEND_IOV];
+    struct rill_buf *held_head, *held_tail;
+    bool held_eof;    /* end of stream arrived while paused */
+    bool recv_armed;  /* a multishot receive is in flight */
+    void *creq;       /* connect request memory, until the connect completes */
 };
 
 struct rill_listener {
@@ -121,6 +133,23 @@ void rill__conn_starved(rill_conn *c);
 void rill__conn_mark_flush(rill_conn *c);
 void rill__conn_mark_read(rill_conn *c); /* more to read: continue next iteration */
 void rill__conn_put(rill_conn *c);
+/* Completion backends: a send completed on a closing connection; its on_close may run now. */
+void rill__conn_close_ready(rill_conn *c);
+
+/* Completion backends count every operation they start on a connection, and end it when its
+ * last completion (the one without IORING_CQE_F_MORE) arrives; the slot is reused only at 0. */
+static inline void rill__conn_op_start(rill_conn *c)
+{
+    c->inflight++;
+    c->loop->inflight++;
+}
+
+static inline void rill__conn_op_end(rill_conn *c)
+{
+    c->inflight--;
+    c->loop->inflight--;
+    rill__conn_put(c);
+}
 
 static inline bool rill__conn_can_read(const rill_conn *c)
 {
@@ -132,6 +161,8 @@ static inline bool rill__conn_can_read(const rill_conn *c)
 void rill__listener_on_accept(rill_listener *ls, int fd);
 /* An accept error: EMFILE/ENFILE pause accepting and retry on a timer; others are counted. */
 void rill__listener_on_accept_error(rill_listener *ls, int err);
+/* Stops accepting for RILL__EMFILE_RETRY_MS; the retry timer (or a freed descriptor) restarts. */
+void rill__listener_rest(rill_listener *ls);
 rill_listener *rill__listener_lookup(rill_loop *l, uint32_t id);
 /* Frees listeners closed during this iteration (events may name them until then). */
 void rill__listeners_reap(rill_loop *l);

@@ -52,17 +52,22 @@ void rill__listener_on_accept(rill_listener *ls, int fd)
     rill__conn_opened(c);
 }
 
-void rill__listener_on_accept_error(rill_listener *ls, int err)
+void rill__listener_rest(rill_listener *ls)
 {
     rill_loop *l = ls->loop;
+    if (ls->paused || ls->closed)
+        return;
+    ls->paused = true;
+    rill__list_del(&ls->work);
+    rill__wheel_add(&l->wheel, &ls->retry, l->now_ms + RILL__EMFILE_RETRY_MS);
+}
+
+void rill__listener_on_accept_error(rill_listener *ls, int err)
+{
     if (err == -EMFILE || err == -ENFILE || err == -ENOBUFS || err == -ENOMEM) {
         if (err == -EMFILE || err == -ENFILE)
-            l->stats.emfile_events++;
-        if (!ls->paused) {
-            ls->paused = true;
-            rill__list_del(&ls->work);
-            rill__wheel_add(&l->wheel, &ls->retry, l->now_ms + RILL__EMFILE_RETRY_MS);
-        }
+            ls->loop->stats.emfile_events++;
+        rill__listener_rest(ls);
     }
     /* Other errors (ECONNABORTED, EPROTO, EPERM from a firewall) concern one connection only. */
 }

@@ -242,13 +242,20 @@ int rill_loop_create(const struct rill_loop_config *cfg, rill_loop **out)
     rill_backend which;
     if ((r = choose_backend(c.backend, &which)) < 0)
         return r;
-    if (which == RILL_BACKEND_URING) {
-        /* The io_uring backend arrives with its own issue; until then forcing it is an error
-         * that says so, never a silent fallback. */
-        rill__log("io_uring backend requested but not built into this version");
-        return -ENOSYS;
-    }
     const char *why = NULL;
+    if (which != RILL_BACKEND_EPOLL) {
+        r = rill__backend_uring.create(&c, out, &why);
+        if (r == 0) {
+            (*out)->cfg.backend = RILL_BACKEND_URING;
+            return 0;
+        }
+        if (which == RILL_BACKEND_URING) { /* forced: an error with the reason, no fallback */
+            rill__log("io_uring unavailable: %s", why ? why : rill_strerror(r));
+            return r;
+        }
+        rill__log("io_uring unavailable: %s; using epoll", why ? why : rill_strerror(r));
+        why = NULL;
+    }
     r = rill__backend_epoll.create(&c, out, &why);
     if (r < 0) {
         rill__log("epoll backend failed: %s (%s)", why ? why : "setup", rill_strerror(r));
@@ -263,6 +270,18 @@ void rill_loop_destroy(rill_loop *l)
     if (!l || l->in_dispatch)
         return;
     rill__loop_close_everything(l);
+    /* A completion backend gets its cancellations back before memory goes: the kernel may
+     * still read a send's bytes or write into a receive buffer until then. Bounded, in case a
+     * kernel never answers. */
+    uint64_t end = l->now_ms + 2000;
+    while (l->inflight > 0 && l->now_ms < end) {
+        l->in_dispatch = true;
+        l->ops->flush(l);
+        l->ops->poll(l, 10);
+        rill__conn_close_all_due(l);
+        l->in_dispatch = false;
+        rill__loop_update_time(l);
+    }
     rill__timers_free_all(l);
     l->ops->destroy(l);
 }

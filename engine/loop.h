@@ -52,6 +52,7 @@ struct rill_loop {
     struct rill__list dead_listeners; /* closed this iteration, freed at the flush point */
     uint32_t listener_serial;       /* ids for listener cookies */
     struct rill__list timers;       /* every public rill_timer of this loop */
+    uint64_t inflight;              /* completion-backend operations in flight, all handles */
     uint64_t starve_mark;           /* slab.releases when the starve list was last retried */
 
     /* Write-queue entries for small sends are recycled through this list. */

@@ -22,6 +22,7 @@ struct rill__region;
 struct rill_buf {
     uint32_t refs;               /* 0 while on the free list */
     uint32_t cls;                /* size class index */
+    uint32_t len;                /* bytes of data a backend holds in it (held receives) */
     uint8_t *data;               /* page-aligned (for classes >= 4 KiB) memory of the class size */
     struct rill__region *region; /* the region the buffer was carved from */
     struct rill_buf *next_free;  /* free-list link while refs == 0 */

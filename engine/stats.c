@@ -14,7 +14,8 @@ void rill_loop_stats(const rill_loop *l, struct rill_loop_stats *out)
         return;
     }
     *out = l->stats;
-    out->bufs_in_use = l->slab.in_use;
+    /* Buffers waiting empty in the kernel's ring are pooled memory, not data being held. */
+    out->bufs_in_use = l->slab.in_use - l->stats.bufs_in_ring;
     out->buf_bytes_mapped = l->slab.mapped;
     out->buf_budget = l->slab.budget;
     out->buf_exhausted = l->slab.exhausted;

@@ -35,6 +35,14 @@ static inline int fault(enum rill__sys_call call, int fd, size_t *len)
     return e;
 }
 
+int rill__sys_inject(enum rill__sys_call call, int fd, size_t *len)
+{
+    int e = fault(call, fd, len);
+    if (e == 0 && len && *len == 0)
+        *len = 1;
+    return e;
+}
+
 static inline int ret_or_errno(long r)
 {
     return r < 0 ? -errno : (int)r;

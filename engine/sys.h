@@ -42,6 +42,10 @@ void rill__sys_set_hook(rill__sys_hook_fn fn, void *arg);
  * callers retry in the next iteration instead. */
 extern _Thread_local int rill__sys_injected;
 
+/* For a completion backend, which submits instead of calling: consults the hook for `call` as
+ * the wrapper would. Returns 0 (possibly lowering *len) or the negative errno to pretend. */
+int rill__sys_inject(enum rill__sys_call call, int fd, size_t *len);
+
 int rill__sys_socket(struct rill_loop_stats *st, int family, int type, int proto);
 int rill__sys_bind(struct rill_loop_stats *st, int fd, const struct sockaddr *sa, socklen_t len);
 int rill__sys_listen(struct rill_loop_stats *st, int fd, int backlog);

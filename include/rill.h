@@ -159,6 +159,8 @@ struct rill_loop_stats {
     uint64_t conns_open;       /* now: connections open */
     uint64_t bytes_in;         /* bytes received on streams */
     uint64_t bytes_out;        /* bytes sent on streams */
+    /* The sys_* counters count system calls on epoll; on io_uring they count the operations of
+     * that kind that completed (receives, sends, accepts), and uring_enters the real calls. */
     uint64_t sys_read;         /* read/readv/recv/recvmsg system calls */
     uint64_t sys_write;        /* write/writev/send/sendmsg system calls */
     uint64_t sys_accept;       /* accept4 */
@@ -166,7 +168,8 @@ struct rill_loop_stats {
     uint64_t sys_poll;         /* epoll_wait / io_uring_enter that waited */
     uint64_t sys_ctl;          /* epoll_ctl */
     uint64_t sys_other;        /* socket, bind, listen, setsockopt, shutdown, close, ... */
-    uint64_t bufs_in_use;      /* now: slab buffers leased (by the engine or the caller) */
+    uint64_t bufs_in_use;      /* now: slab buffers holding data (engine or caller) */
+    uint64_t bufs_in_ring;     /* now: empty buffers lent to the kernel's buffer ring (io_uring) */
     uint64_t buf_bytes_mapped; /* now: bytes of slab regions mapped */
     uint64_t buf_budget;       /* the slab budget in bytes */
     uint64_t buf_exhausted;    /* times a lease failed because the budget was spent */
@@ -175,6 +178,10 @@ struct rill_loop_stats {
     uint64_t emfile_events;    /* accepts that failed with EMFILE/ENFILE */
     uint64_t stale_completions;/* events for handles already closed, dropped */
     uint64_t iterations;       /* loop iterations */
+    uint64_t uring_enters;     /* io_uring_enter calls (submit and/or wait) */
+    uint64_t sqes_submitted;   /* io_uring submission queue entries submitted */
+    uint64_t cqes_reaped;      /* io_uring completions handled */
+    uint64_t buf_ring_empty;   /* multishot receives ended because the buffer ring ran dry */
 };
 
 /* Copies the loop's counters into *out. Thread: the loop's thread (another thread may read a

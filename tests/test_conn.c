@@ -199,7 +199,9 @@ H_BACKEND_TEST(conn, echo_with_injected_faults, .timeout = 120)
     sizes[0] = 2u << 20;
     run_echo(backend, "tcp://127.0.0.1:0", "127.0.0.1", sizes, 40);
     rill__sys_set_hook(NULL, NULL);
-    cr_expect_gt(atomic_load(&faults_done), 100, "the hook must really have disturbed calls");
+    /* On io_uring only sends pass the hook (a completed receive cannot be undone), so fewer
+     * calls are disturbed there; on both, many must have been. */
+    cr_expect_gt(atomic_load(&faults_done), 30, "the hook must really have disturbed calls");
 }
 
 /* ---- send callbacks, peer reset ------------------------------------------------------------- */
@@ -500,6 +502,11 @@ H_BACKEND_TEST(conn, idle_timeout, .timeout = 30)
     cr_expect_eq(hf.status, -ETIMEDOUT, "got %s", rill_strerror(hf.status));
     cr_expect_geq(took, 590, "closed after %llu ms", (unsigned long long)took);
     cr_expect_eq(hf.got, 4);
+    /* The loop keeps running, as in any real program: a completion backend finishes the close
+     * in the kernel only when the loop next enters it. */
+    uint64_t end = h_now_ms() + 5000;
+    while (!h_readable(fd, 0) && h_now_ms() < end)
+        rill_loop_run_once(l, 5);
     char c;
     cr_expect_eq(read(fd, &c, 1), 0, "the peer sees the connection end");
     close(fd);

@@ -1,0 +1,693 @@
+/* The io_uring backend: completions instead of readiness.
+ *
+ * - Accept: one multishot accept per listener, re-armed when the kernel ends it. EMFILE ends it
+ *   too; the listener then rests on its retry timer (listener.c) instead of re-arming at once,
+ *   so running out of descriptors never spins.
+ * - Receive: one multishot recv per connection, with IOSQE_BUFFER_SELECT on a provided buffer
+ *   ring fed from the loop's slab. Buffers follow data: an idle connection holds none. A buffer
+ *   leaves the ring when a completion names it and goes back to the slab when its last
+ *   reference drops (the embedder may keep one); the ring is topped up at the flush point. When
+ *   the ring runs dry the kernel ends the recv with ENOBUFS: the connection waits on the starve
+ *   list and is re-armed once buffers come back. Nothing is lost; the bytes stay in the socket.
+ * - Send: send (one iovec) or sendmsg (up to RILL__SEND_IOV) straight from the write queue, one
+ *   in flight per connection; a short send continues from the queue on completion.
+ * - Connect: IORING_OP_CONNECT linked to a timeout.
+ * - Close: cancel everything on the fd, hard-linked to IORING_OP_CLOSE so the descriptor stays
+ *   valid until the cancellation has looked it up. Every operation is counted on its connection
+ *   (rill__conn_op_start/end); the slot is reused only after the last completion, so a late
+ *   completion can never reach the next connection in that slot, and if one ever carries a stale
+ *   generation it is counted and dropped.
+ * - Batching: SQEs are prepared all iteration long and submitted at the flush point; poll
+ *   submits anything left and waits in the same io_uring_enter, then reaps completions in
+ *   batches. CQ overflow (IORING_FEAT_NODROP) is flushed with another GETEVENTS enter.
+ *
+ * liburing here is 2.3; newer constants are defined in probe.c behind #ifndef and every opcode
+ * is probed there before the backend starts. */
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "conn.h"
+#include "cookie.h"
+#include "probe.h"
+#include "sys.h"
+
+#ifdef RILL_HAVE_LIBURING
+
+#define BGID 0              /* the loop's one buffer group */
+#define BR_MAX_TARGET 512u  /* buffers kept in the ring at most */
+#define REAP_BATCH 64u
+
+struct uring_loop {
+    struct rill_loop base; /* first: recovered with container_of */
+    struct io_uring ring;
+    uint32_t caps;
+    int wakefd;
+    uint64_t wake_val;
+
+    struct io_uring_buf_ring *br; /* the provided buffer ring (page-aligned, mapped) */
+    size_t br_bytes;
+    uint32_t br_entries, br_target, br_count;
+    struct rill_buf **br_bufs; /* buffer id -> the slab buffer it names */
+    uint16_t *bid_free;        /* free buffer ids */
+    uint32_t bid_free_n;
+};
+
+struct connect_req {
+    struct sockaddr_storage ss;
+    struct __kernel_timespec ts;
+};
+
+static inline struct uring_loop *u_of(rill_loop *l)
+{
+    return rill__container_of(l, struct uring_loop, base);
+}
+
+/* Returns an SQE, submitting the queue first when it is full. `need` > 1 keeps linked SQEs in
+ * one submission: a link must not straddle two batches. */
+static struct io_uring_sqe *get_sqes(struct uring_loop *u, unsigned need)
+{
+    if (io_uring_sq_space_left(&u->ring) < need) {
+        int r = io_uring_submit(&u->ring);
+        u->base.stats.uring_enters++;
+        if (r > 0)
+            u->base.stats.sqes_submitted += (uint64_t)r;
+    }
+    return io_uring_get_sqe(&u->ring);
+}
+
+/* ---- buffer ring ---------------------------------------------------------------------------- */
+
+static int br_init(struct uring_loop *u, const char **why)
+{
+    rill_loop *l = &u->base;
+    uint64_t budget_bufs = l->cfg.slab_budget / l->cfg.recv_buf_size;
+    uint32_t target = (uint32_t)(budget_bufs / 2 ? budget_bufs / 2 : 1);
+    if (target > BR_MAX_TARGET)
+        target = BR_MAX_TARGET;
+    uint32_t entries = 1;
+    while (entries < target)
+        entries <<= 1;
+    u->br_entries = entries;
+    u->br_target = target;
+    u->br_bytes = entries * sizeof(struct io_uring_buf);
+    u->br = mmap(NULL, u->br_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    u->br_bufs = rill__calloc(entries, sizeof *u->br_bufs);
+    u->bid_free = rill__calloc(entries, sizeof *u->bid_free);
+    if (u->br == MAP_FAILED || !u->br_bufs || !u->bid_free) {
+        if (u->br == MAP_FAILED)
+            u->br = NULL;
+        *why = "buffer ring memory";
+        return -ENOMEM;
+    }
+    io_uring_buf_ring_init(u->br);
+    struct io_uring_buf_reg reg = {.ring_addr = (uint64_t)(uintptr_t)u->br,
+                                   .ring_entries = entries,
+                                   .bgid = BGID};
+    int r = io_uring_register_buf_ring(&u->ring, &reg, 0);
+    if (r < 0) {
+        *why = "provided buffer rings (IORING_REGISTER_PBUF_RING, Linux 5.19)";
+        munmap(u->br, u->br_bytes);
+        u->br = NULL;
+        return r == -EINVAL ? -EOPNOTSUPP : r;
+    }
+    for (uint32_t i = 0; i < entries; i++)
+        u->bid_free[u->bid_free_n++] = (uint16_t)(entries - 1 - i);
+    return 0;
+}
+
+/* Tops the ring up from the slab, at the flush point. */
+static void br_refill(struct uring_loop *u)
+{
+    rill_loop *l = &u->base;
+    int added = 0;
+    unsigned mask = (unsigned)io_uring_buf_ring_mask(u->br_entries);
+    while (u->br_count < u->br_target && u->bid_free_n > 0) {
+        struct rill_buf *b;
+        if (rill__slab_lease(&l->slab, l->cfg.recv_buf_size, &b) < 0)
+            break;
+        uint16_t bid = u->bid_free[--u->bid_free_n];
+        u->br_bufs[bid] = b;
+        io_uring_buf_ring_add(u->br, b->data, (unsigned)rill__buf_cap(b), bid, mask, added++);
+        u->br_count++;
+        l->stats.bufs_in_ring++;
+    }
+    if (added) {
+        io_uring_buf_ring_advance(u->br, added);
+        /* Connections whose receive ended for want of buffers can go on now. */
+        if (!rill__list_empty(&l->starve_list))
+            rill__conn_retry_starved(l);
+    }
+}
+
+/* Takes the buffer a completion names out of the ring; the caller owns its reference. */
+static struct rill_buf *br_take(struct uring_loop *u, uint32_t cqe_flags)
+{
+    uint16_t bid = (uint16_t)(cqe_flags >> IORING_CQE_BUFFER_SHIFT);
+    struct rill_buf *b = u->br_bufs[bid];
+    u->br_bufs[bid] = NULL;
+    u->bid_free[u->bid_free_n++] = bid;
+    u->br_count--;
+    u->base.stats.bufs_in_ring--;
+    return b;
+}
+
+/* ---- life cycle ----------------------------------------------------------------------------- */
+
+static void u_arm_wake(struct uring_loop *u)
+{
+    struct io_uring_sqe *sqe = get_sqes(u, 1);
+    io_uring_prep_read(sqe, u->wakefd, &u->wake_val, sizeof u->wake_val, 0);
+    io_uring_sqe_set_data64(sqe, rill__cookie(RILL__OP_WAKE, 0, 0));
+}
+
+static void u_destroy(rill_loop *l)
+{
+    struct uring_loop *u = u_of(l);
+    if (u->ring.ring_fd >= 0) {
+        if (u->br)
+            io_uring_unregister_buf_ring(&u->ring, BGID);
+        io_uring_queue_exit(&u->ring);
+    }
+    for (uint32_t i = 0; u->br_bufs && i < u->br_entries; i++)
+        if (u->br_bufs[i])
+            rill__buf_put(u->br_bufs[i]);
+    if (u->br)
+        munmap(u->br, u->br_bytes);
+    rill__free(u->br_bufs);
+    rill__free(u->bid_free);
+    if (u->wakefd >= 0)
+        close(u->wakefd);
+    rill__loop_fini_common(l);
+    rill__free_aligned(u);
+}
+
+static int u_create(const struct rill_loop_config *cfg, rill_loop **out, const char **why)
+{
+    struct uring_loop *u = rill__alloc_aligned(sizeof *u);
+    if (!u)
+        return -ENOMEM;
+    u->wakefd = -1;
+    u->ring.ring_fd = -1;
+    rill_loop *l = &u->base;
+    l->ops = &rill__backend_uring;
+    int r = rill__loop_init_common(l, cfg);
+    if (r < 0) {
+        *why = "loop state";
+        rill__free_aligned(u);
+        return r;
+    }
+    if ((r = rill__uring_setup(&u->ring, cfg->ring_entries, &u->caps, why)) < 0) {
+        u->ring.ring_fd = -1;
+        goto fail;
+    }
+    if ((r = br_init(u, why)) < 0)
+        goto fail;
+    u->wakefd = eventfd(0, EFD_CLOEXEC);
+    if (u->wakefd < 0) {
+        r = -errno;
+        *why = "eventfd";
+        goto fail;
+    }
+    u_arm_wake(u);
+    *out = l;
+    return 0;
+fail:
+    u_destroy(l);
+    return r;
+}
+
+static uint32_t u_caps(const rill_loop *l)
+{
+    return u_of((rill_loop *)l)->caps;
+}
+
+static void u_wake(rill_loop *l)
+{
+    uint64_t one = 1;
+    ssize_t r = write(u_of(l)->wakefd, &one, sizeof one);
+    (void)r; /* EAGAIN: the counter is already non-zero, a wake-up is on its way */
+}
+
+static int u_flush(rill_loop *l)
+{
+    struct uring_loop *u = u_of(l);
+    br_refill(u);
+    unsigned pending = io_uring_sq_ready(&u->ring);
+    if (!pending)
+        return 0;
+    /* Submit and run deferred task work in the same enter: with DEFER_TASKRUN a cancelled
+     * request releases its file (and a close takes effect) only inside such an enter. */
+    int r = io_uring_submit_and_get_events(&u->ring);
+    l->stats.uring_enters++;
+    if (r > 0)
+        l->stats.sqes_submitted += (uint64_t)r;
+    return (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY) ? r : 0;
+}
+
+/* ---- accepting ------------------------------------------------------------------------------ */
+
+static int u_listener_start(rill_loop *l, rill_listener *ls)
+{
+    struct uring_loop *u = u_of(l);
+    if (ls->registered) /* a multishot accept is armed already */
+        return 0;
+    struct io_uring_sqe *sqe = get_sqes(u, 1);
+    io_uring_prep_multishot_accept(sqe, ls->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    io_uring_sqe_set_data64(sqe, rill__cookie(RILL__OP_ACCEPT, 0, ls->id));
+    ls->registered = true;
+    return 0;
+}
+
+static void u_listener_close(rill_loop *l, rill_listener *ls)
+{
+    struct uring_loop *u = u_of(l);
+    if (ls->registered) {
+        /* Cancel now, not at the flush point, so the port is free when this returns: the
+         * armed accept holds a reference to the socket until it is cancelled. */
+        struct io_uring_sqe *sqe = get_sqes(u, 1);
+        io_uring_prep_cancel64(sqe, rill__cookie(RILL__OP_ACCEPT, 0, ls->id), 0);
+        io_uring_sqe_set_data64(sqe, rill__cookie(RILL__OP_NONE, 0, 0)); /* not tracked */
+        int r = io_uring_submit_and_get_events(&u->ring);
+        l->stats.uring_enters++;
+        if (r > 0)
+            l->stats.sqes_submitted += (uint64_t)r;
+    }
+    rill__sys_close(&l->stats, ls->fd);
+    ls->fd = -1;
+}
+
+static void u_on_accept(struct uring_loop *u, uint64_t ck, int res, uint32_t flags)
+{
+    rill_loop *l = &u->base;
+    rill_listener *ls = rill__listener_lookup(l, rill__cookie_slot(ck));
+    if (!ls) {
+        if (res != -ECANCELED) /* the accept of a closed listener ends with ECANCELED */
+            l->stats.stale_completions++;
+        if (res >= 0)
+            rill__sys_close(&l->stats, res); /* accepted just before the listener closed */
+        return;
+    }
+    l->stats.sys_accept++;
+    if (res >= 0)
+        rill__listener_on_accept(ls, res);
+    else if (res != -ECANCELED && res != -EINTR && res != -ECONNABORTED)
+        rill__listener_on_accept_error(ls, res);
+    if (flags & IORING_CQE_F_MORE)
+        return;
+    ls->registered = false;
+    if (ls->closed || ls->paused)
+        return; /* the retry timer restarts a resting listener */
+    if (res < 0 && res != -ECANCELED && res != -EINTR && res != -ECONNABORTED) {
+        rill__listener_rest(ls); /* an unknown error: rest rather than spin re-arming */
+        return;
+    }
+    u_listener_start(l, ls);
+}
+
+/* ---- connections ---------------------------------------------------------------------------- */
+
+static void u_arm_recv(struct uring_loop *u, rill_conn *c)
+{
+    if (c->recv_armed || !rill__conn_can_read(c) || c->held_head || c->held_eof)
+        return;
+    struct io_uring_sqe *sqe = get_sqes(u, 1);
+    io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = BGID;
+    io_uring_sqe_set_data64(sqe, rill__cookie(RILL__OP_RECV, c->gen, c->slot));
+    c->recv_armed = true;
+    rill__conn_op_start(c);
+}
+
+static int u_conn_start(rill_loop *l, rill_conn *c)
+{
+    u_arm_recv(u_of(l), c);
+    return 0;
+}
+
+static int u_conn_connect(rill_loop *l, rill_conn *c, const struct sockaddr *sa, socklen_t len,
+                          uint32_t timeout_ms)
+{
+    struct uring_loop *u = u_of(l);
+    struct connect_req *cr = rill__calloc(1, sizeof *cr);
+    if (!cr)
+        return -ENOMEM;
+    /* The kernel reads the address and the timeout when the SQEs are submitted, at the flush
+     * point, after rill_connect() has returned: they must live on the heap until then. */
+    memcpy(&cr->ss, sa, len);
+    cr->ts.tv_sec = timeout_ms / 1000;
+    cr->ts.tv_nsec = (long long)(timeout_ms % 1000) * 1000000;
+    c->creq = cr;
+    struct io_uring_sqe *sqe = get_sqes(u, timeout_ms ? 2 : 1);
+    io_uring_prep_connect(sqe, c->fd, (struct sockaddr *)&cr->ss, len);
+    io_uring_sqe_set_data64(sqe, rill__cookie(RILL__OP_CONNECT, c->gen, c->slot));
+    rill__conn_op_start(c);
+    if (timeout_ms) {
+        sqe->flags |= IOSQE_IO_LINK;
+        sqe = io_uring_get_sqe(&u->ring);
+        io_uring_prep_link_timeout(sqe, &cr->ts, 0);
+        io_uring_sqe_set_data64(sqe, rill__cookie(RILL__OP_TIMEOUT, c->gen, c->slot));
+        rill__conn_op_start(c);
+    }
+    l->stats.sys_connect++;
+    return 0;
+}
+
+static void u_recv_pause(rill_loop *l, rill_conn *c)
+{
+    struct uring_loop *u = u_of(l);
+    if (!c->recv_armed)
+        return;
+    /* Completions already on their way still arrive; conn data for a paused connection is held
+     * (u_on_recv) and delivered on resume, so "no on_data while paused" holds. */
+    struct io_uring_sqe *sqe = get_sqes(u, 1);
+    io_uring_prep_cancel64(sqe, rill__cookie(RILL__OP_RECV, c->gen, c->slot), 0);
+    io_uring_sqe_set_data64(sqe, rill__cookie(RILL__OP_CANCEL, c->gen, c->slot));
+    rill__conn_op_start(c);
+}
+
+static void u_recv_resume(rill_loop *l, rill_conn *c)
+{
+    if (c->held_head || c->held_eof)
+        rill__conn_mark_read(c); /* deliver what was held first, from poll */
+    else
+        u_arm_recv(u_of(l), c);
+}
+
+/* Fault injection for tests: the hook may fail the send (EINTR, EAGAIN) or shorten it, as it
+ * does for the readiness backend's sendmsg. A real error it injects fails the connection. */
+static int inject_send(rill_conn *c, unsigned *n)
+{
+    size_t want = 0, len;
+    for (unsigned i = 0; i < *n; i++)
+        want += c->siov[i].iov_len;
+    len = want;
+    int e = rill__sys_inject(RILL__SYS_SENDMSG, c->fd, &len);
+    if (e == -EINTR || e == -EAGAIN)
+        return e;
+    if (e < 0) {
+        rill__conn_fail(c, e);
+        return e;
+    }
+    for (unsigned i = 0; i < *n && len < want; i++) {
+        if (c->siov[i].iov_len >= len) {
+            c->siov[i].iov_len = len;
+            *n = i + 1;
+            break;
+        }
+        len -= c->siov[i].iov_len;
+    }
+    return 0;
+}
+
+static void u_send(rill_loop *l, rill_conn *c)
+{
+    struct uring_loop *u = u_of(l);
+    if (c->state & (RILL__C_WR_INFLIGHT | RILL__C_CLOSING))
+        return;
+    unsigned n = rill__conn_wq_iov(c, c->siov, RILL__SEND_IOV);
+    if (n == 0)
+        return;
+    if (__builtin_expect(inject_send(c, &n) < 0, 0)) {
+        rill__conn_mark_flush(c); /* a pretended EINTR/EAGAIN: try again next iteration */
+        return;
+    }
+    struct io_uring_sqe *sqe = get_sqes(u, 1);
+    if (n == 1) {
+        io_uring_prep_send(sqe, c->fd, c->siov[0].iov_base, c->siov[0].iov_len, MSG_NOSIGNAL);
+    } else {
+        memset(&c->smsg, 0, sizeof c->smsg);
+        c->smsg.msg_iov = c->siov;
+        c->smsg.msg_iovlen = n;
+        io_uring_prep_sendmsg(sqe, c->fd, &c->smsg, MSG_NOSIGNAL);
+    }
+    io_uring_sqe_set_data64(sqe, rill__cookie(RILL__OP_SEND, c->gen, c->slot));
+    c->state |= RILL__C_WR_INFLIGHT;
+    rill__conn_op_start(c);
+    l->stats.sys_write++;
+}
+
+static void u_conn_close(rill_loop *l, rill_conn *c)
+{
+    struct uring_loop *u = u_of(l);
+    if (c->fd < 0)
+        return;
+    /* Hard link: the close runs whether or not the cancel found anything (-ENOENT). */
+    struct io_uring_sqe *sqe = get_sqes(u, 2);
+    io_uring_prep_cancel_fd(sqe, c->fd, IORING_ASYNC_CANCEL_ALL);
+    sqe->flags |= IOSQE_IO_HARDLINK;
+    io_uring_sqe_set_data64(sqe, rill__cookie(RILL__OP_CANCEL, c->gen, c->slot));
+    rill__conn_op_start(c);
+    sqe = io_uring_get_sqe(&u->ring);
+    io_uring_prep_close(sqe, c->fd);
+    io_uring_sqe_set_data64(sqe, rill__cookie(RILL__OP_CLOSE, c->gen, c->slot));
+    rill__conn_op_start(c);
+    l->stats.sys_other++;
+    c->fd = -1;
+}
+
+/* ---- completions ---------------------------------------------------------------------------- */
+
+static void hold(rill_conn *c, struct rill_buf *b, uint32_t len)
+{
+    b->len = len;
+    b->next_free = NULL;
+    if (c->held_tail)
+        c->held_tail->next_free = b;
+    else
+        c->held_head = b;
+    c->held_tail = b;
+}
+
+static void u_on_recv(struct uring_loop *u, rill_conn *c, int res, uint32_t flags)
+{
+    rill_loop *l = &u->base;
+    struct rill_buf *b = (flags & IORING_CQE_F_BUFFER) ? br_take(u, flags) : NULL;
+    bool more = flags & IORING_CQE_F_MORE;
+    if (!more)
+        c->recv_armed = false;
+    l->stats.sys_read++;
+    if (res > 0 && b && !(c->state & RILL__C_CLOSING)) {
+        if (c->state & RILL__C_RD_PAUSED) {
+            hold(c, b, (uint32_t)res);
+            b = NULL; /* the held list owns the reference now */
+        } else {
+            rill__conn_on_data(c, b, (size_t)res);
+        }
+    } else if (res == 0 && !(c->state & RILL__C_CLOSING)) {
+        if (c->state & RILL__C_RD_PAUSED)
+            c->held_eof = true;
+        else
+            rill__conn_on_eof(c);
+    } else if (res == -ENOBUFS) {
+        l->stats.buf_ring_empty++;
+        if (!(c->state & (RILL__C_CLOSING | RILL__C_RD_PAUSED)))
+            rill__conn_starved(c);
+    } else if (res < 0 && res != -ECANCELED && !(c->state & RILL__C_CLOSING)) {
+        rill__conn_fail(c, res);
+    }
+    if (b)
+        rill__buf_put(b);
+    if (!more) {
+        u_arm_recv(u, c); /* no-op unless the connection can still read */
+        rill__conn_op_end(c);
+    }
+}
+
+static void u_on_send(rill_conn *c, int res)
+{
+    c->state &= ~RILL__C_WR_INFLIGHT;
+    if (c->state & RILL__C_CLOSING) {
+        rill__conn_close_ready(c);
+    } else if (res >= 0) {
+        rill__conn_sent(c, (size_t)res);
+        if (c->wq_head)
+            rill__conn_mark_flush(c);
+    } else {
+        rill__conn_fail(c, res);
+    }
+    rill__conn_op_end(c);
+}
+
+static void u_on_connect(struct uring_loop *u, rill_conn *c, int res)
+{
+    rill__free(c->creq);
+    c->creq = NULL;
+    if (!(c->state & RILL__C_CLOSING)) {
+        if (res == 0) {
+            rill__conn_opened(c);
+            u_arm_recv(u, c);
+        } else {
+            /* -ECANCELED here means the linked timeout fired first. */
+            rill__conn_fail(c, res == -ECANCELED ? -ETIMEDOUT : res);
+        }
+    }
+    rill__conn_op_end(c);
+}
+
+static void u_on_conn_cqe(struct uring_loop *u, uint64_t ck, int res, uint32_t flags)
+{
+    rill_loop *l = &u->base;
+    rill_conn *c = rill__conn_lookup(l, rill__cookie_slot(ck), rill__cookie_gen(ck));
+    if (!c || c->inflight == 0) {
+        /* Never expected, since slots wait for their last completion; if it happens, the
+         * completion is dropped and its buffer returned rather than delivered to a stranger. */
+        l->stats.stale_completions++;
+        if (flags & IORING_CQE_F_BUFFER)
+            rill__buf_put(br_take(u, flags));
+        return;
+    }
+    switch (rill__cookie_op(ck)) {
+    case RILL__OP_RECV:
+        u_on_recv(u, c, res, flags);
+        break;
+    case RILL__OP_SEND:
+        u_on_send(c, res);
+        break;
+    case RILL__OP_CONNECT:
+        u_on_connect(u, c, res);
+        break;
+    default: /* TIMEOUT, CANCEL, CLOSE: bookkeeping only */
+        rill__conn_op_end(c);
+        break;
+    }
+}
+
+static void u_dispatch(struct uring_loop *u, struct io_uring_cqe *cqe)
+{
+    uint64_t ck = io_uring_cqe_get_data64(cqe);
+    switch (rill__cookie_op(ck)) {
+    case RILL__OP_WAKE:
+        atomic_store(&u->base.wake_pending, false);
+        u_arm_wake(u);
+        break;
+    case RILL__OP_ACCEPT:
+        u_on_accept(u, ck, cqe->res, cqe->flags);
+        break;
+    case RILL__OP_NONE:
+        break;
+    default:
+        u_on_conn_cqe(u, ck, cqe->res, cqe->flags);
+        break;
+    }
+}
+
+/* Delivers data held while reading was paused, then re-arms the receive. */
+static void u_deliver_held(struct uring_loop *u, rill_conn *c)
+{
+    while (c->held_head && !(c->state & (RILL__C_RD_PAUSED | RILL__C_CLOSING))) {
+        struct rill_buf *b = c->held_head;
+        c->held_head = b->next_free;
+        if (!c->held_head)
+            c->held_tail = NULL;
+        rill__conn_on_data(c, b, b->len);
+        rill__buf_put(b);
+    }
+    if (c->held_eof && !c->held_head && !(c->state & (RILL__C_RD_PAUSED | RILL__C_CLOSING))) {
+        c->held_eof = false;
+        rill__conn_on_eof(c);
+    }
+    u_arm_recv(u, c);
+}
+
+static int u_reap(struct uring_loop *u)
+{
+    struct io_uring_cqe *cqes[REAP_BATCH];
+    int total = 0;
+    for (;;) {
+        unsigned n = io_uring_peek_batch_cqe(&u->ring, cqes, REAP_BATCH);
+        if (n == 0) {
+            /* Completions the CQ had no room for wait in the kernel (NODROP); fetch them. */
+            if (!io_uring_cq_has_overflow(&u->ring))
+                break;
+            io_uring_get_events(&u->ring);
+            u->base.stats.uring_enters++;
+            continue;
+        }
+        /* Copy out before dispatching: callbacks may submit, and the CQ slots are released in
+         * one step afterwards. */
+        struct io_uring_cqe copy[REAP_BATCH];
+        for (unsigned i = 0; i < n; i++)
+            copy[i] = *cqes[i];
+        io_uring_cq_advance(&u->ring, n);
+        for (unsigned i = 0; i < n; i++)
+            u_dispatch(u, &copy[i]);
+        u->base.stats.cqes_reaped += n;
+        total += (int)n;
+    }
+    return total;
+}
+
+static int u_poll(rill_loop *l, int timeout_ms)
+{
+    struct uring_loop *u = u_of(l);
+    struct rill__list held, *node;
+    rill__list_take(&l->read_list, &held);
+    if (!rill__list_empty(&held))
+        timeout_ms = 0;
+
+    unsigned pending = io_uring_sq_ready(&u->ring);
+    int r;
+    l->stats.sys_poll++;
+    l->stats.uring_enters++;
+    if (timeout_ms == 0 || io_uring_cq_ready(&u->ring)) {
+        /* With DEFER_TASKRUN completions are only posted when we enter with GETEVENTS. */
+        r = io_uring_submit_and_get_events(&u->ring);
+    } else {
+        struct io_uring_cqe *cqe;
+        struct __kernel_timespec ts = {.tv_sec = timeout_ms / 1000,
+                                       .tv_nsec = (long long)(timeout_ms % 1000) * 1000000};
+        r = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, timeout_ms < 0 ? NULL : &ts, NULL);
+    }
+    if (r < 0 && r != -ETIME && r != -EINTR && r != -EAGAIN && r != -EBUSY)
+        return r;
+    l->stats.sqes_submitted += pending;
+    rill__loop_update_time(l);
+    int n = u_reap(u);
+    while ((node = rill__list_pop_front(&held))) {
+        u_deliver_held(u, rill__container_of(node, rill_conn, read_link));
+        n++;
+    }
+    return n;
+}
+
+const struct rill__backend_ops rill__backend_uring = {
+    .name = "io_uring",
+    .links_connect_timeout = true,
+    .create = u_create,
+    .destroy = u_destroy,
+    .caps = u_caps,
+    .poll = u_poll,
+    .flush = u_flush,
+    .wake = u_wake,
+    .listener_start = u_listener_start,
+    .listener_close = u_listener_close,
+    .conn_start = u_conn_start,
+    .conn_connect = u_conn_connect,
+    .recv_pause = u_recv_pause,
+    .recv_resume = u_recv_resume,
+    .send = u_send,
+    .conn_close = u_conn_close,
+};
+
+#else /* !RILL_HAVE_LIBURING: the backend exists and says why it cannot start */
+
+static int u_create_missing(const struct rill_loop_config *cfg, rill_loop **out, const char **why)
+{
+    (void)cfg;
+    (void)out;
+    *why = "this build has no liburing";
+    return -ENOSYS;
+}
+
+const struct rill__backend_ops rill__backend_uring = {
+    .name = "io_uring",
+    .create = u_create_missing,
+};
+
+#endif
