@@ -55,6 +55,7 @@ struct uring_loop {
     struct rill_buf **br_bufs; /* buffer id -> the slab buffer it names */
     uint16_t *bid_free;        /* free buffer ids */
     uint32_t bid_free_n;
+    bool bound;                /* enabled for the thread that runs the loop */
 };
 
 struct connect_req {
@@ -67,11 +68,23 @@ static inline struct uring_loop *u_of(rill_loop *l)
     return rill__container_of(l, struct uring_loop, base);
 }
 
+/* Nothing is submitted before the loop's thread first runs it (set-up calls only prepare SQEs),
+ * because the ring becomes that thread's own when it is enabled. */
+static int u_bind(struct uring_loop *u)
+{
+    if (__builtin_expect(u->bound, 1))
+        return 0;
+    int r = rill__uring_bind(&u->ring);
+    if (r == 0)
+        u->bound = true;
+    return r;
+}
+
 /* Returns an SQE, submitting the queue first when it is full. `need` > 1 keeps linked SQEs in
  * one submission: a link must not straddle two batches. */
 static struct io_uring_sqe *get_sqes(struct uring_loop *u, unsigned need)
 {
-    if (io_uring_sq_space_left(&u->ring) < need) {
+    if (io_uring_sq_space_left(&u->ring) < need && u_bind(u) == 0) {
         int r = io_uring_submit(&u->ring);
         u->base.stats.uring_enters++;
         if (r > 0)
@@ -168,11 +181,10 @@ static void u_arm_wake(struct uring_loop *u)
 static void u_destroy(rill_loop *l)
 {
     struct uring_loop *u = u_of(l);
-    if (u->ring.ring_fd >= 0) {
-        if (u->br)
-            io_uring_unregister_buf_ring(&u->ring, BGID);
+    /* No unregister calls: a SINGLE_ISSUER ring refuses them from other threads, and tearing
+     * the ring down releases the buffer ring and the registered fd anyway. */
+    if (u->ring.ring_fd >= 0)
         io_uring_queue_exit(&u->ring);
-    }
     for (uint32_t i = 0; u->br_bufs && i < u->br_entries; i++)
         if (u->br_bufs[i])
             rill__buf_put(u->br_bufs[i]);
@@ -240,6 +252,9 @@ static int u_flush(rill_loop *l)
     unsigned pending = io_uring_sq_ready(&u->ring);
     if (!pending)
         return 0;
+    int b = u_bind(u);
+    if (b < 0)
+        return b;
     /* Submit and run deferred task work in the same enter: with DEFER_TASKRUN a cancelled
      * request releases its file (and a close takes effect) only inside such an enter. */
     int r = io_uring_submit_and_get_events(&u->ring);
@@ -266,9 +281,10 @@ static int u_listener_start(rill_loop *l, rill_listener *ls)
 static void u_listener_close(rill_loop *l, rill_listener *ls)
 {
     struct uring_loop *u = u_of(l);
-    if (ls->registered) {
+    if (ls->registered && u->bound) {
         /* Cancel now, not at the flush point, so the port is free when this returns: the
-         * armed accept holds a reference to the socket until it is cancelled. */
+         * armed accept holds a reference to the socket until it is cancelled. (Before the
+         * loop first ran, the accept was never submitted and fails on the closed fd.) */
         struct io_uring_sqe *sqe = get_sqes(u, 1);
         io_uring_prep_cancel64(sqe, rill__cookie(RILL__OP_ACCEPT, 0, ls->id), 0);
         io_uring_sqe_set_data64(sqe, rill__cookie(RILL__OP_NONE, 0, 0)); /* not tracked */
@@ -632,7 +648,9 @@ static int u_poll(rill_loop *l, int timeout_ms)
         timeout_ms = 0;
 
     unsigned pending = io_uring_sq_ready(&u->ring);
-    int r;
+    int r = u_bind(u);
+    if (r < 0)
+        return r;
     l->stats.sys_poll++;
     l->stats.uring_enters++;
     if (timeout_ms == 0 || io_uring_cq_ready(&u->ring)) {

@@ -276,11 +276,14 @@ void rill_loop_destroy(rill_loop *l)
     uint64_t end = l->now_ms + 2000;
     while (l->inflight > 0 && l->now_ms < end) {
         l->in_dispatch = true;
-        l->ops->flush(l);
-        l->ops->poll(l, 10);
+        int r = l->ops->flush(l);
+        if (r >= 0)
+            r = l->ops->poll(l, 10);
         rill__conn_close_all_due(l);
         l->in_dispatch = false;
         rill__loop_update_time(l);
+        if (r < 0)
+            break; /* e.g. not the loop's thread: the ring's teardown cancels the rest */
     }
     rill__timers_free_all(l);
     l->ops->destroy(l);

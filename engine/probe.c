@@ -13,6 +13,8 @@
 
 #include <errno.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #ifdef RILL_HAVE_LIBURING
 
@@ -81,10 +83,14 @@ static int probe_ops(struct io_uring *ring, uint32_t *caps, const char **why)
 
 int rill__uring_setup(struct io_uring *ring, unsigned entries, uint32_t *caps, const char **why)
 {
+    /* R_DISABLED: a loop is often created on one thread and run on another, and a
+     * SINGLE_ISSUER ring belongs to the task that enables it; rill__uring_bind() enables it on
+     * the thread that first runs the loop. */
     static const unsigned tries[] = {
-        IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SUBMIT_ALL,
+        IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SUBMIT_ALL |
+            IORING_SETUP_R_DISABLED,
         IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG |
-            IORING_SETUP_SUBMIT_ALL,
+            IORING_SETUP_SUBMIT_ALL | IORING_SETUP_R_DISABLED,
         IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
         0,
     };
@@ -127,7 +133,18 @@ int rill__uring_setup(struct io_uring *ring, unsigned entries, uint32_t *caps, c
         *why = "multishot recv (Linux 6.0)";
         return -EOPNOTSUPP;
     }
-    /* A registered ring fd saves an fdget/fdput on every io_uring_enter (Linux 5.18). */
+    return 0;
+}
+
+int rill__uring_bind(struct io_uring *ring)
+{
+    /* Debian's liburing 2.3 declares io_uring_enable_rings() but does not export it, so the
+     * register call is made directly. */
+    long r = syscall(__NR_io_uring_register, ring->ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0);
+    if (r < 0 && errno != EBADFD) /* EBADFD: the ring was not created disabled */
+        return -errno;
+    /* A registered ring fd saves an fdget/fdput on every io_uring_enter (Linux 5.18). It is
+     * registered per task, which is why this too waits for the loop's own thread. */
     io_uring_register_ring_fd(ring);
     return 0;
 }

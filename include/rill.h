@@ -102,7 +102,7 @@ struct rill_loop_config {
 RILL_API void rill_loop_config_init(struct rill_loop_config *cfg);
 
 /* Creates a loop. cfg may be NULL for the defaults. The loop belongs to the thread that first runs
- * it; create it on any thread.
+ * it; create it (and set up listeners, connections, timers) on any thread before that.
  * Returns: 0 and *out; -EINVAL for a bad argument or config value; -ENOSYS/-EPERM/-ENOMEM when
  * the forced backend cannot start (the reason is logged on stderr); -ENOMEM; -EMFILE.
  * Ownership: the caller owns the loop and destroys it with rill_loop_destroy(). */
@@ -112,8 +112,8 @@ RILL_API int rill_loop_create(const struct rill_loop_config *cfg, rill_loop **ou
  * on_close callbacks run from inside this call with -ECANCELED, and queued send callbacks with
  * -ECANCELED), timers still existing are freed (their handles become invalid), and the slab is
  * unmapped: buffers the caller still holds references to become invalid.
- * Thread: the loop's thread, or any thread once no thread runs the loop; never from inside one
- * of its callbacks (ignored then). NULL is ignored. */
+ * Thread: the thread that ran the loop (an io_uring ring belongs to it), or any thread if it
+ * never ran; never from inside one of its callbacks (ignored then). NULL is ignored. */
 RILL_API void rill_loop_destroy(rill_loop *l);
 
 /* Runs the loop until rill_loop_stop() is called.

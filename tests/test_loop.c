@@ -1182,3 +1182,51 @@ H_BACKEND_TEST(loop_destroy, closes_everything_once, .timeout = 30)
         close(cl[i]);
     cr_assert_eq(h_count_fds(), fds0, "descriptors leaked by rill_loop_destroy");
 }
+
+/* ---- a loop set up on one thread and run on another ----------------------------------------- */
+
+struct xthread {
+    rill_loop *l;
+    int run_status;
+};
+
+static void xt_data(rill_conn *c, rill_buf *buf, const void *data, size_t len, void *ctx)
+{
+    (void)ctx;
+    struct rill_bufslice s = {buf, (uint32_t)((const char *)data - (char *)rill_buf_data(buf)),
+                              (uint32_t)len};
+    rill_send_bufs(c, &s, 1, NULL, NULL);
+}
+
+static void *xt_main(void *arg)
+{
+    struct xthread *x = arg;
+    x->run_status = rill_loop_run(x->l);
+    rill_loop_destroy(x->l); /* on the thread that ran it */
+    return NULL;
+}
+
+/* The common embedding: create the loop and its listener on the main thread, run it on a worker.
+ * An io_uring ring belongs to the thread that first runs it, so nothing may be submitted
+ * before that. */
+H_BACKEND_TEST(loop_run, set_up_on_one_thread_run_on_another, .timeout = 30)
+{
+    struct xthread x = {.l = h_loop(backend)};
+    static const struct rill_conn_handler h = {.on_data = xt_data};
+    struct rill_listen_config lc = {.handler = &h};
+    rill_listener *ls;
+    cr_assert_eq(rill_listen(x.l, "tcp://127.0.0.1:0", &lc, &ls), 0);
+    int port = rill_listener_port(ls);
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, xt_main, &x), 0);
+    int fd = h_client(AF_INET, port);
+    cr_assert_eq(write(fd, "ping", 4), 4);
+    cr_assert(h_readable(fd, 5000), "the loop on the other thread must echo");
+    char buf[8];
+    cr_assert_eq(read(fd, buf, sizeof buf), 4);
+    cr_assert_eq(memcmp(buf, "ping", 4), 0);
+    close(fd);
+    rill_loop_stop(x.l);
+    pthread_join(t, NULL);
+    cr_assert_eq(x.run_status, 0, "run: %s", rill_strerror(x.run_status));
+}

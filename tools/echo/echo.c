@@ -76,6 +76,9 @@ static void *worker_main(void *arg)
     pthread_barrier_wait(&ready);
     if (w->err == 0)
         w->err = rill_loop_run(w->loop);
+    /* Destroyed here, on the thread that ran it: an io_uring ring belongs to that thread. */
+    rill_loop_destroy(w->loop);
+    w->loop = NULL;
     return NULL;
 }
 
@@ -257,7 +260,6 @@ int main(int argc, char **argv)
             fprintf(stderr, "rill-echo: loop %d: %s\n", i, rill_strerror(ws[i].err));
             rc = 1;
         }
-        rill_loop_destroy(ws[i].loop);
     }
     return rc;
 }
