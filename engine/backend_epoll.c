@@ -173,7 +173,9 @@ static void ep_read(rill_conn *c)
 {
     rill_loop *l = c->loop;
     size_t budget = RILL_READ_BUDGET;
-    while (rill__conn_can_read(c)) {
+    if ((c->held_head || c->held_eof) && !rill__conn_deliver_held(c))
+        return; /* paused again while catching up */
+    while (rill__conn_can_read(c) && (c->state & RILL__C_RD_READY)) {
         struct rill_buf *b[RILL__RECV_IOVS];
         struct iovec iov[RILL__RECV_IOVS];
         unsigned nb = 0;
@@ -194,8 +196,8 @@ static void ep_read(rill_conn *c)
         for (unsigned i = 0; i < nb; i++) {
             size_t n = left < iov[i].iov_len ? left : iov[i].iov_len;
             left -= n;
-            if (n && !(c->state & RILL__C_CLOSING))
-                rill__conn_on_data(c, b[i], n);
+            if (n)
+                rill__conn_on_data(c, b[i], n); /* held, in order, if a callback paused */
             rill__buf_put(b[i]);
         }
         if (r > 0) {
@@ -292,7 +294,7 @@ static void ep_recv_pause(rill_loop *l, rill_conn *c)
 static void ep_recv_resume(rill_loop *l, rill_conn *c)
 {
     (void)l;
-    if (c->state & RILL__C_RD_READY)
+    if ((c->state & RILL__C_RD_READY) || c->held_head || c->held_eof)
         rill__conn_mark_read(c);
 }
 
@@ -399,7 +401,7 @@ static int ep_poll(rill_loop *l, int timeout_ms)
     }
     while ((n = rill__list_pop_front(&reads))) {
         rill_conn *c = rill__container_of(n, rill_conn, read_link);
-        if (rill__conn_can_read(c) && (c->state & RILL__C_RD_READY))
+        if (!(c->state & (RILL__C_CLOSING | RILL__C_RD_PAUSED)))
             ep_read(c);
         extra++;
     }

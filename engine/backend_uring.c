@@ -56,6 +56,7 @@ struct uring_loop {
     uint16_t *bid_free;        /* free buffer ids */
     uint32_t bid_free_n;
     bool bound;                /* enabled for the thread that runs the loop */
+    bool wake_unarmed;         /* the wake-up read could not be queued yet */
 };
 
 struct connect_req {
@@ -90,6 +91,10 @@ static struct io_uring_sqe *get_sqes(struct uring_loop *u, unsigned need)
         if (r > 0)
             u->base.stats.sqes_submitted += (uint64_t)r;
     }
+    /* Still no room (the submit failed, or the loop's thread has not run it yet): the caller
+     * retries later or fails the one operation; never a NULL dereference. */
+    if (io_uring_sq_space_left(&u->ring) < need)
+        return NULL;
     return io_uring_get_sqe(&u->ring);
 }
 
@@ -149,12 +154,14 @@ static void br_refill(struct uring_loop *u)
         u->br_count++;
         l->stats.bufs_in_ring++;
     }
-    if (added) {
+    if (added)
         io_uring_buf_ring_advance(u->br, added);
-        /* Connections whose receive ended for want of buffers can go on now. */
-        if (!rill__list_empty(&l->starve_list))
-            rill__conn_retry_starved(l);
-    }
+    /* Connections whose receive ended for want of buffers can go on while the ring has some:
+     * whenever it has, not only when this call added them (a retry may have met an empty ring
+     * whose refill happened before its ENOBUFS was reaped). At most as many as there are
+     * buffers, so a crowd of starved connections does not turn into a storm of ENOBUFS. */
+    if (u->br_count > 0 && !rill__list_empty(&l->starve_list))
+        rill__conn_retry_starved(l, u->br_count);
 }
 
 /* Takes the buffer a completion names out of the ring; the caller owns its reference. */
@@ -174,6 +181,9 @@ static struct rill_buf *br_take(struct uring_loop *u, uint32_t cqe_flags)
 static void u_arm_wake(struct uring_loop *u)
 {
     struct io_uring_sqe *sqe = get_sqes(u, 1);
+    u->wake_unarmed = !sqe; /* u_flush tries again */
+    if (!sqe)
+        return;
     io_uring_prep_read(sqe, u->wakefd, &u->wake_val, sizeof u->wake_val, 0);
     io_uring_sqe_set_data64(sqe, rill__cookie(RILL__OP_WAKE, 0, 0));
 }
@@ -249,6 +259,8 @@ static int u_flush(rill_loop *l)
 {
     struct uring_loop *u = u_of(l);
     br_refill(u);
+    if (u->wake_unarmed)
+        u_arm_wake(u);
     unsigned pending = io_uring_sq_ready(&u->ring);
     if (!pending)
         return 0;
@@ -272,6 +284,8 @@ static int u_listener_start(rill_loop *l, rill_listener *ls)
     if (ls->registered) /* a multishot accept is armed already */
         return 0;
     struct io_uring_sqe *sqe = get_sqes(u, 1);
+    if (!sqe)
+        return -EAGAIN; /* a restart rests and tries again on the retry timer */
     io_uring_prep_multishot_accept(sqe, ls->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     io_uring_sqe_set_data64(sqe, rill__cookie(RILL__OP_ACCEPT, 0, ls->id));
     ls->registered = true;
@@ -286,6 +300,8 @@ static void u_listener_close(rill_loop *l, rill_listener *ls)
          * armed accept holds a reference to the socket until it is cancelled. (Before the
          * loop first ran, the accept was never submitted and fails on the closed fd.) */
         struct io_uring_sqe *sqe = get_sqes(u, 1);
+        if (!sqe)
+            goto close_fd; /* the accept ends with an error once the fd is gone */
         io_uring_prep_cancel64(sqe, rill__cookie(RILL__OP_ACCEPT, 0, ls->id), 0);
         io_uring_sqe_set_data64(sqe, rill__cookie(RILL__OP_NONE, 0, 0)); /* not tracked */
         int r = io_uring_submit_and_get_events(&u->ring);
@@ -293,6 +309,7 @@ static void u_listener_close(rill_loop *l, rill_listener *ls)
         if (r > 0)
             l->stats.sqes_submitted += (uint64_t)r;
     }
+close_fd:
     rill__sys_close(&l->stats, ls->fd);
     ls->fd = -1;
 }
@@ -322,7 +339,8 @@ static void u_on_accept(struct uring_loop *u, uint64_t ck, int res, uint32_t fla
         rill__listener_rest(ls); /* an unknown error: rest rather than spin re-arming */
         return;
     }
-    u_listener_start(l, ls);
+    if (u_listener_start(l, ls) < 0)
+        rill__listener_rest(ls);
 }
 
 /* ---- connections ---------------------------------------------------------------------------- */
@@ -332,6 +350,10 @@ static void u_arm_recv(struct uring_loop *u, rill_conn *c)
     if (c->recv_armed || !rill__conn_can_read(c) || c->held_head || c->held_eof)
         return;
     struct io_uring_sqe *sqe = get_sqes(u, 1);
+    if (!sqe) {
+        rill__conn_starved(c); /* retried at a later flush point, like a dry buffer ring */
+        return;
+    }
     io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = BGID;
@@ -360,6 +382,11 @@ static int u_conn_connect(rill_loop *l, rill_conn *c, const struct sockaddr *sa,
     cr->ts.tv_nsec = (long long)(timeout_ms % 1000) * 1000000;
     c->creq = cr;
     struct io_uring_sqe *sqe = get_sqes(u, timeout_ms ? 2 : 1);
+    if (!sqe) {
+        rill__free(cr);
+        c->creq = NULL;
+        return -EAGAIN; /* reported through on_close */
+    }
     io_uring_prep_connect(sqe, c->fd, (struct sockaddr *)&cr->ss, len);
     io_uring_sqe_set_data64(sqe, rill__cookie(RILL__OP_CONNECT, c->gen, c->slot));
     rill__conn_op_start(c);
@@ -382,6 +409,8 @@ static void u_recv_pause(rill_loop *l, rill_conn *c)
     /* Completions already on their way still arrive; conn data for a paused connection is held
      * (u_on_recv) and delivered on resume, so "no on_data while paused" holds. */
     struct io_uring_sqe *sqe = get_sqes(u, 1);
+    if (!sqe)
+        return; /* the receive stays armed; what it brings is held until resume */
     io_uring_prep_cancel64(sqe, rill__cookie(RILL__OP_RECV, c->gen, c->slot), 0);
     io_uring_sqe_set_data64(sqe, rill__cookie(RILL__OP_CANCEL, c->gen, c->slot));
     rill__conn_op_start(c);
@@ -434,6 +463,10 @@ static void u_send(rill_loop *l, rill_conn *c)
         return;
     }
     struct io_uring_sqe *sqe = get_sqes(u, 1);
+    if (!sqe) {
+        rill__conn_mark_flush(c); /* next iteration */
+        return;
+    }
     if (n == 1) {
         io_uring_prep_send(sqe, c->fd, c->siov[0].iov_base, c->siov[0].iov_len, MSG_NOSIGNAL);
     } else {
@@ -455,6 +488,14 @@ static void u_conn_close(rill_loop *l, rill_conn *c)
         return;
     /* Hard link: the close runs whether or not the cancel found anything (-ENOENT). */
     struct io_uring_sqe *sqe = get_sqes(u, 2);
+    if (!sqe) {
+        /* No room to cancel: close the descriptor directly. Armed requests keep the socket
+         * until they end (the peer's FIN or reset ends a receive), and their completions
+         * still arrive and are counted, so the slot is not reused before they do. */
+        rill__sys_close(&l->stats, c->fd);
+        c->fd = -1;
+        return;
+    }
     io_uring_prep_cancel_fd(sqe, c->fd, IORING_ASYNC_CANCEL_ALL);
     sqe->flags |= IOSQE_IO_HARDLINK;
     io_uring_sqe_set_data64(sqe, rill__cookie(RILL__OP_CANCEL, c->gen, c->slot));
@@ -469,17 +510,6 @@ static void u_conn_close(rill_loop *l, rill_conn *c)
 
 /* ---- completions ---------------------------------------------------------------------------- */
 
-static void hold(rill_conn *c, struct rill_buf *b, uint32_t len)
-{
-    b->len = len;
-    b->next_free = NULL;
-    if (c->held_tail)
-        c->held_tail->next_free = b;
-    else
-        c->held_head = b;
-    c->held_tail = b;
-}
-
 static void u_on_recv(struct uring_loop *u, rill_conn *c, int res, uint32_t flags)
 {
     rill_loop *l = &u->base;
@@ -488,18 +518,10 @@ static void u_on_recv(struct uring_loop *u, rill_conn *c, int res, uint32_t flag
     if (!more)
         c->recv_armed = false;
     l->stats.sys_read++;
-    if (res > 0 && b && !(c->state & RILL__C_CLOSING)) {
-        if (c->state & RILL__C_RD_PAUSED) {
-            hold(c, b, (uint32_t)res);
-            b = NULL; /* the held list owns the reference now */
-        } else {
-            rill__conn_on_data(c, b, (size_t)res);
-        }
-    } else if (res == 0 && !(c->state & RILL__C_CLOSING)) {
-        if (c->state & RILL__C_RD_PAUSED)
-            c->held_eof = true;
-        else
-            rill__conn_on_eof(c);
+    if (res > 0 && b) {
+        rill__conn_on_data(c, b, (size_t)res); /* held if paused: completions already sent */
+    } else if (res == 0) {
+        rill__conn_on_eof(c);
     } else if (res == -ENOBUFS) {
         l->stats.buf_ring_empty++;
         if (!(c->state & (RILL__C_CLOSING | RILL__C_RD_PAUSED)))
@@ -596,19 +618,8 @@ static void u_dispatch(struct uring_loop *u, struct io_uring_cqe *cqe)
 /* Delivers data held while reading was paused, then re-arms the receive. */
 static void u_deliver_held(struct uring_loop *u, rill_conn *c)
 {
-    while (c->held_head && !(c->state & (RILL__C_RD_PAUSED | RILL__C_CLOSING))) {
-        struct rill_buf *b = c->held_head;
-        c->held_head = b->next_free;
-        if (!c->held_head)
-            c->held_tail = NULL;
-        rill__conn_on_data(c, b, b->len);
-        rill__buf_put(b);
-    }
-    if (c->held_eof && !c->held_head && !(c->state & (RILL__C_RD_PAUSED | RILL__C_CLOSING))) {
-        c->held_eof = false;
-        rill__conn_on_eof(c);
-    }
-    u_arm_recv(u, c);
+    if (rill__conn_deliver_held(c))
+        u_arm_recv(u, c);
 }
 
 static int u_reap(struct uring_loop *u)

@@ -344,11 +344,11 @@ void rill__conn_flush_all(rill_loop *l)
     }
 }
 
-void rill__conn_retry_starved(rill_loop *l)
+void rill__conn_retry_starved(rill_loop *l, uint32_t max)
 {
     l->starve_mark = l->slab.releases;
     struct rill__list *n;
-    while ((n = rill__list_pop_front(&l->starve_list))) {
+    while (max-- > 0 && (n = rill__list_pop_front(&l->starve_list))) {
         rill_conn *c = rill__container_of(n, rill_conn, read_link);
         c->state &= ~RILL__C_RD_STARVED;
         if (rill__conn_can_read(c))
@@ -469,7 +469,7 @@ void rill__conn_opened(rill_conn *c)
         rill__conn_mark_flush(c);
 }
 
-void rill__conn_on_data(rill_conn *c, struct rill_buf *buf, size_t len)
+static void conn_deliver(rill_conn *c, struct rill_buf *buf, size_t len)
 {
     rill_loop *l = c->loop;
     l->stats.bytes_in += len;
@@ -478,8 +478,52 @@ void rill__conn_on_data(rill_conn *c, struct rill_buf *buf, size_t len)
         c->h.on_data(c, buf, buf->data, len, c->ctx);
 }
 
+void rill__conn_on_data(rill_conn *c, struct rill_buf *buf, size_t len)
+{
+    if (c->state & RILL__C_CLOSING)
+        return;
+    /* Bytes that reach a paused connection (the rest of a readv, completions already on their
+     * way) wait, in order, behind anything held before them: no on_data while paused. */
+    if ((c->state & RILL__C_RD_PAUSED) || c->held_head) {
+        rill__buf_get(buf);
+        buf->len = (uint32_t)len;
+        buf->next_free = NULL;
+        if (c->held_tail)
+            c->held_tail->next_free = buf;
+        else
+            c->held_head = buf;
+        c->held_tail = buf;
+        return;
+    }
+    conn_deliver(c, buf, len);
+}
+
+bool rill__conn_deliver_held(rill_conn *c)
+{
+    while (c->held_head && !(c->state & (RILL__C_RD_PAUSED | RILL__C_CLOSING))) {
+        struct rill_buf *b = c->held_head;
+        c->held_head = b->next_free;
+        if (!c->held_head)
+            c->held_tail = NULL;
+        conn_deliver(c, b, b->len); /* the oldest held bytes: straight to the callback */
+        rill__buf_put(b);
+    }
+    if (c->held_eof && !c->held_head && !(c->state & (RILL__C_RD_PAUSED | RILL__C_CLOSING))) {
+        c->held_eof = false;
+        rill__conn_on_eof(c);
+    }
+    return !c->held_head && !c->held_eof;
+}
+
 void rill__conn_on_eof(rill_conn *c)
 {
+    if (c->state & RILL__C_CLOSING)
+        return;
+    if ((c->state & RILL__C_RD_PAUSED) || c->held_head) {
+        c->held_eof = true; /* after the held bytes, once reading resumes */
+        c->state |= RILL__C_RD_EOF;
+        return;
+    }
     c->state |= RILL__C_RD_EOF;
     rill__list_del(&c->read_link);
     if (c->h.on_eof) {
@@ -636,7 +680,7 @@ int rill_read_resume(rill_conn *c)
         return -ENOTCONN;
     if (c->state & RILL__C_RD_PAUSED) {
         c->state &= ~RILL__C_RD_PAUSED;
-        if (rill__conn_can_read(c))
+        if (c->held_head || c->held_eof || rill__conn_can_read(c))
             c->loop->ops->recv_resume(c->loop, c);
     }
     return 0;

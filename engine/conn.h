@@ -126,6 +126,9 @@ int rill__conn_accepted(rill_loop *l, int fd, const struct rill_conn_handler *h,
 void rill__conn_opened(rill_conn *c);
 void rill__conn_on_data(rill_conn *c, struct rill_buf *buf, size_t len);
 void rill__conn_on_eof(rill_conn *c);
+/* Delivers data (and an end of stream) held while reading was paused; returns true when nothing
+ * is held any more. */
+bool rill__conn_deliver_held(rill_conn *c);
 void rill__conn_fail(rill_conn *c, int status);
 void rill__conn_sent(rill_conn *c, size_t n);
 unsigned rill__conn_wq_iov(const rill_conn *c, struct iovec *iov, unsigned max);
@@ -172,7 +175,8 @@ void rill__listeners_fd_freed(rill_loop *l);
 /* Flush point work, in loop.c order. */
 void rill__conn_flush_all(rill_loop *l);
 void rill__conn_close_all_due(rill_loop *l);
-void rill__conn_retry_starved(rill_loop *l);
+/* Lets at most `max` starved connections try to receive again. */
+void rill__conn_retry_starved(rill_loop *l, uint32_t max);
 void rill__loop_close_everything(rill_loop *l);
 
 #endif

@@ -361,7 +361,7 @@ static int flush_point(rill_loop *l)
 {
     unsigned n = run_deferred(l);
     if (!rill__list_empty(&l->starve_list) && l->slab.releases != l->starve_mark)
-        rill__conn_retry_starved(l);
+        rill__conn_retry_starved(l, UINT32_MAX);
     rill__conn_flush_all(l);
     rill__conn_close_all_due(l);
     rill__listeners_reap(l);
