@@ -154,6 +154,9 @@ static void stats_add_delta(struct rill_loop_stats *d, const struct rill_loop_st
     d->sys_ctl += b->sys_ctl - a->sys_ctl;
     d->sys_other += b->sys_other - a->sys_other;
     d->iterations += b->iterations - a->iterations;
+    d->uring_enters += b->uring_enters - a->uring_enters;
+    d->sqes_submitted += b->sqes_submitted - a->sqes_submitted;
+    d->cqes_reaped += b->cqes_reaped - a->cqes_reaped;
 }
 
 static void gather(struct worker *ws, uint32_t n, struct totals *t)
@@ -214,10 +217,16 @@ static void print_costs(const struct totals *t, const struct load_opts *o,
     if (t->requests) {
         printf("client CPU    %.2f us/request (user %.3f s, sys %.3f s, all threads)\n",
                (double)(user + sys) / r, (double)user / 1e6, (double)sys / 1e6);
-        printf("client calls  %.3f syscalls/request (read %.3f write %.3f poll %.3f other %.3f; "
-               "%.3f loop iterations/request)\n",
-               (double)calls / r, (double)s->sys_read / r, (double)s->sys_write / r,
-               (double)s->sys_poll / r, (double)other / r, (double)s->iterations / r);
+        if (s->uring_enters) /* io_uring: reads and writes are submissions, not calls */
+            printf("client calls  %.3f io_uring_enter/request (%.3f SQEs, %.3f CQEs per request; "
+                   "%.3f loop iterations/request)\n",
+                   (double)s->uring_enters / r, (double)s->sqes_submitted / r,
+                   (double)s->cqes_reaped / r, (double)s->iterations / r);
+        else
+            printf("client calls  %.3f syscalls/request (read %.3f write %.3f poll %.3f other %.3f; "
+                   "%.3f loop iterations/request)\n",
+                   (double)calls / r, (double)s->sys_read / r, (double)s->sys_write / r,
+                   (double)s->sys_poll / r, (double)other / r, (double)s->iterations / r);
     } else {
         printf("client CPU    n/a (no requests; user %.3f s, sys %.3f s)\n", (double)user / 1e6,
                (double)sys / 1e6);
