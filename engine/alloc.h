@@ -9,4 +9,8 @@ void *rill__calloc(size_t n, size_t size); /* zeroed; checks n * size for overfl
 void *rill__realloc(void *p, size_t n);
 void rill__free(void *p);
 
+/* Memory for structs that carry cache-line-aligned members (the allocator hook may not align). */
+void *rill__alloc_aligned(size_t size);
+void rill__free_aligned(void *p);
+
 #endif

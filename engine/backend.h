@@ -69,6 +69,9 @@ struct rill__backend_ops {
     /* The write queue has bytes and no send is in flight: send what the socket takes. Called at
      * the flush point. */
     void (*send)(rill_loop *l, rill_conn *c);
+    /* Forgets a quiet connection's descriptor without closing it (it moves to another loop):
+     * nothing may be in flight for it. */
+    void (*conn_detach)(rill_loop *l, rill_conn *c);
     /* Cancels in-flight work and closes the descriptor. Completions that are still due come back
      * later and each calls rill__conn_put(); the connection is reused only after the last one. */
     void (*conn_close)(rill_loop *l, rill_conn *c);

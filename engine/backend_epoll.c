@@ -298,6 +298,12 @@ static void ep_recv_resume(rill_loop *l, rill_conn *c)
         rill__conn_mark_read(c);
 }
 
+static void ep_conn_detach(rill_loop *l, rill_conn *c)
+{
+    l->stats.sys_ctl++;
+    epoll_ctl(ep_of(l)->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+}
+
 static void ep_conn_close(rill_loop *l, rill_conn *c)
 {
     if (c->fd >= 0)
@@ -423,5 +429,6 @@ const struct rill__backend_ops rill__backend_epoll = {
     .recv_pause = ep_recv_pause,
     .recv_resume = ep_recv_resume,
     .send = ep_send,
+    .conn_detach = ep_conn_detach,
     .conn_close = ep_conn_close,
 };

@@ -481,6 +481,12 @@ static void u_send(rill_loop *l, rill_conn *c)
     l->stats.sys_write++;
 }
 
+static void u_conn_detach(rill_loop *l, rill_conn *c)
+{
+    (void)l;
+    (void)c; /* nothing is registered per descriptor, and nothing is in flight by contract */
+}
+
 static void u_conn_close(rill_loop *l, rill_conn *c)
 {
     struct uring_loop *u = u_of(l);
@@ -701,6 +707,7 @@ const struct rill__backend_ops rill__backend_uring = {
     .recv_pause = u_recv_pause,
     .recv_resume = u_recv_resume,
     .send = u_send,
+    .conn_detach = u_conn_detach,
     .conn_close = u_conn_close,
 };
 

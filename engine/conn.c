@@ -60,6 +60,7 @@ int rill__conn_alloc(rill_loop *l, rill_conn **out)
     c->loop = l;
     c->fd = -1;
     c->wq_status = -ECANCELED;
+    l->live_conns++;
     *out = c;
     return 0;
 }
@@ -79,12 +80,23 @@ static void conn_free(rill_conn *c)
     rill_loop *l = c->loop;
     if (c->state & RILL__C_OPEN)
         l->stats.conns_open--;
+    l->live_conns--;
     c->loop = NULL;
     c->state = 0;
     c->gen++;
     c->next_free = l->conn_free;
     l->conn_free = c;
     rill__listeners_fd_freed(l);
+}
+
+void rill__conn_release_slot(rill_conn *c)
+{
+    rill__wheel_del(&c->loop->wheel, &c->timer);
+    rill__list_del(&c->flush_link);
+    rill__list_del(&c->read_link);
+    rill__list_del(&c->migrate_link);
+    c->fd = -1;
+    conn_free(c);
 }
 
 void rill__conn_pool_fini(rill_loop *l)
@@ -375,6 +387,7 @@ static void conn_begin_close(rill_conn *c, int status)
     c->close_status = status;
     rill__list_del(&c->flush_link);
     rill__list_del(&c->read_link);
+    rill__list_del(&c->migrate_link); /* closing cancels a move that has not happened */
     rill__wheel_del(&l->wheel, &c->timer);
     l->ops->conn_close(l, c);
     rill__list_push_back(&l->close_list, &c->close_link);
@@ -476,6 +489,13 @@ static void conn_deliver(rill_conn *c, struct rill_buf *buf, size_t len)
     c->last_io = l->now_ms;
     if (c->h.on_data)
         c->h.on_data(c, buf, buf->data, len, c->ctx);
+}
+
+void rill__conn_adopted(rill_conn *c)
+{
+    c->state |= RILL__C_OPEN;
+    c->loop->stats.conns_open++;
+    conn_start_idle(c);
 }
 
 void rill__conn_on_data(rill_conn *c, struct rill_buf *buf, size_t len)

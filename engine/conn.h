@@ -33,6 +33,7 @@ enum {
     RILL__C_CLOSING = 1u << 11,   /* close started; on_close pending */
     RILL__C_CLOSED = 1u << 12,    /* on_close has run */
     RILL__C_CLOSE_AFTER_WQ = 1u << 13, /* close (status 0) once the queue is empty */
+    RILL__C_MIGRATING = 1u << 15, /* rill_conn_migrate: quiescing before the hand-over */
     RILL__C_RD_HUP = 1u << 14,    /* readiness backend: the peer's FIN or an error was signalled,
                                    * so a short read no longer proves the queue is drained */
 };
@@ -87,6 +88,13 @@ struct rill_conn {
     bool held_eof;    /* end of stream arrived while paused */
     bool recv_armed;  /* a multishot receive is in flight */
     void *creq;       /* connect request memory, until the connect completes */
+
+    /* rill_conn_migrate: where to and whom to tell (on l->migrate_list, through read_link's
+     * sibling migrate_link, until quiet). */
+    struct rill__list migrate_link;
+    uint32_t mig_target;
+    rill_migrate_cb mig_cb;
+    void *mig_arg;
 };
 
 struct rill_listener {
@@ -124,6 +132,8 @@ int rill__conn_accepted(rill_loop *l, int fd, const struct rill_conn_handler *h,
 
 /* Called by backends. */
 void rill__conn_opened(rill_conn *c);
+/* Like opened, without on_open: a connection that moved here from another loop. */
+void rill__conn_adopted(rill_conn *c);
 void rill__conn_on_data(rill_conn *c, struct rill_buf *buf, size_t len);
 void rill__conn_on_eof(rill_conn *c);
 /* Delivers data (and an end of stream) held while reading was paused; returns true when nothing
@@ -157,7 +167,7 @@ static inline void rill__conn_op_end(rill_conn *c)
 static inline bool rill__conn_can_read(const rill_conn *c)
 {
     return !(c->state & (RILL__C_RD_PAUSED | RILL__C_RD_STARVED | RILL__C_RD_EOF |
-                         RILL__C_CLOSING | RILL__C_CONNECTING));
+                         RILL__C_CLOSING | RILL__C_CONNECTING | RILL__C_MIGRATING));
 }
 
 /* Accepting a socket: wraps fd in a connection of the listener and starts it (or closes fd). */
@@ -171,6 +181,14 @@ rill_listener *rill__listener_lookup(rill_loop *l, uint32_t id);
 void rill__listeners_reap(rill_loop *l);
 /* A descriptor was freed on this loop: listeners resting after EMFILE may try again now. */
 void rill__listeners_fd_freed(rill_loop *l);
+
+/* Hands quiet migrating connections to their target loops (migrate.c). */
+void rill__conn_migrate_ready(rill_loop *l);
+/* Frees a connection slot without callbacks (its socket was handed over); conn.c. */
+void rill__conn_release_slot(rill_conn *c);
+
+/* Engine internals used by the loop side (engine.c). */
+int rill__engine_push(struct rill_engine *e, uint32_t index, rill_post_fn fn, void *arg);
 
 /* Flush point work, in loop.c order. */
 void rill__conn_flush_all(rill_loop *l);

@@ -17,6 +17,7 @@
 
 #include "backend.h"
 #include "conn.h"
+#include "mailbox.h"
 
 /* ---- allocator ------------------------------------------------------------------------------ */
 
@@ -190,6 +191,8 @@ int rill__loop_init_common(rill_loop *l, const struct rill_loop_config *cfg)
     rill__list_init(&l->accept_list);
     rill__list_init(&l->dead_listeners);
     rill__list_init(&l->timers);
+    rill__list_init(&l->migrate_list);
+    l->index = -1;
     l->stats.buf_budget = cfg->slab_budget;
     atomic_fetch_add(&loops_alive, 1);
     return 0;
@@ -330,7 +333,8 @@ static unsigned run_deferred(rill_loop *l)
 
 static bool has_pending_work(const rill_loop *l)
 {
-    return l->defer_len || !rill__list_empty(&l->flush_list) ||
+    return l->defer_len || (l->mbox && rill__mailbox_pending(l->mbox)) ||
+           !rill__list_empty(&l->migrate_list) || !rill__list_empty(&l->flush_list) ||
            !rill__list_empty(&l->close_list) || !rill__list_empty(&l->read_list) ||
            !rill__list_empty(&l->accept_list) ||
            (!rill__list_empty(&l->starve_list) && l->slab.releases != l->starve_mark) ||
@@ -359,13 +363,23 @@ static int poll_timeout(const rill_loop *l, int timeout_ms)
 /* The flush point: see the comment at the top of this file. */
 static int flush_point(rill_loop *l)
 {
-    unsigned n = run_deferred(l);
+    unsigned n = 0;
+    /* Messages from other loops and threads first, at most one mailbox's worth per iteration,
+     * so a flood of posts cannot starve this loop's own I/O. */
+    if (l->mbox)
+        n += rill__mailbox_drain(l->mbox, l, (unsigned)l->mbox->mask + 1);
+    n += run_deferred(l);
     if (!rill__list_empty(&l->starve_list) && l->slab.releases != l->starve_mark)
         rill__conn_retry_starved(l, UINT32_MAX);
     rill__conn_flush_all(l);
+    if (!rill__list_empty(&l->migrate_list))
+        rill__conn_migrate_ready(l);
     rill__conn_close_all_due(l);
     rill__listeners_reap(l);
     int r = l->ops->flush(l);
+    /* A graceful stop ends when the last connection has gone, in-flight work included. */
+    if (l->draining && l->live_conns == 0 && l->inflight == 0)
+        atomic_store(&l->stop_requested, true);
     return r < 0 ? r : (int)n;
 }
 

@@ -53,6 +53,14 @@ struct rill_loop {
     uint32_t listener_serial;       /* ids for listener cookies */
     struct rill__list timers;       /* every public rill_timer of this loop */
     uint64_t inflight;              /* completion-backend operations in flight, all handles */
+    uint32_t live_conns;            /* connection slots in use (open, connecting or closing) */
+
+    /* Engine membership (NULL / -1 for a stand-alone loop). */
+    struct rill_engine *engine;
+    int index;
+    struct rill__mailbox *mbox;
+    struct rill__list migrate_list; /* connections waiting to be handed to another loop */
+    bool draining;                  /* graceful stop: stop once no connection is left */
     uint64_t starve_mark;           /* slab.releases when the starve list was last retried */
 
     /* Write-queue entries for small sends are recycled through this list. */
@@ -92,10 +100,6 @@ void rill__loop_fini_common(rill_loop *l);
 void rill__timers_free_all(rill_loop *l);
 
 /* Logs one line on stderr, prefixed with "rill: ". */
-/* Memory for structs that carry cache-line-aligned members (the allocator hook may not align). */
-void *rill__alloc_aligned(size_t size);
-void rill__free_aligned(void *p);
-
 void rill__log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #endif

@@ -393,6 +393,113 @@ RILL_API bool rill_timer_active(const rill_timer *t);
 /* Stops and frees the timer; allowed from inside its own callback. NULL is ignored. */
 RILL_API void rill_timer_destroy(rill_timer *t);
 
+/* ---------------------------------------------------------------------------------------------
+ * Engine: one loop per CPU, each on its own pinned thread, sharing nothing
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct rill_engine rill_engine;
+
+#define RILL_ENGINE_F_NO_PIN (1u << 0) /* do not pin loop i to the i-th CPU of the mask */
+
+struct rill_engine_config {
+    uint32_t loops;             /* 0: one per CPU in the process's affinity mask (max 1024) */
+    uint32_t flags;             /* RILL_ENGINE_F_* */
+    uint32_t mailbox_capacity;  /* messages each loop's mailbox holds; default 4096 (power of 2) */
+    struct rill_loop_config loop; /* every loop's config (each picks its backend as usual) */
+};
+
+/* Fills cfg with the defaults. Thread: any. */
+RILL_API void rill_engine_config_init(struct rill_engine_config *cfg);
+
+/* Creates an engine and its loops (not yet running). cfg may be NULL for the defaults.
+ * Returns: 0 and *out; -EINVAL for a bad config; errors of rill_loop_create().
+ * Ownership: the caller destroys it with rill_engine_destroy(). Thread: any. */
+RILL_API int rill_engine_create(const struct rill_engine_config *cfg, rill_engine **out);
+
+/* Starts one thread per loop (pinned unless RILL_ENGINE_F_NO_PIN). Returns once every loop is
+ * ready; no loop serves before all are (a start barrier).
+ * Returns: 0; -EALREADY if started; -EAGAIN/-ENOMEM if a thread cannot start (none runs then).
+ * Thread: the thread that created it, not a loop thread. */
+RILL_API int rill_engine_start(rill_engine *e);
+
+/* Stops gracefully: every listener closes first; then each connection is closed (on_close with
+ * status 0) once its queued data is sent, or with -ETIMEDOUT when drain_ms passes first; then
+ * the loops stop and their threads are joined. drain_ms 0 closes at once (queued sends get
+ * -ECANCELED). Returns within about drain_ms (plus one loop iteration).
+ * Returns: 0; -EINVAL for NULL; -EALREADY if not running. Thread: not a loop thread. */
+RILL_API int rill_engine_stop(rill_engine *e, uint32_t drain_ms);
+
+/* Destroys a stopped (or never started) engine and its loops. A running engine is stopped first
+ * with drain_ms 0. NULL is ignored. Thread: not a loop thread. */
+RILL_API void rill_engine_destroy(rill_engine *e);
+
+/* Returns the number of loops. */
+RILL_API uint32_t rill_engine_loop_count(const rill_engine *e);
+
+/* Returns loop `index` (NULL when out of range). Use it from that loop's thread (in its
+ * callbacks or posted functions), or before start. */
+RILL_API rill_loop *rill_engine_loop(const rill_engine *e, uint32_t index);
+
+/* Returns the CPU loop `index` is pinned to, or -1 when unpinned or out of range. */
+RILL_API int rill_engine_loop_cpu(const rill_engine *e, uint32_t index);
+
+/* Returns the index of a loop within its engine, or -1 for a loop not owned by an engine. */
+RILL_API int rill_loop_index(const rill_loop *l);
+
+/* Returns the engine a loop belongs to, or NULL. */
+RILL_API rill_engine *rill_loop_engine(const rill_loop *l);
+
+#define RILL_ENGINE_LISTEN_F_STEER (1u << 0) /* serve each connection on the loop of its CPU */
+
+/* How rill_engine_listen() steers connections to loops. */
+typedef enum rill_steering {
+    RILL_STEER_HASH = 0,     /* the kernel's SO_REUSEPORT hash (no steering, or unavailable) */
+    RILL_STEER_BPF_CPU = 1,  /* a reuseport BPF program picks the listener of the current CPU */
+    RILL_STEER_INCOMING_CPU = 2, /* SO_INCOMING_CPU on each listener (Linux 6.2 selection) */
+} rill_steering;
+
+/* Opens one SO_REUSEPORT listener per loop on the same address, each accepting on its own loop
+ * (cfg->flags gets RILL_LISTEN_F_REUSEPORT). Port 0 picks one port for all. With
+ * RILL_ENGINE_LISTEN_F_STEER, a connection is served by the loop pinned to the CPU that
+ * received it: by a reuseport BPF program when loop i runs on CPU i, else by SO_INCOMING_CPU;
+ * when neither works (unpinned loops, an old kernel) it falls back to hashing and says so in
+ * *steering and in one log line.
+ * Returns: the bound port (> 0) or 0 for a unix address; -EINVAL; bind/listen errors (then no
+ * listener stays open). Thread: not a loop thread. Before start or while running. */
+RILL_API int rill_engine_listen(rill_engine *e, const char *uri, const struct rill_listen_config *cfg,
+                                uint32_t flags, rill_steering *steering);
+
+typedef void (*rill_post_fn)(rill_loop *l, void *arg);
+
+/* Runs fn(loop, arg) on loop `index`'s thread, in its next iteration. Messages from one thread
+ * to one loop run in the order posted; none is lost or run twice. The mailbox is bounded.
+ * Returns: 0; -EAGAIN when that loop's mailbox is full (nothing queued: try again later);
+ * -EINVAL for a bad index or NULL fn; -ESHUTDOWN once the engine is stopping.
+ * Ownership: arg stays the caller's business. Thread: any (loop threads included). */
+RILL_API int rill_engine_post(rill_engine *e, uint32_t index, rill_post_fn fn, void *arg);
+
+typedef void (*rill_migrate_cb)(rill_conn *c, int status, void *arg);
+
+/* Moves an open connection to loop `index` of its engine, for servers that balance by load.
+ * Reading stops on the current loop; once nothing is in flight there, the socket is handed over
+ * and cb(new_c, 0, arg) runs on the target loop's thread with the new handle, which keeps the
+ * handler and ctx and receives from then on. The old handle gets no more callbacks (no
+ * on_close) and is invalid once this returns 0. Data that arrived before the move is delivered
+ * on the old loop first. If the move fails (target mailbox full, target over max_conns), the
+ * connection is closed and cb(NULL, -errno, arg) runs on the target or the source loop.
+ * Returns: 0 when the move started; -EINVAL (NULL, bad index, not in an engine); -EBUSY when
+ * sends are queued, data is held or the connection is closing (finish them first); -EALREADY
+ * when it already is on that loop. Thread: the connection's loop thread. */
+RILL_API int rill_conn_migrate(rill_conn *c, uint32_t index, rill_migrate_cb cb, void *arg);
+
+/* Per-loop counters (out[i] for loop i, n entries at most) and their sum. While running, each
+ * loop copies its own counters on its thread (through its mailbox), so the snapshot is
+ * consistent per loop. Either pointer may be NULL.
+ * Returns: the number of loops reported; -EINVAL; -EAGAIN if a mailbox is full. Thread: not a
+ * loop thread. */
+RILL_API int rill_engine_stats(rill_engine *e, struct rill_loop_stats *per_loop, uint32_t n,
+                               struct rill_loop_stats *sum);
+
 #ifdef __cplusplus
 }
 #endif
