@@ -49,6 +49,10 @@ struct rill__backend_ops {
 
     /* Interrupts a poll in progress. Any thread; async-signal-safe. */
     void (*wake)(rill_loop *l);
+    /* Optional: wakes loop dst of the same engine and backend from loop src's own thread
+     * without a system call of its own (io_uring: IORING_OP_MSG_RING, sent with src's next
+     * submission). Returns 0 when queued; otherwise the caller uses wake. */
+    int (*post_wake)(rill_loop *src, rill_loop *dst);
 
     /* Starts (or, after a pause for EMFILE, restarts) accepting on a bound, listening socket. */
     int (*listener_start)(rill_loop *l, rill_listener *ls);

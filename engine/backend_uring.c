@@ -57,6 +57,8 @@ struct uring_loop {
     uint32_t bid_free_n;
     bool bound;                /* enabled for the thread that runs the loop */
     bool wake_unarmed;         /* the wake-up read could not be queued yet */
+    bool msg_ring;             /* IORING_OP_MSG_RING works (probed; off after a failure) */
+    uint64_t msg_sent[16];     /* targets already sent a wake-up in this iteration (bitmap) */
 };
 
 struct connect_req {
@@ -236,6 +238,8 @@ static int u_create(const struct rill_loop_config *cfg, rill_loop **out, const c
         goto fail;
     }
     u_arm_wake(u);
+    u->msg_ring = (u->caps & RILL__CAP_MSG_RING) != 0;
+    u->caps &= ~RILL__CAP_MSG_RING; /* internal, not one of the public RILL_CAP_* bits */
     *out = l;
     return 0;
 fail:
@@ -246,6 +250,25 @@ fail:
 static uint32_t u_caps(const rill_loop *l)
 {
     return u_of((rill_loop *)l)->caps;
+}
+
+static int u_post_wake(rill_loop *src, rill_loop *dst)
+{
+    struct uring_loop *u = u_of(src), *v = u_of(dst);
+    uint32_t i = (uint32_t)dst->index;
+    if (!u->msg_ring || i >= 64 * 16 || !v->bound)
+        return -1;
+    /* One wake-up per target per iteration: the target drains its whole mailbox anyway. */
+    if (u->msg_sent[i / 64] & (1ull << (i % 64)))
+        return 0;
+    struct io_uring_sqe *sqe = get_sqes(u, 1);
+    if (!sqe)
+        return -1;
+    io_uring_prep_msg_ring(sqe, v->ring.ring_fd, 0, rill__cookie(RILL__OP_MSG, 0, 0), 0);
+    sqe->flags |= IOSQE_CQE_SKIP_SUCCESS; /* the sender hears back only on failure */
+    io_uring_sqe_set_data64(sqe, rill__cookie(RILL__OP_MSG_FAIL, 0, i));
+    u->msg_sent[i / 64] |= 1ull << (i % 64);
+    return 0;
 }
 
 static void u_wake(rill_loop *l)
@@ -261,6 +284,7 @@ static int u_flush(rill_loop *l)
     br_refill(u);
     if (u->wake_unarmed)
         u_arm_wake(u);
+    memset(u->msg_sent, 0, sizeof u->msg_sent);
     unsigned pending = io_uring_sq_ready(&u->ring);
     if (!pending)
         return 0;
@@ -614,7 +638,16 @@ static void u_dispatch(struct uring_loop *u, struct io_uring_cqe *cqe)
         u_on_accept(u, ck, cqe->res, cqe->flags);
         break;
     case RILL__OP_NONE:
+    case RILL__OP_MSG: /* woken by another loop: its mailbox is drained at the flush point */
         break;
+    case RILL__OP_MSG_FAIL: {
+        /* The kernel refused the cross-ring message: use the eventfd from now on. */
+        u->msg_ring = false;
+        rill_loop *dst = rill_engine_loop(u->base.engine, rill__cookie_slot(ck));
+        if (dst)
+            rill_loop_wake(dst);
+        break;
+    }
     default:
         u_on_conn_cqe(u, ck, cqe->res, cqe->flags);
         break;
@@ -700,6 +733,7 @@ const struct rill__backend_ops rill__backend_uring = {
     .poll = u_poll,
     .flush = u_flush,
     .wake = u_wake,
+    .post_wake = u_post_wake,
     .listener_start = u_listener_start,
     .listener_close = u_listener_close,
     .conn_start = u_conn_start,

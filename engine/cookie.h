@@ -20,6 +20,8 @@ enum rill__op {
     RILL__OP_TIMEOUT,
     RILL__OP_CANCEL,
     RILL__OP_CLOSE,
+    RILL__OP_MSG,      /* a wake-up posted by another loop's ring (IORING_OP_MSG_RING) */
+    RILL__OP_MSG_FAIL, /* that post failed on the sender's side; slot = target loop index */
 };
 
 #define RILL__COOKIE_OP_BITS 8u

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "backend.h"
 #include "conn.h"
 #include "mailbox.h"
 #include "sys.h"
@@ -178,15 +179,26 @@ int rill_engine_start(rill_engine *e)
 
 /* ---- posting -------------------------------------------------------------------------------- */
 
+/* From one loop of the engine to another on io_uring, the sender's ring carries the wake-up
+ * (IORING_OP_MSG_RING) in its next submission; from anywhere else, the eventfd. */
+static void engine_wake(rill_engine *e, uint32_t index)
+{
+    rill_loop *dst = e->loops[index].loop, *src = rill__tls_loop;
+    if (src && src != dst && src->engine == e && src->ops == dst->ops && src->ops->post_wake &&
+        src->ops->post_wake(src, dst) == 0)
+        return;
+    rill_loop_wake(dst);
+}
+
 int rill__engine_push(rill_engine *e, uint32_t index, rill_post_fn fn, void *arg)
 {
-    if (index >= e->n || !e->loops[index].loop)
+    if (index >= e->n)
         return -EINVAL;
-    if (atomic_load(&e->shutting_down))
+    if (atomic_load(&e->shutting_down) || !e->loops[index].loop)
         return -ESHUTDOWN;
     int r = rill__mailbox_push(e->loops[index].mbox, fn, arg);
     if (r == 0)
-        rill_loop_wake(e->loops[index].loop);
+        engine_wake(e, index);
     return r;
 }
 

@@ -383,6 +383,8 @@ static int flush_point(rill_loop *l)
     return r < 0 ? r : (int)n;
 }
 
+_Thread_local rill_loop *rill__tls_loop;
+
 int rill_loop_run_once(rill_loop *l, int timeout_ms)
 {
     if (!l)
@@ -390,6 +392,8 @@ int rill_loop_run_once(rill_loop *l, int timeout_ms)
     if (l->in_dispatch)
         return -EBUSY;
     l->in_dispatch = true;
+    rill_loop *outer = rill__tls_loop;
+    rill__tls_loop = l;
     rill__loop_update_time(l);
     int n = l->ops->poll(l, poll_timeout(l, timeout_ms));
     if (n >= 0) {
@@ -400,6 +404,7 @@ int rill_loop_run_once(rill_loop *l, int timeout_ms)
     }
     l->stats.iterations++;
     l->in_dispatch = false;
+    rill__tls_loop = outer;
     return n;
 }
 

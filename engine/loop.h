@@ -70,6 +70,9 @@ struct rill_loop {
     struct rill_loop_stats stats __attribute__((aligned(64)));
 };
 
+/* The loop this thread is running, if any (set for the duration of rill_loop_run_once). */
+extern _Thread_local rill_loop *rill__tls_loop;
+
 static inline struct rill_loop_stats *rill__stats(rill_loop *l)
 {
     return &l->stats;

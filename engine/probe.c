@@ -75,8 +75,8 @@ static int probe_ops(struct io_uring *ring, uint32_t *caps, const char **why)
             break;
         }
     }
-    if (r == 0 && io_uring_opcode_supported(p, IORING_OP_SEND_ZC))
-        *caps |= RILL_CAP_SEND_ZC;
+    if (r == 0 && io_uring_opcode_supported(p, IORING_OP_MSG_RING))
+        *caps |= RILL__CAP_MSG_RING;
     io_uring_free_probe(p);
     return r;
 }

@@ -6,6 +6,9 @@
 
 #include "rill.h"
 
+/* Internal capability of rill__uring_setup: IORING_OP_MSG_RING is supported (Linux 5.18). */
+#define RILL__CAP_MSG_RING (1u << 31)
+
 #ifdef RILL_HAVE_LIBURING
 #include <liburing.h>
 
