@@ -203,6 +203,13 @@ int main(int argc, char **argv)
             print_stats(e, &prev);
     }
     rill_engine_stop(e, DRAIN_MS);
+    /* How evenly the kernel spread connections over the loops. */
+    struct rill_loop_stats per[64];
+    int n = rill_engine_stats(e, per, 64, NULL);
+    for (int i = 0; i < n && i < 64; i++)
+        fprintf(stderr, "rill-echo: loop %d cpu %d accepted %llu bytes-in %llu\n", i,
+                rill_engine_loop_cpu(e, (uint32_t)i), (unsigned long long)per[i].accepts,
+                (unsigned long long)per[i].bytes_in);
     rill_engine_destroy(e);
     return 0;
 }
