@@ -388,9 +388,9 @@ static int ep_poll(rill_loop *l, int timeout_ms)
         }
         case RILL__OP_WAKE: {
             uint64_t v;
-            atomic_store(&l->wake_pending, false);
             ssize_t r = read(ep->wakefd, &v, sizeof v);
             (void)r;
+            (void)atomic_exchange(&l->wake_pending, false);
             break;
         }
         default:

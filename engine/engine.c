@@ -36,8 +36,10 @@ struct rill_engine {
     uint32_t n;
     struct engine_loop *loops;
     pthread_barrier_t barrier;
+    pthread_barrier_t exit_barrier; /* no loop is destroyed before stop has stopped touching it */
     bool running, joined;
     _Atomic bool shutting_down; /* posts are refused from the start of a stop */
+    _Atomic uint32_t posting;   /* posts between their shutting_down check and their wake-up */
     uint32_t drain_ms;
 };
 
@@ -143,6 +145,7 @@ static void *loop_thread(void *p)
     }
     pthread_barrier_wait(&e->barrier);
     el->run_status = rill_loop_run(el->loop);
+    pthread_barrier_wait(&e->exit_barrier);
     /* The loop ends on its own thread: an io_uring ring belongs to the thread that ran it. */
     rill_loop_stats(el->loop, &el->final);
     rill_timer_destroy(el->drain_timer);
@@ -159,6 +162,7 @@ int rill_engine_start(rill_engine *e)
     if (e->running || e->joined)
         return -EALREADY;
     pthread_barrier_init(&e->barrier, NULL, e->n + 1);
+    pthread_barrier_init(&e->exit_barrier, NULL, e->n + 1);
     for (uint32_t i = 0; i < e->n; i++) {
         struct thread_arg *ta = rill__malloc(sizeof *ta);
         if (ta)
@@ -194,13 +198,17 @@ int rill__engine_push(rill_engine *e, uint32_t index, rill_post_fn fn, void *arg
 {
     if (index >= e->n)
         return -EINVAL;
-    if (atomic_load(&e->shutting_down) || !e->loops[index].loop)
+    atomic_fetch_add(&e->posting, 1);
+    if (atomic_load(&e->shutting_down) || !e->loops[index].loop) {
+        atomic_fetch_sub(&e->posting, 1);
         return -ESHUTDOWN;
+    }
     int r = rill__mailbox_push(e->loops[index].mbox, fn, arg);
     if (r == 0)
         engine_wake(e, index);
     else /* full: the loop must run; poke it past the wake-up coalescing (see the note below) */
         e->loops[index].loop->ops->wake(e->loops[index].loop);
+    atomic_fetch_sub(&e->posting, 1);
     return r;
 }
 
@@ -332,6 +340,7 @@ int rill_engine_listen(rill_engine *e, const char *uri, const struct rill_listen
     char bound[300];
     int port = 0, r = 0;
     uint32_t opened = 0;
+    bool unix_addr = false;
     for (uint32_t i = 0; i < e->n; i++, opened++) {
         lcs[i].uri = i == 0 ? uri : bound;
         lcs[i].cfg = *cfg;
@@ -339,6 +348,11 @@ int rill_engine_listen(rill_engine *e, const char *uri, const struct rill_listen
         engine_call(e, i, listen_on_loop, &lcs[i]);
         if ((r = lcs[i].status) < 0)
             break;
+        /* SO_REUSEPORT does not exist for unix sockets: one listener, on loop 0. */
+        if (i == 0 && lcs[0].ls->addr.ss_family == AF_UNIX) {
+            unix_addr = true;
+            break;
+        }
         if (i == 0) {
             /* Port 0 asked for any port: every other loop joins the one the first got. */
             port = rill_listener_port(lcs[0].ls);
@@ -356,7 +370,7 @@ int rill_engine_listen(rill_engine *e, const char *uri, const struct rill_listen
         return r;
     }
     rill_steering how = RILL_STEER_HASH;
-    if (flags & RILL_ENGINE_LISTEN_F_STEER)
+    if ((flags & RILL_ENGINE_LISTEN_F_STEER) && !unix_addr)
         how = choose_steering(e, lcs);
     if (steering)
         *steering = how;
@@ -429,10 +443,16 @@ int rill_engine_stop(rill_engine *e, uint32_t drain_ms)
     if (!e->running)
         return -EALREADY;
     atomic_store(&e->shutting_down, true);
+    /* A post that passed its check before the store is queued ahead of drain_start, and none
+     * touches a loop after this. */
+    while (atomic_load(&e->posting))
+        sched_yield();
     e->drain_ms = drain_ms;
     for (uint32_t i = 0; i < e->n; i++)
         engine_call(e, i, drain_start, e);
+    pthread_barrier_wait(&e->exit_barrier); /* loops are destroyed only after this */
     join_all(e);
+    pthread_barrier_destroy(&e->exit_barrier);
     return 0;
 }
 

@@ -77,9 +77,12 @@ void rill__conn_migrate_ready(rill_loop *l)
         if (!h)
             continue;
         *h = (struct handover){c->fd, c->h, c->ctx, c->opts, c->mig_cb, c->mig_arg};
-        if (rill__engine_push(l->engine, c->mig_target, adopt, h) < 0) {
-            rill__free(h); /* the target's mailbox is full: next iteration */
-            continue;
+        int r = rill__engine_push(l->engine, c->mig_target, adopt, h);
+        if (r < 0) {
+            rill__free(h);
+            if (r != -EAGAIN) /* stopping: the move is cancelled with the connection */
+                rill_close(c);
+            continue; /* EAGAIN: the target's mailbox is full, next iteration */
         }
         l->ops->conn_detach(l, c);
         rill__conn_release_slot(c);

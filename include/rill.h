@@ -483,10 +483,12 @@ typedef void (*rill_migrate_cb)(rill_conn *c, int status, void *arg);
 /* Moves an open connection to loop `index` of its engine, for servers that balance by load.
  * Reading stops on the current loop; once nothing is in flight there, the socket is handed over
  * and cb(new_c, 0, arg) runs on the target loop's thread with the new handle, which keeps the
- * handler and ctx and receives from then on. The old handle gets no more callbacks (no
- * on_close) and is invalid once this returns 0. Data that arrived before the move is delivered
- * on the old loop first. If the move fails (target mailbox full, target over max_conns), the
- * connection is closed and cb(NULL, -errno, arg) runs on the target or the source loop.
+ * handler and ctx and receives from then on. Until the hand-over, data already on its way is
+ * still delivered to the old handle on the old loop; after it, the old handle gets no more
+ * callbacks (no on_close) and is invalid. A full target mailbox only delays the hand-over. If
+ * the target cannot take it (over max_conns), the socket is closed there and cb(NULL, -errno,
+ * arg) runs on the target. If the connection closes before the hand-over (peer reset, engine
+ * stop), the move is cancelled: on_close runs on the old handle and cb is not called.
  * Returns: 0 when the move started; -EINVAL (NULL, bad index, not in an engine); -EBUSY when
  * sends are queued, data is held or the connection is closing (finish them first); -EALREADY
  * when it already is on that loop. Thread: the connection's loop thread. */
