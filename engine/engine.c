@@ -206,8 +206,6 @@ int rill__engine_push(rill_engine *e, uint32_t index, rill_post_fn fn, void *arg
     int r = rill__mailbox_push(e->loops[index].mbox, fn, arg);
     if (r == 0)
         engine_wake(e, index);
-    else /* full: the loop must run; poke it past the wake-up coalescing (see the note below) */
-        e->loops[index].loop->ops->wake(e->loops[index].loop);
     atomic_fetch_sub(&e->posting, 1);
     return r;
 }
