@@ -433,14 +433,14 @@ RILL_API int rill_engine_stop(rill_engine *e, uint32_t drain_ms);
  * with drain_ms 0. NULL is ignored. Thread: not a loop thread. */
 RILL_API void rill_engine_destroy(rill_engine *e);
 
-/* Returns the number of loops. */
+/* Returns the number of loops (0 for NULL). Thread: any. */
 RILL_API uint32_t rill_engine_loop_count(const rill_engine *e);
 
 /* Returns loop `index` (NULL when out of range). Use it from that loop's thread (in its
  * callbacks or posted functions), or before start. */
 RILL_API rill_loop *rill_engine_loop(const rill_engine *e, uint32_t index);
 
-/* Returns the CPU loop `index` is pinned to, or -1 when unpinned or out of range. */
+/* Returns the CPU loop `index` is pinned to, or -1 when unpinned or out of range. Thread: any. */
 RILL_API int rill_engine_loop_cpu(const rill_engine *e, uint32_t index);
 
 /* Returns the index of a loop within its engine, or -1 for a loop not owned by an engine. */
@@ -464,8 +464,11 @@ typedef enum rill_steering {
  * received it: by a reuseport BPF program when loop i runs on CPU i, else by SO_INCOMING_CPU;
  * when neither works (unpinned loops, an old kernel) it falls back to hashing and says so in
  * *steering and in one log line.
- * Returns: the bound port (> 0) or 0 for a unix address; -EINVAL; bind/listen errors (then no
- * listener stays open). Thread: not a loop thread. Before start or while running. */
+ * Returns: the bound port (> 0) or 0 for a unix address (one listener, on loop 0: unix sockets
+ * have no SO_REUSEPORT); -EINVAL; bind/listen errors (then no listener stays open).
+ * Ownership: the engine owns the listeners; they close when it stops. Accepted connections call
+ * cfg->handler on their own loop's thread. Thread: not a loop thread; before start or while
+ * running. */
 RILL_API int rill_engine_listen(rill_engine *e, const char *uri, const struct rill_listen_config *cfg,
                                 uint32_t flags, rill_steering *steering);
 
