@@ -27,6 +27,7 @@
 #include "backend.h"
 #include "conn.h"
 #include "cookie.h"
+#include "dgram.h"
 #include "sys.h"
 
 #define RILL__RECV_IOVS 2u
@@ -311,6 +312,135 @@ static void ep_conn_close(rill_loop *l, rill_conn *c)
     c->fd = -1;
 }
 
+/* ---- datagram sockets ----------------------------------------------------------------------- */
+
+#define EP_MMSG 64u /* datagrams per recvmmsg / sendmmsg */
+
+/* Reads with recvmmsg into the socket's leased buffers until the kernel queue is empty or the
+ * budget is spent. Buffers not filled by one call stay leased for the next. A socket whose
+ * buffers cannot be leased (the slab budget is spent) stops reading; the kernel keeps, or drops,
+ * datagrams as UDP does, and the next arrival's edge tries again. */
+static void ep_dgram_read(rill_dgram *d)
+{
+    rill_loop *l = d->loop;
+    unsigned budget = RILL_DGRAM_BUDGET;
+    unsigned want = d->batch < EP_MMSG ? d->batch : EP_MMSG;
+    while (d->rd_ready && !d->closing && budget > 0) {
+        struct mmsghdr mm[EP_MMSG];
+        struct iovec iov[EP_MMSG];
+        struct sockaddr_storage from[EP_MMSG];
+        unsigned n = 0;
+        for (; n < want; n++) {
+            if (!d->rx_bufs[n] && rill__slab_lease(&l->slab, d->max_dgram, &d->rx_bufs[n]) < 0)
+                break;
+            iov[n] = (struct iovec){d->rx_bufs[n]->data, d->max_dgram};
+            mm[n].msg_hdr = (struct msghdr){.msg_name = &from[n], .msg_namelen = sizeof from[n],
+                                            .msg_iov = &iov[n], .msg_iovlen = 1};
+            mm[n].msg_len = 0;
+        }
+        if (n == 0) {
+            l->stats.read_pauses++;
+            return;
+        }
+        int r = rill__sys_recvmmsg(&l->stats, d->fd, mm, n);
+        if (r < 0) {
+            if (r == -EAGAIN) {
+                d->rd_ready = false;
+                return;
+            }
+            budget--;
+            if (r != -EINTR)
+                rill__dgram_on_error(d, r); /* ICMP errors: reported once, then cleared */
+            continue;
+        }
+        for (int i = 0; i < r; i++) {
+            struct rill_buf *b = d->rx_bufs[i];
+            d->rx_bufs[i] = NULL;
+            rill__dgram_on_recv(d, b, b->data, mm[i].msg_len, (struct sockaddr *)&from[i],
+                                mm[i].msg_hdr.msg_namelen, mm[i].msg_hdr.msg_flags);
+            rill__buf_put(b);
+        }
+        /* Keep the unused buffers at the front, where the next call looks first. */
+        for (unsigned i = (unsigned)r, j = 0; i < n; i++, j++) {
+            d->rx_bufs[j] = d->rx_bufs[i];
+            d->rx_bufs[i] = NULL;
+        }
+        if ((unsigned)r < n)
+            d->rd_ready = false; /* the queue is empty: wait for the next edge */
+        budget = budget > (unsigned)r ? budget - (unsigned)r : 0;
+    }
+    if (d->rd_ready && !d->closing && !rill__list_linked(&d->rlink))
+        rill__list_push_back(&l->dgram_read, &d->rlink);
+}
+
+static void ep_dgram_send(rill_loop *l, rill_dgram *d)
+{
+    unsigned budget = RILL_DGRAM_BUDGET * 4;
+    while (d->tx_head && budget > 0) {
+        struct mmsghdr mm[EP_MMSG];
+        struct rill__dgram_tx *tx[EP_MMSG];
+        unsigned n = 0;
+        while (n < EP_MMSG && (tx[n] = rill__dgram_tx_pop(d))) {
+            mm[n].msg_hdr = tx[n]->msg;
+            mm[n].msg_len = 0;
+            n++;
+        }
+        int r = rill__sys_sendmmsg(&l->stats, d->fd, mm, n);
+        unsigned done = r > 0 ? (unsigned)r : 0;
+        for (unsigned i = 0; i < done; i++)
+            rill__dgram_tx_done(d, tx[i], (int)mm[i].msg_len);
+        /* A datagram the kernel refused fails alone; the ones after it go in the next call. */
+        if (r < 0 && r != -EAGAIN && r != -EINTR)
+            rill__dgram_tx_done(d, tx[done++], r);
+        for (unsigned i = n; i > done; i--)
+            rill__dgram_tx_unpop(d, tx[i - 1]);
+        if (r == -EAGAIN) {
+            d->wr_blocked = true; /* EPOLLOUT's edge brings us back */
+            return;
+        }
+        budget = budget > n ? budget - n : 0;
+    }
+    if (d->tx_head)
+        rill__dgram_mark_flush(d);
+}
+
+static int ep_dgram_start(rill_loop *l, rill_dgram *d)
+{
+    d->rd_ready = true;
+    return ep_add(l, d->fd, EPOLLIN | EPOLLOUT | EPOLLET, rill__cookie(RILL__OP_DGRAM, 0, d->id));
+}
+
+static void ep_dgram_close(rill_loop *l, rill_dgram *d)
+{
+    if (d->fd >= 0)
+        rill__sys_close(&l->stats, d->fd);
+    d->fd = -1;
+}
+
+static void ep_dgram_free(rill_loop *l, rill_dgram *d)
+{
+    (void)l;
+    (void)d; /* nothing beyond what dgram.c frees */
+}
+
+static void ep_dgram_event(rill_loop *l, uint32_t id, uint32_t ev)
+{
+    rill_dgram *d = rill__dgram_lookup(l, id);
+    if (!d || d->closing) {
+        l->stats.stale_completions++;
+        return;
+    }
+    if (ev & (EPOLLIN | EPOLLERR)) {
+        d->rd_ready = true;
+        rill__list_del(&d->rlink);
+        ep_dgram_read(d);
+    }
+    if ((ev & (EPOLLOUT | EPOLLERR)) && d->wr_blocked) {
+        d->wr_blocked = false;
+        rill__dgram_mark_flush(d);
+    }
+}
+
 /* ---- dispatch ------------------------------------------------------------------------------- */
 
 static void ep_connected(rill_conn *c)
@@ -357,8 +487,9 @@ static void ep_conn_event(rill_loop *l, uint64_t cookie, uint32_t ev)
 static int ep_poll(rill_loop *l, int timeout_ms)
 {
     struct epoll_loop *ep = ep_of(l);
-    struct rill__list reads, accepts, *n;
+    struct rill__list reads, accepts, dreads, *n;
     rill__list_take(&l->read_list, &reads);
+    rill__list_take(&l->dgram_read, &dreads);
     rill__list_take(&l->accept_list, &accepts);
 
     l->stats.sys_poll++;
@@ -386,6 +517,9 @@ static int ep_poll(rill_loop *l, int timeout_ms)
             ep_accept(ls);
             break;
         }
+        case RILL__OP_DGRAM:
+            ep_dgram_event(l, rill__cookie_slot(ck), ep->events[i].events);
+            break;
         case RILL__OP_WAKE: {
             uint64_t v;
             ssize_t r = read(ep->wakefd, &v, sizeof v);
@@ -403,6 +537,10 @@ static int ep_poll(rill_loop *l, int timeout_ms)
         rill_listener *ls = rill__container_of(n, rill_listener, work);
         if (ls->ready && !ls->paused && !ls->closed)
             ep_accept(ls);
+        extra++;
+    }
+    while ((n = rill__list_pop_front(&dreads))) {
+        ep_dgram_read(rill__container_of(n, rill_dgram, rlink));
         extra++;
     }
     while ((n = rill__list_pop_front(&reads))) {
@@ -431,4 +569,8 @@ const struct rill__backend_ops rill__backend_epoll = {
     .send = ep_send,
     .conn_detach = ep_conn_detach,
     .conn_close = ep_conn_close,
+    .dgram_start = ep_dgram_start,
+    .dgram_send = ep_dgram_send,
+    .dgram_close = ep_dgram_close,
+    .dgram_free = ep_dgram_free,
 };

@@ -11,6 +11,7 @@
  * in flight for it (c->inflight == 0). The slot keeps its number; its generation is bumped on
  * reuse so that a late event carrying the old cookie is recognised and dropped. */
 #include "conn.h"
+#include "dgram.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -562,8 +563,10 @@ void rill__conn_on_eof(rill_conn *c)
 
 int rill__conn_options_resolve(const struct rill_conn_options *in, struct rill_conn_options *out)
 {
-    struct rill_conn_options d = {0, 0, 1u << 20, 256u << 10, 16u << 20};
+    struct rill_conn_options d = {0, 0, 1u << 20, 256u << 10, 16u << 20, 256u << 10};
     if (in) {
+        if (in->msg_max)
+            d.msg_max = in->msg_max;
         d.flags = in->flags;
         d.idle_timeout_ms = in->idle_timeout_ms;
         if (in->wq_high)
@@ -573,7 +576,7 @@ int rill__conn_options_resolve(const struct rill_conn_options *in, struct rill_c
         if (in->wq_limit)
             d.wq_limit = in->wq_limit;
     }
-    if (d.flags & ~RILL_CONN_F_NO_NODELAY)
+    if ((d.flags & ~RILL_CONN_F_NO_NODELAY) || d.msg_max > RILL__SLAB_MAX)
         return -EINVAL;
     if (d.wq_high > d.wq_limit)
         d.wq_high = d.wq_limit;
@@ -771,4 +774,5 @@ void rill__loop_close_everything(rill_loop *l)
      * defer work; that work is dropped with the loop. */
     rill__conn_close_all_due(l);
     rill__listeners_reap(l);
+    rill__dgram_close_all(l);
 }

@@ -105,6 +105,7 @@ struct rill_listener {
     bool ready;     /* readiness backend: a connection may be waiting */
     bool closed;
     bool registered; /* readiness backend: the descriptor is in the interest set */
+    bool unlink_path; /* a Unix socket file this listener created: removed at close */
     struct rill_conn_handler h;
     void *ctx;
     struct rill_conn_options opts;
