@@ -558,6 +558,9 @@ static void u_conn_close(rill_loop *l, rill_conn *c)
  * datagram plus the recvmsg header the kernel writes in front of it (struct io_uring_recvmsg_out
  * and the source address), while the loop's ring holds stream-sized buffers. Buffer i of the
  * ring always has id i. */
+/* What the kernel writes before the payload: the recvmsg header and the source address. */
+#define D_HDR ((uint32_t)(sizeof(struct io_uring_recvmsg_out) + sizeof(struct sockaddr_storage)))
+
 static void d_refill(struct uring_loop *u, rill_dgram *d)
 {
     rill_loop *l = &u->base;
@@ -567,11 +570,13 @@ static void d_refill(struct uring_loop *u, rill_dgram *d)
         if (d->br_bufs[i])
             continue;
         struct rill_buf *b;
-        if (rill__slab_lease(&l->slab, d->max_dgram + RILL__DGRAM_HDR, &b) < 0)
+        if (rill__slab_lease(&l->slab, d->max_dgram + D_HDR, &b) < 0)
             break;
         d->br_bufs[i] = b;
-        io_uring_buf_ring_add(d->br, b->data, d->max_dgram + RILL__DGRAM_HDR, (unsigned short)i,
-                              mask, added++);
+        /* Exactly header + max_datagram, though the slab's buffer may be larger: a datagram
+         * longer than max_datagram is cut there and flagged, as on the readiness backend. */
+        io_uring_buf_ring_add(d->br, b->data, d->max_dgram + D_HDR, (unsigned short)i, mask,
+                              added++);
         d->br_count++;
     }
     if (added)

@@ -19,7 +19,6 @@
 #define RILL__DGRAM_MAX_BATCH 256u      /* recvmmsg vector / buffer ring size, at most */
 #define RILL__DGRAM_TX_INFLIGHT 64u     /* completion backend: SENDMSGs in flight per socket */
 #define RILL_DGRAM_BUDGET 256u          /* datagrams received per socket per iteration */
-#define RILL__DGRAM_HDR 256u            /* io_uring: recvmsg header + name room in each buffer */
 
 struct io_uring_buf_ring;
 
