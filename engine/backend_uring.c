@@ -27,6 +27,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -383,8 +384,47 @@ static void u_on_accept(struct uring_loop *u, uint64_t ck, int res, uint32_t fla
 
 /* ---- connections ---------------------------------------------------------------------------- */
 
+/* Message mode (seqpacket, or descriptors wanted): a one-shot recvmsg into a buffer of the
+ * connection's own, because a multishot recv on the loop's ring cannot carry control messages
+ * and its stream-sized buffers would cut a long message. */
+static bool u_prep_recvmsg(struct uring_loop *u, rill_conn *c, struct io_uring_sqe *sqe)
+{
+    rill_loop *l = &u->base;
+    size_t size = rill__conn_rx_size(c);
+    if (!c->rbuf && rill__slab_lease(&l->slab, size, &c->rbuf) < 0)
+        return false;
+    if (c->h.on_fds && !c->rctl && !(c->rctl = rill__malloc(RILL__FD_CMSG_SPACE)))
+        return false;
+    c->riov = (struct iovec){c->rbuf->data, size};
+    memset(&c->rmsg, 0, sizeof c->rmsg);
+    c->rmsg.msg_iov = &c->riov;
+    c->rmsg.msg_iovlen = 1;
+    if (c->h.on_fds) {
+        c->rmsg.msg_control = c->rctl;
+        c->rmsg.msg_controllen = RILL__FD_CMSG_SPACE;
+    }
+    io_uring_prep_recvmsg(sqe, c->fd, &c->rmsg, MSG_CMSG_CLOEXEC);
+    return true;
+}
+
+/* Urgent data: a multishot poll for POLLPRI, for connections whose handler takes it. */
+static void u_arm_urgent(struct uring_loop *u, rill_conn *c)
+{
+    if (c->urg_armed || !c->h.on_urgent || c->family == AF_UNIX ||
+        (c->state & (RILL__C_CLOSING | RILL__C_RD_PAUSED)))
+        return;
+    struct io_uring_sqe *sqe = get_sqes(u, 1);
+    if (!sqe)
+        return; /* retried when the next receive completes */
+    io_uring_prep_poll_multishot(sqe, c->fd, POLLPRI);
+    io_uring_sqe_set_data64(sqe, rill__cookie(RILL__OP_URGENT, c->gen, c->slot));
+    c->urg_armed = true;
+    rill__conn_op_start(c);
+}
+
 static void u_arm_recv(struct uring_loop *u, rill_conn *c)
 {
+    u_arm_urgent(u, c);
     if (c->recv_armed || !rill__conn_can_read(c) || c->held_head || c->held_eof)
         return;
     struct io_uring_sqe *sqe = get_sqes(u, 1);
@@ -392,9 +432,18 @@ static void u_arm_recv(struct uring_loop *u, rill_conn *c)
         rill__conn_starved(c); /* retried at a later flush point, like a dry buffer ring */
         return;
     }
-    io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
-    sqe->flags |= IOSQE_BUFFER_SELECT;
-    sqe->buf_group = BGID;
+    if (c->rx_msg) {
+        if (!u_prep_recvmsg(u, c, sqe)) {
+            io_uring_prep_nop(sqe); /* the SQE is taken; make it harmless */
+            io_uring_sqe_set_data64(sqe, rill__cookie(RILL__OP_NONE, 0, 0));
+            rill__conn_starved(c);
+            return;
+        }
+    } else {
+        io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+        sqe->flags |= IOSQE_BUFFER_SELECT;
+        sqe->buf_group = BGID;
+    }
     io_uring_sqe_set_data64(sqe, rill__cookie(RILL__OP_RECV, c->gen, c->slot));
     c->recv_armed = true;
     rill__conn_op_start(c);
@@ -442,6 +491,14 @@ static int u_conn_connect(rill_loop *l, rill_conn *c, const struct sockaddr *sa,
 static void u_recv_pause(rill_loop *l, rill_conn *c)
 {
     struct uring_loop *u = u_of(l);
+    if (c->urg_armed) {
+        struct io_uring_sqe *sqe = get_sqes(u, 1);
+        if (sqe) {
+            io_uring_prep_cancel64(sqe, rill__cookie(RILL__OP_URGENT, c->gen, c->slot), 0);
+            io_uring_sqe_set_data64(sqe, rill__cookie(RILL__OP_CANCEL, c->gen, c->slot));
+            rill__conn_op_start(c);
+        }
+    }
     if (!c->recv_armed)
         return;
     /* Completions already on their way still arrive; conn data for a paused connection is held
@@ -493,7 +550,8 @@ static void u_send(rill_loop *l, rill_conn *c)
     struct uring_loop *u = u_of(l);
     if (c->state & (RILL__C_WR_INFLIGHT | RILL__C_CLOSING))
         return;
-    unsigned n = rill__conn_wq_iov(c, c->siov, RILL__SEND_IOV);
+    int flags;
+    unsigned n = rill__conn_wq_msg(c, &c->smsg, c->siov, RILL__SEND_IOV, &flags);
     if (n == 0)
         return;
     if (__builtin_expect(inject_send(c, &n) < 0, 0)) {
@@ -505,13 +563,11 @@ static void u_send(rill_loop *l, rill_conn *c)
         rill__conn_mark_flush(c); /* next iteration */
         return;
     }
-    if (n == 1) {
+    if (n == 1 && !c->smsg.msg_controllen && !flags) {
         io_uring_prep_send(sqe, c->fd, c->siov[0].iov_base, c->siov[0].iov_len, MSG_NOSIGNAL);
     } else {
-        memset(&c->smsg, 0, sizeof c->smsg);
-        c->smsg.msg_iov = c->siov;
-        c->smsg.msg_iovlen = n;
-        io_uring_prep_sendmsg(sqe, c->fd, &c->smsg, MSG_NOSIGNAL);
+        c->smsg.msg_iovlen = n; /* inject_send may have cut it */
+        io_uring_prep_sendmsg(sqe, c->fd, &c->smsg, MSG_NOSIGNAL | flags);
     }
     io_uring_sqe_set_data64(sqe, rill__cookie(RILL__OP_SEND, c->gen, c->slot));
     c->state |= RILL__C_WR_INFLIGHT;
@@ -815,9 +871,35 @@ static void u_dgram_rearm(struct uring_loop *u)
 
 /* ---- completions ---------------------------------------------------------------------------- */
 
+static void u_on_recvmsg(struct uring_loop *u, rill_conn *c, int res)
+{
+    struct rill_buf *b = c->rbuf;
+    c->recv_armed = false;
+    u->base.stats.sys_read++;
+    if (res > 0) {
+        c->rbuf = NULL; /* the next receive leases a fresh one; this one may be kept */
+        rill__conn_on_msg(c, b, (size_t)res, &c->rmsg);
+        rill__buf_put(b);
+    } else if (res == 0) {
+        rill__conn_on_eof(c);
+    } else if (res != -ECANCELED && !(c->state & RILL__C_CLOSING)) {
+        rill__conn_fail(c, res);
+    }
+    if (c->urg_pending)
+        rill__conn_read_urgent(c);
+    u_arm_recv(u, c);
+    rill__conn_op_end(c);
+}
+
 static void u_on_recv(struct uring_loop *u, rill_conn *c, int res, uint32_t flags)
 {
     rill_loop *l = &u->base;
+    if (c->rx_msg && !(flags & IORING_CQE_F_BUFFER)) {
+        u_on_recvmsg(u, c, res);
+        return;
+    }
+    if (c->urg_pending && res > 0)
+        rill__conn_read_urgent(c);
     struct rill_buf *b = (flags & IORING_CQE_F_BUFFER) ? br_take(u, flags) : NULL;
     bool more = flags & IORING_CQE_F_MORE;
     if (!more)
@@ -894,6 +976,17 @@ static void u_on_conn_cqe(struct uring_loop *u, uint64_t ck, int res, uint32_t f
         break;
     case RILL__OP_CONNECT:
         u_on_connect(u, c, res);
+        break;
+    case RILL__OP_URGENT:
+        if (res > 0 && (res & POLLPRI))
+            rill__conn_read_urgent(c);
+        if (!(flags & IORING_CQE_F_MORE)) {
+            c->urg_armed = false;
+            if (res != -ECANCELED)
+                u_arm_urgent(u, c);
+        }
+        if (!(flags & IORING_CQE_F_MORE))
+            rill__conn_op_end(c);
         break;
     default: /* TIMEOUT, CANCEL, CLOSE: bookkeeping only */
         rill__conn_op_end(c);

@@ -44,7 +44,7 @@ void rill__listener_on_accept(rill_listener *ls, int fd)
     l->stats.accepts++;
     int r = rill__conn_setup_socket(l, fd, ls->addr.ss_family, &ls->opts);
     if (r == 0)
-        r = rill__conn_accepted(l, fd, &ls->h, ls->ctx, &ls->opts, &c);
+        r = rill__conn_accepted(l, fd, ls->addr.ss_family, ls->socktype, &ls->h, ls->ctx, &ls->opts, &c);
     if (r < 0) {
         /* Over max_conns, or out of memory: the peer sees a reset, the loop carries on. */
         rill__sys_close(&l->stats, fd);
@@ -154,6 +154,7 @@ int rill_listen(rill_loop *l, const char *uri, const struct rill_listen_config *
     ls->fd = fd;
     ls->flags = cfg->flags;
     ls->unlink_path = created;
+    ls->socktype = a.socktype;
     ls->h = *cfg->handler;
     ls->ctx = cfg->ctx;
     ls->opts = opts;
