@@ -259,7 +259,10 @@ static void ep_read(rill_conn *c)
             rill__buf_put(b[i]);
         }
         if (r > 0) {
-            if ((size_t)r < offered && !injected && !(c->state & RILL__C_RD_HUP)) {
+            /* Urgent data breaks the rule: a read stops short at the urgent mark with more
+             * bytes behind it, so a connection that takes urgent data reads on to EAGAIN. */
+            if ((size_t)r < offered && !injected && !(c->state & RILL__C_RD_HUP) &&
+                !c->h.on_urgent) {
                 c->state &= ~RILL__C_RD_READY;
                 return;
             }

@@ -407,24 +407,86 @@ static bool u_prep_recvmsg(struct uring_loop *u, rill_conn *c, struct io_uring_s
     return true;
 }
 
-/* Urgent data: a multishot poll for POLLPRI, for connections whose handler takes it. */
+/* Urgent data. A TCP receive that passes the urgent mark discards the out-of-line byte, and a
+ * multishot recv runs in the kernel as soon as data lands, ahead of any POLLPRI completion we
+ * could act on. So a connection that takes urgent data is read the readiness way on this
+ * backend: a multishot poll for POLLIN | POLLPRI, and on each completion the urgent byte first
+ * (recv MSG_OOB), then the stream with plain reads until EAGAIN, as on epoll. Only connections
+ * with on_urgent pay for it. */
+static bool u_urgent_mode(const rill_conn *c)
+{
+    return c->h.on_urgent && c->family != AF_UNIX && !c->rx_msg;
+}
+
+static void u_read_sync(struct uring_loop *u, rill_conn *c)
+{
+    rill_loop *l = &u->base;
+    size_t budget = RILL_READ_BUDGET;
+    while (rill__conn_can_read(c) && !c->held_head && !c->held_eof) {
+        struct rill_buf *b;
+        if (rill__slab_lease(&l->slab, l->cfg.recv_buf_size, &b) < 0) {
+            rill__conn_starved(c);
+            return;
+        }
+        struct iovec iov = {b->data, rill__buf_cap(b)};
+        ssize_t r = rill__sys_readv(&l->stats, c->fd, &iov, 1);
+        if (r > 0)
+            rill__conn_on_data(c, b, (size_t)r);
+        rill__buf_put(b);
+        if (r == 0) {
+            rill__conn_on_eof(c);
+        } else if (r == -EAGAIN) {
+            if (rill__sys_injected)
+                rill__conn_mark_read(c);
+        } else if (r < 0 && r != -EINTR) {
+            rill__conn_fail(c, (int)r);
+        } else if (r > 0 && budget > (size_t)r) {
+            budget -= (size_t)r;
+            continue;
+        } else if (r > 0) {
+            rill__conn_mark_read(c); /* budget spent: the rest next iteration */
+        } else {
+            continue; /* EINTR */
+        }
+        return;
+    }
+}
+
 static void u_arm_urgent(struct uring_loop *u, rill_conn *c)
 {
-    if (c->urg_armed || !c->h.on_urgent || c->family == AF_UNIX ||
-        (c->state & (RILL__C_CLOSING | RILL__C_RD_PAUSED)))
+    if (c->urg_armed || !u_urgent_mode(c) || (c->state & (RILL__C_CLOSING | RILL__C_RD_PAUSED)))
         return;
     struct io_uring_sqe *sqe = get_sqes(u, 1);
-    if (!sqe)
-        return; /* retried when the next receive completes */
-    io_uring_prep_poll_multishot(sqe, c->fd, POLLPRI);
+    if (!sqe) {
+        rill__conn_starved(c); /* retried at a later flush point */
+        return;
+    }
+    io_uring_prep_poll_multishot(sqe, c->fd, POLLIN | POLLPRI | POLLRDHUP);
     io_uring_sqe_set_data64(sqe, rill__cookie(RILL__OP_URGENT, c->gen, c->slot));
     c->urg_armed = true;
     rill__conn_op_start(c);
 }
 
+static void u_on_urgent_poll(struct uring_loop *u, rill_conn *c, int res, uint32_t flags)
+{
+    if (res > 0 && (res & POLLPRI))
+        rill__conn_read_urgent(c);
+    if (res > 0 && (res & (POLLIN | POLLRDHUP | POLLHUP | POLLERR)))
+        u_read_sync(u, c);
+    if (!(flags & IORING_CQE_F_MORE)) {
+        c->urg_armed = false;
+        if (res != -ECANCELED)
+            u_arm_urgent(u, c);
+        rill__conn_op_end(c);
+    }
+}
+
 static void u_arm_recv(struct uring_loop *u, rill_conn *c)
 {
-    u_arm_urgent(u, c);
+    if (u_urgent_mode(c)) {
+        u_arm_urgent(u, c);
+        return;
+    }
     if (c->recv_armed || !rill__conn_can_read(c) || c->held_head || c->held_eof)
         return;
     struct io_uring_sqe *sqe = get_sqes(u, 1);
@@ -515,6 +577,8 @@ static void u_recv_resume(rill_loop *l, rill_conn *c)
 {
     if (c->held_head || c->held_eof)
         rill__conn_mark_read(c); /* deliver what was held first, from poll */
+    else if (u_urgent_mode(c) && c->urg_armed)
+        u_read_sync(u_of(l), c); /* the poll's edge has passed: read what waits */
     else
         u_arm_recv(u_of(l), c);
 }
@@ -885,8 +949,6 @@ static void u_on_recvmsg(struct uring_loop *u, rill_conn *c, int res)
     } else if (res != -ECANCELED && !(c->state & RILL__C_CLOSING)) {
         rill__conn_fail(c, res);
     }
-    if (c->urg_pending)
-        rill__conn_read_urgent(c);
     u_arm_recv(u, c);
     rill__conn_op_end(c);
 }
@@ -898,8 +960,6 @@ static void u_on_recv(struct uring_loop *u, rill_conn *c, int res, uint32_t flag
         u_on_recvmsg(u, c, res);
         return;
     }
-    if (c->urg_pending && res > 0)
-        rill__conn_read_urgent(c);
     struct rill_buf *b = (flags & IORING_CQE_F_BUFFER) ? br_take(u, flags) : NULL;
     bool more = flags & IORING_CQE_F_MORE;
     if (!more)
@@ -978,15 +1038,7 @@ static void u_on_conn_cqe(struct uring_loop *u, uint64_t ck, int res, uint32_t f
         u_on_connect(u, c, res);
         break;
     case RILL__OP_URGENT:
-        if (res > 0 && (res & POLLPRI))
-            rill__conn_read_urgent(c);
-        if (!(flags & IORING_CQE_F_MORE)) {
-            c->urg_armed = false;
-            if (res != -ECANCELED)
-                u_arm_urgent(u, c);
-        }
-        if (!(flags & IORING_CQE_F_MORE))
-            rill__conn_op_end(c);
+        u_on_urgent_poll(u, c, res, flags);
         break;
     default: /* TIMEOUT, CANCEL, CLOSE: bookkeeping only */
         rill__conn_op_end(c);
@@ -1030,7 +1082,11 @@ static void u_dispatch(struct uring_loop *u, struct io_uring_cqe *cqe)
 /* Delivers data held while reading was paused, then re-arms the receive. */
 static void u_deliver_held(struct uring_loop *u, rill_conn *c)
 {
-    if (rill__conn_deliver_held(c))
+    if (!rill__conn_deliver_held(c))
+        return;
+    if (u_urgent_mode(c) && c->urg_armed)
+        u_read_sync(u, c); /* a read budget spent, or a fault injected: go on reading */
+    else
         u_arm_recv(u, c);
 }
 
