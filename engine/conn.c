@@ -930,5 +930,5 @@ void rill__loop_close_everything(rill_loop *l)
      * defer work; that work is dropped with the loop. */
     rill__conn_close_all_due(l);
     rill__listeners_reap(l);
-    rill__dgram_close_all(l);
+    rill__dgram_close_all(l, -ECANCELED);
 }

@@ -376,12 +376,12 @@ void rill__dgram_flush_all(rill_loop *l)
     }
 }
 
-void rill__dgram_close_all(rill_loop *l)
+void rill__dgram_close_all(rill_loop *l, int status)
 {
     for (struct rill__list *n = l->dgrams.next; n != &l->dgrams; n = n->next) {
         rill_dgram *d = rill__container_of(n, rill_dgram, link);
         if (!d->closing)
-            dgram_begin_close(d, -ECANCELED);
+            dgram_begin_close(d, status);
     }
     rill__dgram_flush_all(l);
 }

@@ -103,7 +103,8 @@ void rill__dgram_op_end(rill_dgram *d);
 
 /* The loop's flush point: sends and callbacks of every marked socket, then closes that are due. */
 void rill__dgram_flush_all(rill_loop *l);
-/* Loop destruction: closes every datagram socket (on_close with -ECANCELED). */
-void rill__dgram_close_all(rill_loop *l);
+/* Closes every datagram socket of the loop: on_close gets status (-ECANCELED when the loop is
+ * destroyed, 0 when an engine stops gracefully). */
+void rill__dgram_close_all(rill_loop *l, int status);
 
 #endif

@@ -631,7 +631,8 @@ RILL_API int rill_engine_create(const struct rill_engine_config *cfg, rill_engin
  * Thread: the thread that created it, not a loop thread. */
 RILL_API int rill_engine_start(rill_engine *e);
 
-/* Stops gracefully: every listener closes first; then each connection is closed (on_close with
+/* Stops gracefully: every listener and datagram socket closes first (their on_close runs with
+ * status 0); then each connection is closed (on_close with
  * status 0) once its queued data is sent, or with -ETIMEDOUT when drain_ms passes first; then
  * the loops stop and their threads are joined. drain_ms 0 closes at once (queued sends get
  * -ECANCELED). Returns within about drain_ms (plus one loop iteration).

@@ -262,7 +262,8 @@ int main(int argc, char **argv)
             printf("listening %.*s:%d", plen, listen_uris[i], r);
         else
             printf("listening %s", listen_uris[i]);
-        printf(" loops=%u backend=%s caps=0x%x steering=%s\n", rill_engine_loop_count(e),
+        printf(" loops=%u backend=%s caps=0x%x steering=%s\n",
+               strncmp(listen_uris[i], "unix", 4) == 0 ? 1 : rill_engine_loop_count(e),
                rill_loop_backend_name(l0), rill_loop_caps(l0),
                how == RILL_STEER_BPF_CPU ? "bpf-cpu" : how == RILL_STEER_INCOMING_CPU ? "incoming-cpu" : "hash");
     }
