@@ -398,6 +398,10 @@ static void ep_dgram_read(rill_dgram *d)
         struct mmsghdr mm[EP_MMSG];
         struct iovec iov[EP_MMSG];
         struct sockaddr_storage from[EP_MMSG];
+        union {
+            char b[RILL__DGRAM_CTL];
+            struct cmsghdr align;
+        } ctl[EP_MMSG];
         unsigned n = 0;
         for (; n < want; n++) {
             if (!d->rx_bufs[n] && rill__slab_lease(&l->slab, d->max_dgram, &d->rx_bufs[n]) < 0)
@@ -405,6 +409,10 @@ static void ep_dgram_read(rill_dgram *d)
             iov[n] = (struct iovec){d->rx_bufs[n]->data, d->max_dgram};
             mm[n].msg_hdr = (struct msghdr){.msg_name = &from[n], .msg_namelen = sizeof from[n],
                                             .msg_iov = &iov[n], .msg_iovlen = 1};
+            if (d->gro) {
+                mm[n].msg_hdr.msg_control = ctl[n].b;
+                mm[n].msg_hdr.msg_controllen = sizeof ctl[n].b;
+            }
             mm[n].msg_len = 0;
         }
         if (n == 0) {
@@ -425,8 +433,10 @@ static void ep_dgram_read(rill_dgram *d)
         for (int i = 0; i < r; i++) {
             struct rill_buf *b = d->rx_bufs[i];
             d->rx_bufs[i] = NULL;
+            struct cmsghdr *cm = d->gro ? CMSG_FIRSTHDR(&mm[i].msg_hdr) : NULL;
             rill__dgram_on_recv(d, b, b->data, mm[i].msg_len, (struct sockaddr *)&from[i],
-                                mm[i].msg_hdr.msg_namelen, mm[i].msg_hdr.msg_flags);
+                                mm[i].msg_hdr.msg_namelen, mm[i].msg_hdr.msg_flags,
+                                cm ? rill__dgram_gro_size(cm) : 0);
             rill__buf_put(b);
         }
         /* Keep the unused buffers at the front, where the next call looks first. */

@@ -679,7 +679,9 @@ static void u_conn_close(rill_loop *l, rill_conn *c)
  * and the source address), while the loop's ring holds stream-sized buffers. Buffer i of the
  * ring always has id i. */
 /* What the kernel writes before the payload: the recvmsg header and the source address. */
-#define D_HDR ((uint32_t)(sizeof(struct io_uring_recvmsg_out) + sizeof(struct sockaddr_storage)))
+#define D_HDR                                                                                      \
+    ((uint32_t)(sizeof(struct io_uring_recvmsg_out) + sizeof(struct sockaddr_storage) +            \
+                RILL__DGRAM_CTL))
 
 static void d_refill(struct uring_loop *u, rill_dgram *d)
 {
@@ -764,6 +766,7 @@ static int u_dgram_start(rill_loop *l, rill_dgram *d)
     }
     memset(&d->rmsg, 0, sizeof d->rmsg);
     d->rmsg.msg_namelen = sizeof(struct sockaddr_storage);
+    d->rmsg.msg_controllen = RILL__DGRAM_CTL; /* room kept even without GRO: D_HDR is fixed */
     d_arm_recv(u, d);
     return 0;
 }
@@ -865,7 +868,9 @@ static void u_on_drecv(struct uring_loop *u, rill_dgram *d, int res, uint32_t fl
             /* For a cut datagram liburing reports the length it had (o->payloadlen); what
              * the buffer holds ends at res. */
             size_t len = (size_t)((char *)b->data + res - (char *)data);
-            rill__dgram_on_recv(d, b, data, len, io_uring_recvmsg_name(o), namelen, (int)o->flags);
+            struct cmsghdr *cm = io_uring_recvmsg_cmsg_firsthdr(o, &d->rmsg);
+            rill__dgram_on_recv(d, b, data, len, io_uring_recvmsg_name(o), namelen, (int)o->flags,
+                                cm ? rill__dgram_gro_size(cm) : 0);
         }
     } else if (res == -ENOBUFS) {
         u->base.stats.buf_ring_empty++; /* re-armed below, after a refill */
