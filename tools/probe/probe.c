@@ -9,8 +9,6 @@
 
 #include "probe.h"
 
-volatile sig_atomic_t probe_stop;
-
 static const size_t default_sizes[] = {64, 1024, 16384, 65536};
 
 static void usage(FILE *f)

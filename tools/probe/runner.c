@@ -22,6 +22,8 @@
 #define DRAIN_GRACE_NS 300000000ull
 #define OVERSTAY_NS 2000000000ull
 
+volatile sig_atomic_t probe_stop;
+
 uint64_t probe_now_ns(void)
 {
     struct timespec ts;

@@ -184,11 +184,10 @@ static void mshot_cqe(struct probe_side *s, struct ur_state *u, const struct io_
         else
             u->rx_msgs++;
     } else if (cqe->res == 0) {
-        s->eof = true;
-    } else if (cqe->res != -ENOBUFS && !s->err) {
+        u->mshot_eof = true;
+    } else if (cqe->res != -ENOBUFS && !u->mshot_err) {
         /* ENOBUFS only means the buffer ring ran dry; re-arming is the answer. */
-        s->err = cqe->res;
-        snprintf(s->why, sizeof s->why, "multishot recv: %s", strerror(-cqe->res));
+        u->mshot_err = cqe->res;
     }
 }
 
@@ -212,9 +211,10 @@ void ur_reap(struct probe_side *s)
         case UD_RECV:
             u->recv_done = true;
             u->recv_res = cqe->res;
-            if (cqe->res > 0)
+            if (cqe->res > 0) {
                 u->recv_bytes += (uint64_t)cqe->res;
-            else if (cqe->res == 0)
+                u->recv_msgs++;
+            } else if (cqe->res == 0)
                 u->recv_eof = true;
             else if (!u->recv_err)
                 u->recv_err = cqe->res;
@@ -310,8 +310,8 @@ static ssize_t ur_recv_mshot(struct probe_side *s, size_t len)
             u->rx_msgs--;
             return (ssize_t)s->cell->size;
         }
-        if (s->err || s->eof)
-            return s->err;
+        if (u->mshot_err || u->mshot_eof)
+            return u->mshot_err;
         if (!u->mshot_armed) {
             struct io_uring_sqe *sqe = ur_sqe(s);
             io_uring_prep_recv_multishot(sqe, s->fd, NULL, 0, 0);
@@ -476,9 +476,16 @@ static void batch_stream_rx(struct probe_side *s)
         int r = ur_enter(s, 1);
         ur_reap(s);
         uint64_t got = u->recv_bytes;
+        unsigned msgs = u->recv_msgs;
         u->recv_bytes = 0;
-        if (got)
+        u->recv_msgs = 0;
+        if (probe_transport_is_stream(s->cell->transport)) {
             probe_side_rx_account(s, got);
+        } else {
+            for (unsigned i = 0; i < msgs; i++) /* one datagram per completion */
+                probe_side_op_done(s, 0);
+            s->bytes += got;
+        }
         if (r < 0 || u->recv_err) {
             probe_side_fail(s, r < 0 ? r : u->recv_err, "batched recv");
             break;

@@ -30,7 +30,9 @@ struct ur_state {
     unsigned recv_pending; /* one-shot recvs in flight (batch receiver) */
     unsigned send_pending; /* sends in flight (batch sender) */
     uint64_t recv_bytes, send_bytes; /* sums over completions, for the batch loops */
-    unsigned send_cqes;
+    unsigned send_cqes, recv_msgs;
+    bool mshot_eof; /* the multishot recv saw the end; rx_avail may still hold messages */
+    int mshot_err;
     int send_err, recv_err;
     bool recv_eof;
     /* Multishot recv on a provided-buffer ring. */
