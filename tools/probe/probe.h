@@ -77,6 +77,7 @@ struct probe_side {
     uint64_t carry;       /* bytes already received beyond the current message (multishot) */
     uint64_t t_start_ns, t_end_ns;
     struct rusage ru0, ru1;
+    uint64_t cpu0_ns, cpu1_ns; /* CLOCK_THREAD_CPUTIME_ID: exact, unlike rusage's ticks */
     struct probe_zc zc;
     bool eof;
     bool ts_on;           /* SO_TIMESTAMPING enabled on fd (--timestamps) */
@@ -99,7 +100,7 @@ struct probe_result {
     uint64_t p50_ns, p99_ns, min_ns, max_ns; /* per round trip (ping-pong) or per pair */
     double bytes_per_s;                      /* stream */
     struct {
-        double sys_per_op, user_ns_per_op, sys_ns_per_op;
+        double sys_per_op, cpu_ns_per_op, user_ns_per_op, sys_ns_per_op;
         long vcsw, ivcsw;
     } side[2]; /* 0 client (sender), 1 server (receiver) */
     struct probe_zc zc;

@@ -59,9 +59,7 @@ void probe_report_row(const struct probe_cell *c)
         snprintf(p99, sizeof p99, "%llu", (unsigned long long)r->p99_ns);
     }
     snprintf(sys, sizeof sys, "%.2f|%.2f", r->side[0].sys_per_op, r->side[1].sys_per_op);
-    snprintf(cpu, sizeof cpu, "%.0f|%.0f",
-             r->side[0].user_ns_per_op + r->side[0].sys_ns_per_op,
-             r->side[1].user_ns_per_op + r->side[1].sys_ns_per_op);
+    snprintf(cpu, sizeof cpu, "%.0f|%.0f", r->side[0].cpu_ns_per_op, r->side[1].cpu_ns_per_op);
     snprintf(csw, sizeof csw, "%ld/%ld|%ld/%ld", r->side[0].vcsw, r->side[0].ivcsw,
              r->side[1].vcsw, r->side[1].ivcsw);
     zc_note(r, zc, sizeof zc);
@@ -110,9 +108,10 @@ static void json_str(const char *s)
 
 static void json_side(const char *name, const struct probe_result *r, int i)
 {
-    printf(",\"%s\":{\"syscalls_per_op\":%.4f,\"user_ns_per_op\":%.1f,\"sys_ns_per_op\":%.1f,"
-           "\"vol_ctx_switches\":%ld,\"invol_ctx_switches\":%ld}",
-           name, r->side[i].sys_per_op, r->side[i].user_ns_per_op, r->side[i].sys_ns_per_op,
+    printf(",\"%s\":{\"syscalls_per_op\":%.4f,\"cpu_ns_per_op\":%.1f,\"user_ns_per_op\":%.1f,"
+           "\"sys_ns_per_op\":%.1f,\"vol_ctx_switches\":%ld,\"invol_ctx_switches\":%ld}",
+           name, r->side[i].sys_per_op, r->side[i].cpu_ns_per_op, r->side[i].user_ns_per_op,
+           r->side[i].sys_ns_per_op,
            r->side[i].vcsw, r->side[i].ivcsw);
 }
 
