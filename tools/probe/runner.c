@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <fcntl.h>
+#include <poll.h>
 
 #include "probe.h"
 
@@ -69,15 +70,20 @@ void probe_side_rx_account(struct probe_side *s, uint64_t bytes)
 }
 
 /* Not counted: the end of the run is not an operation. Stream sockets and seqpacket signal it
- * with a half-close; datagram sockets with an empty datagram (which may be lost over UDP, and
- * then the watchdog's grace period ends the receiver). */
+ * with a half-close; datagram sockets with an empty datagram. A Unix datagram queue may be full
+ * (net.unix.max_dgram_qlen, 10 by default), so the marker waits a little for room; over UDP it may
+ * be dropped, and then the watchdog's grace period ends the receiver. */
 void probe_stream_finish(struct probe_side *s)
 {
-    if (probe_transport_is_dgram(s->cell->transport)) {
-        for (int i = 0; i < 3; i++)
-            send(s->fd, "", 0, MSG_DONTWAIT | MSG_NOSIGNAL);
-    } else {
+    if (!probe_transport_is_dgram(s->cell->transport)) {
         shutdown(s->fd, SHUT_WR);
+        return;
+    }
+    for (int i = 0; i < 20 && !probe_stop; i++) {
+        if (send(s->fd, "", 0, MSG_DONTWAIT | MSG_NOSIGNAL) == 0 && i >= 2)
+            return;
+        struct pollfd p = {.fd = s->fd, .events = POLLOUT};
+        poll(&p, 1, 10);
     }
 }
 
@@ -306,10 +312,29 @@ static void side_teardown(struct probe_cell *c, struct probe_side *s)
     s->buf = NULL;
 }
 
-/* Waits for a thread, shutting the sockets down when it overstays or the run is interrupted. */
+/* Ends a side that overstays. A shutdown wakes blocking calls with EOF, but a non-blocking
+ * receive on a Unix or UDP datagram socket only answers EAGAIN after it (Linux reports EOF there
+ * for SEQPACKET alone), so an epoll or io_uring receiver would wait forever: datagram receivers
+ * get an empty datagram, the end marker, sent from the other socket on every tick. */
+static void kick(struct probe_cell *c, int fds[2], bool both, bool first)
+{
+    if (probe_transport_is_dgram(c->transport)) {
+        send(fds[0], "", 0, MSG_DONTWAIT | MSG_NOSIGNAL); /* to the server */
+        if (both)
+            send(fds[1], "", 0, MSG_DONTWAIT | MSG_NOSIGNAL); /* to the client */
+    }
+    if (first) {
+        shutdown(fds[1], SHUT_RDWR);
+        if (both)
+            shutdown(fds[0], SHUT_RDWR);
+    }
+}
+
+/* Waits for a thread; past limit_ns, or when the run is interrupted, kicks it out. */
 static void join_watch(struct probe_cell *c, pthread_t t, int fds[2], uint64_t limit_ns,
                        bool both)
 {
+    bool kicked = false;
     for (;;) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
@@ -321,12 +346,10 @@ static void join_watch(struct probe_cell *c, pthread_t t, int fds[2], uint64_t l
         if (pthread_timedjoin_np(t, NULL, &ts) == 0)
             return;
         if (probe_stop || probe_now_ns() > limit_ns) {
-            if (!probe_stop && both)
+            if (!probe_stop && both && !kicked)
                 c->res.timed_out = true;
-            shutdown(fds[1], SHUT_RDWR);
-            if (both || probe_stop)
-                shutdown(fds[0], SHUT_RDWR);
-            limit_ns = UINT64_MAX;
+            kick(c, fds, both || probe_stop, !kicked);
+            kicked = true;
         }
     }
 }
