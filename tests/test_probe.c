@@ -239,13 +239,22 @@ Test(probe_cli, json_parses, .timeout = 60)
                                "assert z and all(x[\"zerocopy\"][\"copied\"]<=x[\"zerocopy\"][\"sends\"] for x in z)\n"
                                "assert any(\"timestamps\" in x for x in c if x[\"transport\"]==\"udp\")"),
                  0, "multi-cell JSON wrong");
+
+    /* --repeat: the median pass, with the spread of the headline figure. */
+    cr_assert_eq(probe_to("-t socketpair -s rw-block -m pingpong,stream -z 64 -n 200 -r 3 --json",
+                          path), 0);
+    cr_assert_eq(py_json(path, "p,s=d[\"cells\"]\n"
+                               "assert d[\"repeat\"]==3 and p[\"repeats\"]==3 and s[\"repeats\"]==3\n"
+                               "assert p[\"p50_ns_min\"]<=p[\"p50_ns\"]<=p[\"p50_ns_max\"]\n"
+                               "assert s[\"bytes_per_s_min\"]<=s[\"bytes_per_s\"]<=s[\"bytes_per_s_max\"]"),
+                 0, "--repeat JSON wrong");
     unlink(path);
 }
 
 Test(probe_cli, help_documents_every_option)
 {
     static const char *const options[] = {"--transport", "--strategy", "--mode", "--size",
-                                          "--time", "--ops", "--iov", "--batch", "--pin",
+                                          "--time", "--ops", "--repeat", "--iov", "--batch", "--pin",
                                           "--timestamps", "--json", "--matrix", "--list",
                                           "--help"};
     char path[128];

@@ -35,6 +35,9 @@ static void usage(FILE *f)
         "  -z, --size LIST       message sizes in bytes, k suffix = 1024 (default 64,1024,16384,65536)\n"
         "  -T, --time SEC        time per cell, may be fractional (default 0.5)\n"
         "  -n, --ops N           operation cap per cell (default 1000000)\n"
+        "  -r, --repeat N        run every cell N times, passes interleaved (A B .. A B ..), and\n"
+        "                        report each cell's median pass with the min and max of its p50\n"
+        "                        (or MB/s) over the passes (default 1)\n"
         "      --iov N           iovecs per message for msgv-block and rwv-block (default 4)\n"
         "      --batch N         datagrams per sendmmsg/recvmmsg, SQEs per io_uring_enter for\n"
         "                        uring-batch (default 16, at most %d)\n"
@@ -161,7 +164,8 @@ static const struct option long_opts[] = {
     {"transport", required_argument, NULL, 't'}, {"strategy", required_argument, NULL, 's'},
     {"mode", required_argument, NULL, 'm'},      {"size", required_argument, NULL, 'z'},
     {"time", required_argument, NULL, 'T'},      {"ops", required_argument, NULL, 'n'},
-    {"iov", required_argument, NULL, OPT_IOV},   {"batch", required_argument, NULL, OPT_BATCH},
+    {"repeat", required_argument, NULL, 'r'},    {"iov", required_argument, NULL, OPT_IOV},
+    {"batch", required_argument, NULL, OPT_BATCH},
     {"pin", required_argument, NULL, OPT_PIN},   {"timestamps", no_argument, NULL, OPT_TS},
     {"json", no_argument, NULL, OPT_JSON},       {"matrix", no_argument, NULL, OPT_MATRIX},
     {"list", no_argument, NULL, OPT_LIST},       {"help", no_argument, NULL, 'h'},
@@ -189,6 +193,11 @@ static int parse_one(struct probe_opts *o, int c, const char *arg)
             return bad("iov count", arg);
         o->iov = (unsigned)v;
         return 0;
+    case 'r':
+        if (!parse_uint(arg, 255, &v))
+            return bad("repeat (1 to 255)", arg);
+        o->repeat = (unsigned)v;
+        return 0;
     case OPT_BATCH:
         if (!parse_uint(arg, PROBE_MAX_BATCH, &v))
             return bad("batch", arg);
@@ -210,7 +219,7 @@ static int parse_args(int argc, char **argv, struct probe_opts *o)
 {
     bool any_t = false, any_s = false, any_m = false;
     int c;
-    while ((c = getopt_long(argc, argv, "t:s:m:z:T:n:h", long_opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "t:s:m:z:T:n:r:h", long_opts, NULL)) != -1) {
         if (c == 'h') {
             usage(stdout);
             return 1;
@@ -263,32 +272,63 @@ static void install_signals(void)
     sigaction(SIGPIPE, &sa, NULL);
 }
 
-/* Runs every selected cell; prints table rows as they finish. Returns the cells. */
-static struct probe_cell *run_all(const struct probe_opts *o, size_t *ncells)
+/* The selected cells, in the order they run and are printed. */
+static struct probe_cell *list_cells(const struct probe_opts *o, size_t *ncells)
 {
     size_t cap = (size_t)TR_COUNT * probe_strategy_count() * MODE_COUNT * o->nsizes, n = 0;
-    struct probe_cell *cells = calloc(cap, sizeof *cells);
+    struct probe_cell *cells = calloc(cap ? cap : 1, sizeof *cells);
+    if (!cells)
+        return NULL;
+    for (int t = 0; t < TR_COUNT; t++)
+        for (unsigned s = 0; s < probe_strategy_count(); s++)
+            for (int m = 0; m < MODE_COUNT; m++)
+                for (unsigned z = 0; z < o->nsizes; z++)
+                    if (o->transports[t] && o->strategies[s] && o->modes[m])
+                        cells[n++] = (struct probe_cell){.transport = t, .strategy = s,
+                                                         .mode = m, .size = o->sizes[z],
+                                                         .opts = o};
+    *ncells = n;
+    return cells;
+}
+
+/* Runs every cell --repeat times, interleaved; prints table rows as they finish (after the
+ * last pass when repeating). Returns the cells, each holding its median pass. */
+static struct probe_cell *run_all(const struct probe_opts *o, size_t *ncells)
+{
+    size_t n;
+    struct probe_cell *cells = list_cells(o, &n);
+    struct probe_cell *passes = calloc(n * o->repeat + 1, sizeof *passes);
     uint64_t *lat = malloc(o->max_ops * sizeof *lat);
-    if (!cells || !lat) {
+    if (!cells || !passes || !lat) {
         fprintf(stderr, "rill-probe: out of memory\n");
         exit(1);
     }
     if (!o->json)
         probe_report_header();
-    for (int t = 0; t < TR_COUNT; t++)
-        for (unsigned s = 0; s < probe_strategy_count(); s++)
-            for (int m = 0; m < MODE_COUNT; m++)
-                for (unsigned z = 0; z < o->nsizes && !probe_stop; z++) {
-                    if (!o->transports[t] || !o->strategies[s] || !o->modes[m])
-                        continue;
-                    struct probe_cell *c = &cells[n++];
-                    *c = (struct probe_cell){.transport = t, .strategy = s, .mode = m,
-                                             .size = o->sizes[z], .opts = o, .lat = lat};
-                    probe_run_cell(c);
-                    c->lat = NULL;
-                    if (!o->json)
-                        probe_report_row(c);
-                }
+    unsigned done = 0;
+    size_t ran = 0;
+    for (unsigned p = 0; p < o->repeat && !probe_stop; p++) {
+        if (o->repeat > 1)
+            fprintf(stderr, "rill-probe: pass %u of %u\n", p + 1, o->repeat);
+        for (size_t i = 0; i < n && !probe_stop; i++, ran += p == 0) {
+            struct probe_cell *c = &passes[p * n + i];
+            *c = cells[i];
+            c->lat = lat;
+            probe_run_cell(c);
+            c->lat = NULL;
+            if (!o->json && o->repeat == 1)
+                probe_report_row(c);
+        }
+        done += !probe_stop;
+    }
+    /* An interrupted pass is incomplete: only whole passes count, or what the first one ran. */
+    if (!done)
+        n = ran;
+    probe_fold_repeats(cells, passes, n, done ? done : 1);
+    if (!o->json && o->repeat > 1)
+        for (size_t i = 0; i < n; i++)
+            probe_report_row(&cells[i]);
+    free(passes);
     free(lat);
     *ncells = n;
     return cells;
@@ -297,7 +337,7 @@ static struct probe_cell *run_all(const struct probe_opts *o, size_t *ncells)
 int main(int argc, char **argv)
 {
     struct probe_opts o = {.time_s = 0.5, .max_ops = 1000000, .iov = 4, .batch = 16,
-                           .pin = {-1, -1}};
+                           .repeat = 1, .pin = {-1, -1}};
     o.strategies = calloc(probe_strategy_count(), sizeof(bool));
     int r = o.strategies ? parse_args(argc, argv, &o) : -1;
     if (r != 0) {

@@ -47,6 +47,7 @@ struct probe_opts {
     uint64_t max_ops;
     unsigned iov;   /* iovecs per message for the *v strategies */
     unsigned batch; /* messages per call (sendmmsg) or SQEs per io_uring_enter */
+    unsigned repeat; /* passes over every cell, interleaved; the median pass is reported */
     int pin[2];     /* CPUs of the client and server threads, -1 for none */
     bool timestamps, json, matrix, quiet;
 };
@@ -105,6 +106,10 @@ struct probe_result {
     } side[2]; /* 0 client (sender), 1 server (receiver) */
     struct probe_zc zc;
     bool timed_out;
+    /* --repeat: how many passes ran this cell, and the spread of its headline figure (p50 ns,
+     * or bytes/s in stream mode) over them; the rest of the result is the median pass's. */
+    unsigned repeats;
+    double rep_min, rep_max;
     /* Medians of the timestamp split, 0 when the kernel gave none. */
     uint64_t ts_samples, ts_sender_ns, ts_path_ns, ts_receiver_ns;
 };
@@ -196,6 +201,10 @@ void probe_ts_record_send(struct probe_side *s, uint64_t op, uint64_t user_send_
 void probe_ts_collect_tx(struct probe_side *s, uint64_t op);
 void probe_ts_from_cmsg(struct probe_side *s, void *msghdr, uint64_t op);
 void probe_ts_summarise(struct probe_cell *c);
+
+/* repeat.c: folds passes[p * n + i] (p < npasses) into cells[i], keeping the median pass. */
+void probe_fold_repeats(struct probe_cell *cells, const struct probe_cell *passes, size_t n,
+                        unsigned npasses);
 
 /* report.c */
 void probe_report_header(void);

@@ -69,6 +69,10 @@ void probe_report_row(const struct probe_cell *c)
         printf(" rx %llu of %llu msgs", (unsigned long long)r->rx_ops,
                (unsigned long long)r->ops);
     printf("%s", zc);
+    if (r->repeats > 1 && c->mode == MODE_STREAM)
+        printf(" median of %u: %.1f..%.1f MB/s", r->repeats, r->rep_min / 1e6, r->rep_max / 1e6);
+    else if (r->repeats > 1)
+        printf(" median of %u: p50 %.0f..%.0f ns", r->repeats, r->rep_min, r->rep_max);
     if (r->ts_samples)
         printf(" ts: sender %llu path %llu receiver %llu ns (%llu samples)",
                (unsigned long long)r->ts_sender_ns, (unsigned long long)r->ts_path_ns,
@@ -137,6 +141,10 @@ static void json_cell(const struct probe_cell *c)
         printf(",\"p50_ns\":%llu,\"p99_ns\":%llu,\"min_ns\":%llu,\"max_ns\":%llu",
                (unsigned long long)r->p50_ns, (unsigned long long)r->p99_ns,
                (unsigned long long)r->min_ns, (unsigned long long)r->max_ns);
+    if (r->repeats > 1)
+        printf(",\"repeats\":%u,\"%s_min\":%.0f,\"%s_max\":%.0f", r->repeats,
+               c->mode == MODE_STREAM ? "bytes_per_s" : "p50_ns", r->rep_min,
+               c->mode == MODE_STREAM ? "bytes_per_s" : "p50_ns", r->rep_max);
     json_side("client", r, 0);
     json_side("server", r, 1);
     if (r->zc.sends)
@@ -158,9 +166,10 @@ void probe_report_json(struct probe_cell *cells, size_t n, const struct probe_op
     uname(&u);
     printf("{\"tool\":\"rill-probe\",\"kernel\":");
     json_str(u.release);
-    printf(",\"time_per_cell_s\":%.3f,\"max_ops\":%llu,\"iov\":%u,\"batch\":%u,"
+    printf(",\"time_per_cell_s\":%.3f,\"max_ops\":%llu,\"repeat\":%u,\"iov\":%u,\"batch\":%u,"
            "\"pin\":[%d,%d],\"interrupted\":%s,\"cells\":[",
-           o->time_s, (unsigned long long)o->max_ops, o->iov, o->batch, o->pin[0], o->pin[1],
+           o->time_s, (unsigned long long)o->max_ops, o->repeat, o->iov, o->batch, o->pin[0],
+           o->pin[1],
            probe_stop ? "true" : "false");
     for (size_t i = 0; i < n; i++) {
         if (i)
