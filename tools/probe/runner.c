@@ -263,6 +263,9 @@ static bool applicable(struct probe_cell *c)
         snprintf(r->why, sizeof r->why, "batching needs several messages in flight; stream only");
     else if ((st->flags & STRAT_DGRAM_ONLY) && probe_transport_is_stream(c->transport))
         snprintf(r->why, sizeof r->why, "message batching needs a datagram or seqpacket socket");
+    else if (c->mode == MODE_PAIR && c->size > 65536)
+        snprintf(r->why, sizeof r->why, "one thread cannot send more than the socket buffers "
+                                        "hold before it receives; pair mode stops at 64 KiB");
     else if (c->size == 0 || c->size > probe_transport_max_msg(c->transport))
         snprintf(r->why, sizeof r->why, "%zu B does not fit one datagram of this transport",
                  c->size);
