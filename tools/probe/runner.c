@@ -50,7 +50,8 @@ bool probe_side_should_stop(const struct probe_side *s)
 
 void probe_side_op_done(struct probe_side *s, uint64_t bytes)
 {
-    s->ops++;
+    /* Atomic only so that the watchdog may read it; the side is its only writer. */
+    __atomic_store_n(&s->ops, s->ops + 1, __ATOMIC_RELAXED);
     s->bytes += bytes;
     s->nsys_done = s->nsys;
     s->t_end_ns = probe_now_ns();
@@ -333,11 +334,14 @@ static void kick(struct probe_cell *c, int fds[2], bool both, bool first)
     }
 }
 
-/* Waits for a thread; past limit_ns, or when the run is interrupted, kicks it out. */
+/* Waits for a thread; past limit_ns, or when the run is interrupted, kicks it out. With
+ * progress (the receiver), the limit moves on while *progress keeps growing: a receiver still
+ * draining a full socket on a busy machine is not stuck. */
 static void join_watch(struct probe_cell *c, pthread_t t, int fds[2], uint64_t limit_ns,
-                       bool both)
+                       bool both, const uint64_t *progress)
 {
     bool kicked = false;
+    uint64_t seen = progress ? __atomic_load_n(progress, __ATOMIC_RELAXED) : 0;
     for (;;) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
@@ -348,6 +352,11 @@ static void join_watch(struct probe_cell *c, pthread_t t, int fds[2], uint64_t l
         }
         if (pthread_timedjoin_np(t, NULL, &ts) == 0)
             return;
+        uint64_t now_seen = progress ? __atomic_load_n(progress, __ATOMIC_RELAXED) : 0;
+        if (now_seen != seen && !kicked) {
+            seen = now_seen;
+            limit_ns = probe_now_ns() + DRAIN_GRACE_NS;
+        }
         if (probe_stop || probe_now_ns() > limit_ns) {
             if (!probe_stop && both && !kicked)
                 c->res.timed_out = true;
@@ -370,9 +379,9 @@ static void run_threads(struct probe_cell *c, struct probe_side sides[2], int fd
     pthread_create(&th[0], NULL, worker_main, &w[0]);
     if (!pair)
         pthread_create(&th[1], NULL, worker_main, &w[1]);
-    join_watch(c, th[0], fds, limit, true);
+    join_watch(c, th[0], fds, limit, true, NULL);
     if (!pair)
-        join_watch(c, th[1], fds, probe_now_ns() + DRAIN_GRACE_NS, false);
+        join_watch(c, th[1], fds, probe_now_ns() + DRAIN_GRACE_NS, false, &sides[1].ops);
     pthread_barrier_destroy(&barrier);
 }
 
