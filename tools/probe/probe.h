@@ -209,7 +209,6 @@ void probe_fold_repeats(struct probe_cell *cells, const struct probe_cell *passe
 /* report.c */
 void probe_report_header(void);
 void probe_report_row(const struct probe_cell *c);
-void probe_report_table(struct probe_cell *cells, size_t n, const struct probe_opts *o);
 void probe_report_json(struct probe_cell *cells, size_t n, const struct probe_opts *o);
 void probe_report_ranking(struct probe_cell *cells, size_t n, const struct probe_opts *o);
 const char *probe_mode_name(enum probe_mode m);

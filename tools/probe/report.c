@@ -86,14 +86,6 @@ void probe_report_row(const struct probe_cell *c)
     fflush(stdout);
 }
 
-void probe_report_table(struct probe_cell *cells, size_t n, const struct probe_opts *o)
-{
-    (void)o;
-    probe_report_header();
-    for (size_t i = 0; i < n; i++)
-        probe_report_row(&cells[i]);
-}
-
 /* Writes s as a JSON string. */
 static void json_str(const char *s)
 {
