@@ -104,6 +104,8 @@ ParameterizedTest(struct tparam *p, probe, every_strategy, .timeout = 60)
     enum probe_transport t = (enum probe_transport)p->transport;
     struct probe_opts o = opts_for(OPS);
     unsigned ran = 0;
+    if (t == TR_VETH)
+        atexit(probe_netns_cleanup); /* also when an assertion ends the test early */
     for (unsigned s = 0; s < probe_strategy_count(); s++) {
         const char *name = probe_strategy_get(s)->name;
         for (int m = 0; m < MODE_COUNT; m++) {
