@@ -3,18 +3,19 @@
  *
  * A side blocked in the kernel cannot see a deadline, so the main thread is the watchdog: when a
  * run overstays (a lost UDP datagram in ping-pong, an end marker dropped) or SIGINT arrives, it
- * shuts the sockets down, which wakes every blocked read, write and io_uring request with EOF. */
+ * shuts the sockets down and sends datagram receivers an end marker (see kick()), which ends
+ * every blocked read, write, epoll_wait and io_uring request. */
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
-#include <fcntl.h>
-#include <poll.h>
 
 #include "probe.h"
 
@@ -80,6 +81,7 @@ void probe_stream_finish(struct probe_side *s)
         shutdown(s->fd, SHUT_WR);
         return;
     }
+    /* Three markers sent (one may be dropped), or 20 tries of 10 ms for room in the queue. */
     for (int i = 0; i < 20 && !probe_stop; i++) {
         if (send(s->fd, "", 0, MSG_DONTWAIT | MSG_NOSIGNAL) == 0 && i >= 2)
             return;
@@ -127,11 +129,15 @@ static void pp_client(struct probe_side *s)
     while (!probe_side_should_stop(s)) {
         uint64_t t0 = probe_now_ns();
         ssize_t r = st->send_msg(s, size);
-        if (r <= 0 && (probe_side_fail(s, r, "send"), 1))
+        if (r <= 0) {
+            probe_side_fail(s, r, "send");
             break;
+        }
         r = st->recv_msg(s, size);
-        if (r <= 0 && (probe_side_fail(s, r, "recv"), 1))
+        if (r <= 0) {
+            probe_side_fail(s, r, "recv");
             break;
+        }
         s->cell->lat[s->ops] = probe_now_ns() - t0;
         probe_side_op_done(s, size);
     }
@@ -143,11 +149,15 @@ static void pp_server(struct probe_side *s)
     const struct probe_strategy *st = probe_strategy_get(s->cell->strategy);
     while (!probe_side_should_stop(s)) {
         ssize_t r = st->recv_msg(s, s->cell->size);
-        if (r <= 0 && (probe_side_fail(s, r, "recv"), 1))
+        if (r <= 0) {
+            probe_side_fail(s, r, "recv");
             break;
+        }
         r = st->send_msg(s, (size_t)r);
-        if (r <= 0 && (probe_side_fail(s, r, "send"), 1))
+        if (r <= 0) {
+            probe_side_fail(s, r, "send");
             break;
+        }
         probe_side_op_done(s, (uint64_t)r);
     }
 }
@@ -158,8 +168,10 @@ static void stream_tx(struct probe_side *s)
     s->cell->deadline_ns = probe_now_ns() + (uint64_t)(s->cell->opts->time_s * 1e9);
     while (!probe_side_should_stop(s)) {
         ssize_t r = st->send_msg(s, s->cell->size);
-        if (r <= 0 && (probe_side_fail(s, r, "send"), 1))
+        if (r <= 0) {
+            probe_side_fail(s, r, "send");
             break;
+        }
         probe_side_op_done(s, (uint64_t)r);
     }
     probe_stream_finish(s);
@@ -170,8 +182,10 @@ static void stream_rx(struct probe_side *s)
     const struct probe_strategy *st = probe_strategy_get(s->cell->strategy);
     while (!probe_side_should_stop(s)) {
         ssize_t r = st->recv_msg(s, s->cell->size);
-        if (r <= 0 && (probe_side_fail(s, r, "recv"), 1))
+        if (r <= 0) {
+            probe_side_fail(s, r, "recv");
             break;
+        }
         probe_side_op_done(s, (uint64_t)r);
     }
 }
@@ -186,11 +200,15 @@ static void pair_loop(struct probe_side *a, struct probe_side *b)
     while (!probe_side_should_stop(a)) {
         uint64_t t0 = probe_now_ns();
         ssize_t r = st->send_msg(a, size);
-        if (r <= 0 && (probe_side_fail(a, r, "send"), 1))
+        if (r <= 0) {
+            probe_side_fail(a, r, "send");
             break;
+        }
         r = st->recv_msg(b, size);
-        if (r <= 0 && (probe_side_fail(b, r, "recv"), 1))
+        if (r <= 0) {
+            probe_side_fail(b, r, "recv");
             break;
+        }
         a->cell->lat[a->ops] = probe_now_ns() - t0;
         probe_side_op_done(b, size);
         probe_side_op_done(a, size);
