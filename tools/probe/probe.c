@@ -259,15 +259,17 @@ static void on_signal(int sig)
 {
     static struct timespec first;
     struct timespec now;
+    int saved = errno; /* the interrupted code may be about to read errno */
     (void)sig;
     clock_gettime(CLOCK_MONOTONIC, &now); /* async-signal-safe (POSIX.1-2008) */
-    if (!probe_stop) {
+    if (!probe_stopping()) {
         first = now;
-        probe_stop = 1;
+        __atomic_store_n(&probe_stop, 1, __ATOMIC_RELAXED);
     } else if (now.tv_sec - first.tv_sec >= 2) {
         probe_netns_cleanup();
         _exit(130);
     }
+    errno = saved;
 }
 
 static void install_signals(void)
@@ -317,10 +319,10 @@ static struct probe_cell *run_all(const struct probe_opts *o, size_t *ncells)
         probe_report_header();
     unsigned done = 0;
     size_t ran = 0;
-    for (unsigned p = 0; p < o->repeat && !probe_stop; p++) {
+    for (unsigned p = 0; p < o->repeat && !probe_stopping(); p++) {
         if (o->repeat > 1)
             fprintf(stderr, "rill-probe: pass %u of %u\n", p + 1, o->repeat);
-        for (size_t i = 0; i < n && !probe_stop; i++, ran += p == 0) {
+        for (size_t i = 0; i < n && !probe_stopping(); i++, ran += p == 0) {
             struct probe_cell *c = &passes[p * n + i];
             *c = cells[i];
             c->lat = lat;
@@ -329,7 +331,7 @@ static struct probe_cell *run_all(const struct probe_opts *o, size_t *ncells)
             if (!o->json && o->repeat == 1)
                 probe_report_row(c);
         }
-        done += !probe_stop;
+        done += !probe_stopping();
     }
     /* An interrupted pass is incomplete: only whole passes count, or what the first one ran. */
     if (!done)
@@ -372,5 +374,5 @@ int main(int argc, char **argv)
     probe_netns_cleanup();
     free(cells);
     free(o.strategies);
-    return probe_stop ? 130 : rc;
+    return probe_stopping() ? 130 : rc;
 }

@@ -158,6 +158,13 @@ unsigned probe_strategy_count(void);
 int probe_strategy_parse(const char *name);
 extern volatile sig_atomic_t probe_stop; /* set by SIGINT/SIGTERM */
 
+/* Whether the run was asked to stop. An atomic load: the flag is read by the side threads while
+ * the signal handler, on the main thread, writes it. */
+static inline bool probe_stopping(void)
+{
+    return __atomic_load_n(&probe_stop, __ATOMIC_RELAXED);
+}
+
 /* Counts one system call of side s and evaluates the call. */
 #define PROBE_SYS(s, call) ((s)->nsys++, (call))
 

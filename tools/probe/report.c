@@ -162,7 +162,7 @@ void probe_report_json(struct probe_cell *cells, size_t n, const struct probe_op
            "\"pin\":[%d,%d],\"interrupted\":%s,\"cells\":[",
            o->time_s, (unsigned long long)o->max_ops, o->repeat, o->iov, o->batch, o->pin[0],
            o->pin[1],
-           probe_stop ? "true" : "false");
+           probe_stopping() ? "true" : "false");
     for (size_t i = 0; i < n; i++) {
         if (i)
             printf(",");

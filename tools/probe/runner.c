@@ -42,7 +42,7 @@ uint64_t probe_now_ns(void)
 
 bool probe_side_should_stop(const struct probe_side *s)
 {
-    if (probe_stop || s->eof || s->err)
+    if (probe_stopping() || s->eof || s->err)
         return true;
     if (!s->is_client)
         return false;
@@ -82,7 +82,7 @@ void probe_stream_finish(struct probe_side *s)
         return;
     }
     /* Three markers sent (one may be dropped), or 20 tries of 10 ms for room in the queue. */
-    for (int i = 0; i < 20 && !probe_stop; i++) {
+    for (int i = 0; i < 20 && !probe_stopping(); i++) {
         if (send(s->fd, "", 0, MSG_DONTWAIT | MSG_NOSIGNAL) == 0 && i >= 2)
             return;
         struct pollfd p = {.fd = s->fd, .events = POLLOUT};
@@ -375,10 +375,10 @@ static void join_watch(struct probe_cell *c, pthread_t t, int fds[2], uint64_t l
             seen = now_seen;
             limit_ns = probe_now_ns() + DRAIN_GRACE_NS;
         }
-        if (probe_stop || probe_now_ns() > limit_ns) {
-            if (!probe_stop && both && !kicked)
+        if (probe_stopping() || probe_now_ns() > limit_ns) {
+            if (!probe_stopping() && both && !kicked)
                 c->res.timed_out = true;
-            kick(c, fds, both || probe_stop, !kicked);
+            kick(c, fds, both || probe_stopping(), !kicked);
             kicked = true;
         }
     }
@@ -466,7 +466,7 @@ static void summarise(struct probe_cell *c, struct probe_side sides[2])
     } else if (r->timed_out) {
         r->status = CELL_ERROR;
         snprintf(r->why, sizeof r->why, "no reply within the time limit (a datagram lost?)");
-    } else if (probe_stop) {
+    } else if (probe_stopping()) {
         r->status = CELL_ERROR;
         snprintf(r->why, sizeof r->why, "interrupted");
     } else if (cl->ops == 0) {

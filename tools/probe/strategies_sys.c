@@ -103,7 +103,7 @@ static ssize_t xfer(struct probe_side *s, enum sys_kind k, bool tx, size_t len)
             int w = ep_wait(s);
             if (w < 0)
                 return w;
-            if (probe_stop)
+            if (probe_stopping())
                 return 0;
             continue;
         }

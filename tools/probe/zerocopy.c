@@ -120,7 +120,7 @@ static int mz_drain(struct probe_side *s, bool block)
             continue;
         if (errno != EAGAIN)
             return -errno;
-        if (!block || got || probe_stop)
+        if (!block || got || probe_stopping())
             return 0;
         /* An error queue entry shows as POLLERR, which poll reports without being asked. */
         struct pollfd p = {.fd = s->fd};
@@ -134,7 +134,7 @@ static ssize_t mz_send(struct probe_side *s, size_t len)
     bool stream = probe_transport_is_stream(s->cell->transport);
     while (m->next_id - m->completed >= ZC_SLOTS) {
         int r = mz_drain(s, true);
-        if (r < 0 || probe_stop)
+        if (r < 0 || probe_stopping())
             return r;
     }
     unsigned char *p = m->bufs + (m->next_id % ZC_SLOTS) * s->buf_len;
