@@ -183,6 +183,28 @@ Test(probe, uring_batch_under_one_call_per_op, .timeout = 60)
                  r.side[1].sys_per_op);
 }
 
+/* --timestamps: every round trip of a TCP or UDP ping-pong gets its three parts, and together
+ * they fit inside the round trip; AF_UNIX has no device and gives none. */
+Test(probe, timestamps_split, .timeout = 60)
+{
+    struct probe_opts o = opts_for(OPS);
+    o.timestamps = true;
+    static const enum probe_transport inet[] = {TR_TCP4, TR_UDP};
+    for (unsigned i = 0; i < 2; i++) {
+        struct probe_result r = run(inet[i], "msg1-block", MODE_PINGPONG, 64, &o);
+        const char *n = probe_transport_name(inet[i]);
+        cr_assert_eq(r.status, CELL_OK, "%s: %s", n, r.why);
+        cr_assert_eq(r.ts_samples, OPS, "%s: %llu of %d round trips stamped", n,
+                     (unsigned long long)r.ts_samples, OPS);
+        cr_assert(r.ts_sender_ns > 0 && r.ts_path_ns > 0 && r.ts_receiver_ns > 0, "%s", n);
+        cr_assert_lt(r.ts_sender_ns + r.ts_path_ns + r.ts_receiver_ns, r.max_ns,
+                     "%s: one half of a round trip outlasts the slowest round trip", n);
+    }
+    struct probe_result r = run(TR_SOCKETPAIR, "msg1-block", MODE_PINGPONG, 64, &o);
+    cr_assert_eq(r.status, CELL_OK, "%s", r.why);
+    cr_assert_eq(r.ts_samples, 0, "AF_UNIX gave TX stamps?");
+}
+
 /* ---- the binary ------------------------------------------------------------------------- */
 
 static bool have(const char *cmd)

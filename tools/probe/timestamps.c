@@ -9,6 +9,7 @@
 #include <time.h> /* before linux/errqueue.h, which uses struct timespec */
 #include <linux/errqueue.h>
 #include <linux/net_tstamp.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -30,8 +31,57 @@ static uint64_t ts_ns(const struct timespec *t)
     return (uint64_t)t->tv_sec * 1000000000ull + (uint64_t)t->tv_nsec;
 }
 
+static uint64_t stamp_of(struct msghdr *m)
+{
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(m); cm; cm = CMSG_NXTHDR(m, cm)) {
+        if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SO_TIMESTAMPING) {
+            struct scm_timestamping st;
+            memcpy(&st, CMSG_DATA(cm), sizeof st);
+            return ts_ns(&st.ts[0]);
+        }
+    }
+    return 0;
+}
+
+/* Software RX stamps are taken only while the kernel's netstamp static key is on. The first
+ * socket asking for them turns it on from a workqueue (net_enable_timestamp defers the switch),
+ * and the last one to close turns it off again, so a short cell would see its first packets,
+ * or all of them, unstamped. A socket that keeps asking for the whole run, plus a datagram to
+ * itself until one comes back stamped, keeps the key on and waits for it. */
+static int warm_fd = -1;
+
+static void warm_up(void)
+{
+    if (warm_fd >= 0)
+        return;
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof sa;
+    int flags = SOF_TIMESTAMPING_SOFTWARE | SOF_TIMESTAMPING_RX_SOFTWARE;
+    warm_fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (warm_fd < 0 || bind(warm_fd, (struct sockaddr *)&sa, sizeof sa) < 0 ||
+        getsockname(warm_fd, (struct sockaddr *)&sa, &sl) < 0 ||
+        connect(warm_fd, (struct sockaddr *)&sa, sl) < 0 ||
+        setsockopt(warm_fd, SOL_SOCKET, SO_TIMESTAMPING, &flags, sizeof flags) < 0)
+        return;
+    for (int i = 0; i < 200; i++) {
+        char byte = 0;
+        union {
+            char buf[256];
+            struct cmsghdr align;
+        } control;
+        struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+        struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+                           .msg_controllen = sizeof control.buf};
+        if (send(warm_fd, &byte, 1, 0) != 1 || recvmsg(warm_fd, &m, 0) != 1 || stamp_of(&m))
+            return;
+        struct timespec pause = {.tv_nsec = 1000000};
+        nanosleep(&pause, NULL);
+    }
+}
+
 int probe_ts_enable(struct probe_side *s)
 {
+    warm_up();
     struct probe_ts *t = &s->cell->ts;
     if (!t->cap) {
         uint64_t cap = s->cell->opts->max_ops < TS_CAP ? s->cell->opts->max_ops : TS_CAP;
@@ -55,18 +105,6 @@ void probe_ts_record_send(struct probe_side *s, uint64_t op, uint64_t user_send_
 {
     if (op < s->cell->ts.cap)
         s->cell->ts.user_send[op] = user_send_ns;
-}
-
-static uint64_t stamp_of(struct msghdr *m)
-{
-    for (struct cmsghdr *cm = CMSG_FIRSTHDR(m); cm; cm = CMSG_NXTHDR(m, cm)) {
-        if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SO_TIMESTAMPING) {
-            struct scm_timestamping st;
-            memcpy(&st, CMSG_DATA(cm), sizeof st);
-            return ts_ns(&st.ts[0]);
-        }
-    }
-    return 0;
 }
 
 /* Reads the error queue to empty (counted calls); the first TX stamp belongs to this op. */
