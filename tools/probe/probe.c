@@ -20,7 +20,7 @@ static void usage(FILE *f)
         "Measures what it costs to move a message through the kernel's socket paths: for each\n"
         "transport x strategy x mode x size, two threads (client and server) exchange messages;\n"
         "the probe counts every system call it makes (an io_uring_enter is one), and reads each\n"
-        "thread's CPU time and context switches from getrusage(RUSAGE_THREAD).\n"
+        "thread's CPU time (CLOCK_THREAD_CPUTIME_ID) and context switches (getrusage).\n"
         "\n"
         "  -t, --transport LIST  comma-separated, or all (default tcp4):\n"
         "                        tcp4 tcp6 udp unix-stream unix-dgram unix-seqpacket socketpair\n"
@@ -61,7 +61,7 @@ static void usage(FILE *f)
         "loopback and veth all of them: a local receiver cannot keep the sender's pages).\n"
         "A strategy that does not apply to a combination says n/a; one this machine cannot run\n"
         "says skipped, with the reason. The B0 floor of BENCHMARKS.md:\n"
-        "  rill-probe -t tcp4,socketpair -s rw-block -m pingpong,stream,pair -z 64 --json\n"
+        "  rill-probe -t tcp4,socketpair -s rw-block -m pingpong,stream,pair -z 64 -r 5 --json\n"
         "Exit code: 0; 1 when a cell failed with an error; 2 for a bad command line; 130 when\n"
         "interrupted (the veth namespaces are removed first).\n",
         PROBE_MAX_BATCH);
