@@ -17,7 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "probe.h"
+#include "../tools/probe/probe.h" /* not engine/probe.h, which shares the name */
 
 #define OPS 300
 
