@@ -139,7 +139,7 @@ static ssize_t mz_send(struct probe_side *s, size_t len)
     }
     unsigned char *p = m->bufs + (m->next_id % ZC_SLOTS) * s->buf_len;
     size_t off = 0;
-    do {
+    while (off < len) {
         ssize_t r = PROBE_SYS(s, send(s->fd, p + off, len - off, MSG_ZEROCOPY | MSG_NOSIGNAL));
         if (r < 0 && errno == EINTR)
             continue;
@@ -155,7 +155,9 @@ static ssize_t mz_send(struct probe_side *s, size_t len)
         m->next_id++;
         s->zc.sends++;
         off += (size_t)r;
-    } while (stream && off < len);
+        if (!stream)
+            break; /* a datagram goes whole or not at all */
+    }
     /* Reap in batches of half the slots, so the error queue costs a fraction of a call. */
     if (m->next_id - m->completed >= ZC_SLOTS / 2) {
         int r = mz_drain(s, false);
@@ -261,7 +263,7 @@ static ssize_t uz_send(struct probe_side *s, size_t len)
     if (slot < 0)
         return slot;
     unsigned char *p = u->zcbuf + (size_t)slot * s->buf_len;
-    do {
+    while (off < len) {
         struct io_uring_sqe *sqe = ur_sqe(s);
         io_uring_prep_send_zc(sqe, s->fd, p + off, len - off, MSG_NOSIGNAL, 0);
         if (u->zc_report)
@@ -282,7 +284,9 @@ static ssize_t uz_send(struct probe_side *s, size_t len)
             return u->send_res ? u->send_res : -EPIPE;
         s->zc.sends++;
         off += (size_t)u->send_res;
-    } while (stream && off < len);
+        if (!stream)
+            break; /* a datagram goes whole or not at all */
+    }
     return (ssize_t)len;
 }
 
