@@ -576,7 +576,8 @@ RILL_API int rill_dgram_local_addr(const rill_dgram *d, struct sockaddr_storage 
 /* Returns the bound port (host byte order) of a UDP socket, else 0. */
 RILL_API int rill_dgram_port(const rill_dgram *d);
 
-/* Bytes queued and not yet handed to the kernel. */
+/* Bytes queued and not yet handed to the kernel, as counted against wq_limit: each datagram's
+ * payload plus 64 bytes for its bookkeeping (so empty datagrams cannot queue without bound). */
 RILL_API size_t rill_dgram_queued(const rill_dgram *d);
 
 /* The socket's descriptor (for options; do not read, write or close it), or -EBADF. */
