@@ -170,6 +170,35 @@ static void ep_listener_close(rill_loop *l, rill_listener *ls)
 
 /* ---- connections ---------------------------------------------------------------------------- */
 
+/* What a read's result means for the reading loop: true to read again. Data spends the
+ * budget (the rest waits on the read list), end of stream and errors end the connection's
+ * reading, and EAGAIN waits for the next edge, except an injected one, for which no edge will
+ * come. */
+static bool read_goes_on(rill_conn *c, ssize_t r, bool injected, size_t *budget)
+{
+    if (r > 0) {
+        if (*budget > (size_t)r) {
+            *budget -= (size_t)r;
+            return true;
+        }
+        if (rill__conn_can_read(c))
+            rill__conn_mark_read(c);
+    } else if (r == 0) {
+        c->state &= ~RILL__C_RD_READY;
+        rill__conn_on_eof(c);
+    } else if (r == -EAGAIN) {
+        if (injected)
+            rill__conn_mark_read(c);
+        else
+            c->state &= ~RILL__C_RD_READY;
+    } else if (r == -EINTR) {
+        return true;
+    } else {
+        rill__conn_fail(c, (int)r);
+    }
+    return false;
+}
+
 /* Message mode (seqpacket, or a Unix stream that takes descriptors): one recvmsg into one
  * whole buffer, with room for SCM_RIGHTS. A short read proves nothing here (each call returns
  * one message), so reading goes on until EAGAIN or the budget. */
@@ -197,29 +226,8 @@ static void ep_read_msg(rill_conn *c)
         ssize_t r = rill__sys_recvmsg(&l->stats, c->fd, &m, MSG_DONTWAIT);
         bool ok = r <= 0 || rill__conn_on_msg(c, b, (size_t)r, &m);
         rill__buf_put(b);
-        if (!ok)
+        if (!ok || !read_goes_on(c, r, rill__sys_injected, &budget))
             return;
-        if (r > 0) {
-            if (budget <= (size_t)r) {
-                if (rill__conn_can_read(c))
-                    rill__conn_mark_read(c);
-                return;
-            }
-            budget -= (size_t)r;
-        } else if (r == 0) {
-            c->state &= ~RILL__C_RD_READY;
-            rill__conn_on_eof(c);
-            return;
-        } else if (r == -EAGAIN) {
-            if (rill__sys_injected)
-                rill__conn_mark_read(c);
-            else
-                c->state &= ~RILL__C_RD_READY;
-            return;
-        } else if (r != -EINTR) {
-            rill__conn_fail(c, (int)r);
-            return;
-        }
     }
 }
 
@@ -266,26 +274,9 @@ static void ep_read(rill_conn *c)
                 c->state &= ~RILL__C_RD_READY;
                 return;
             }
-            if (budget <= (size_t)r) {
-                if (rill__conn_can_read(c))
-                    rill__conn_mark_read(c);
-                return;
-            }
-            budget -= (size_t)r;
-        } else if (r == 0) {
-            c->state &= ~RILL__C_RD_READY;
-            rill__conn_on_eof(c);
-            return;
-        } else if (r == -EAGAIN) {
-            if (injected)
-                rill__conn_mark_read(c); /* no edge will come for a fake EAGAIN */
-            else
-                c->state &= ~RILL__C_RD_READY;
-            return;
-        } else if (r != -EINTR) {
-            rill__conn_fail(c, (int)r);
-            return;
         }
+        if (!read_goes_on(c, r, injected, &budget))
+            return;
     }
 }
 
