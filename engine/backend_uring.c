@@ -391,19 +391,20 @@ static bool u_prep_recvmsg(struct uring_loop *u, rill_conn *c, struct io_uring_s
 {
     rill_loop *l = &u->base;
     size_t size = rill__conn_rx_size(c);
-    if (!c->rbuf && rill__slab_lease(&l->slab, size, &c->rbuf) < 0)
+    if (!c->mrx && !(c->mrx = rill__calloc(1, sizeof *c->mrx)))
         return false;
-    if (c->h.on_fds && !c->rctl && !(c->rctl = rill__malloc(RILL__FD_CMSG_SPACE)))
+    struct rill__msg_rx *x = c->mrx;
+    if (!x->buf && rill__slab_lease(&l->slab, size, &x->buf) < 0)
         return false;
-    c->riov = (struct iovec){c->rbuf->data, size};
-    memset(&c->rmsg, 0, sizeof c->rmsg);
-    c->rmsg.msg_iov = &c->riov;
-    c->rmsg.msg_iovlen = 1;
+    x->iov = (struct iovec){x->buf->data, size};
+    memset(&x->m, 0, sizeof x->m);
+    x->m.msg_iov = &x->iov;
+    x->m.msg_iovlen = 1;
     if (c->h.on_fds) {
-        c->rmsg.msg_control = c->rctl;
-        c->rmsg.msg_controllen = RILL__FD_CMSG_SPACE;
+        x->m.msg_control = x->ctl.b;
+        x->m.msg_controllen = sizeof x->ctl.b;
     }
-    io_uring_prep_recvmsg(sqe, c->fd, &c->rmsg, MSG_CMSG_CLOEXEC);
+    io_uring_prep_recvmsg(sqe, c->fd, &x->m, MSG_CMSG_CLOEXEC);
     return true;
 }
 
@@ -942,12 +943,13 @@ static void u_dgram_rearm(struct uring_loop *u)
 
 static void u_on_recvmsg(struct uring_loop *u, rill_conn *c, int res)
 {
-    struct rill_buf *b = c->rbuf;
+    struct rill__msg_rx *x = c->mrx;
+    struct rill_buf *b = x->buf;
     c->recv_armed = false;
     u->base.stats.sys_read++;
     if (res > 0) {
-        c->rbuf = NULL; /* the next receive leases a fresh one; this one may be kept */
-        rill__conn_on_msg(c, b, (size_t)res, &c->rmsg);
+        x->buf = NULL; /* the next receive leases a fresh one; this one may be kept */
+        rill__conn_on_msg(c, b, (size_t)res, &x->m);
         rill__buf_put(b);
     } else if (res == 0) {
         rill__conn_on_eof(c);
