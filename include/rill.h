@@ -263,7 +263,8 @@ struct rill_conn_handler {
      * are not read and the kernel drops each one when the next arrives. */
     void (*on_urgent)(rill_conn *c, uint8_t byte, void *ctx);
     /* Unix stream and seqpacket: descriptors passed by the peer with SCM_RIGHTS arrived. They
-     * come right before the on_data of the bytes they were sent with. Ownership: the callee owns
+     * come right before the on_data of the bytes they were sent with (while reading is paused,
+     * when they arrive: ahead of the held bytes). Ownership: the callee owns
      * the n descriptors and must close them. When NULL, descriptors are not asked for (the
      * receive path stays the cheaper one) and any the peer sends are closed by the kernel. */
     void (*on_fds)(rill_conn *c, const int *fds, unsigned n, void *ctx);
