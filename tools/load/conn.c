@@ -157,7 +157,7 @@ static int send_slot(struct lconn *lc, struct req *r, uint64_t now)
     if (w->measuring) {
         w->sent++;
         if (now - r->due > LOAD_LATE_NS)
-            w->late++;
+            w->held++;
     }
     return 0;
 }
@@ -188,6 +188,8 @@ void conn_due(struct lconn *lc, uint64_t due, uint64_t now)
     struct worker *w = lc->w;
     if (w->stopping || w->done || (w->quota && w->measuring && w->sent >= w->quota))
         return;
+    if (w->measuring && now - due > LOAD_LATE_NS)
+        w->late++; /* the loop itself came to this request late: the client is the limit */
     if (lc->inflight + lc->backlog >= lc->cap) {
         if (w->measuring)
             w->skipped++;

@@ -30,7 +30,7 @@
 
 #define LOAD_MAX_THREADS 256
 #define LOAD_MAX_CPUS 1024
-#define LOAD_LATE_NS 1000000u /* a send that leaves more than 1 ms after it was due is late */
+#define LOAD_LATE_NS 1000000u /* a request taken up more than 1 ms after it was due is late */
 
 /* ---- options -------------------------------------------------------------------------------- */
 
@@ -220,7 +220,8 @@ struct worker {
     struct hist second;  /* this second's latencies, handed over at each tick */
     uint64_t requests;   /* completed in the window */
     uint64_t sent;       /* sent in the window */
-    uint64_t late;       /* of those, sent more than LOAD_LATE_NS after they were due */
+    uint64_t late;       /* open loop: fired more than LOAD_LATE_NS after due (the client's fault) */
+    uint64_t held;       /* sent more than LOAD_LATE_NS after due for any reason (depth, reopen) */
     uint64_t skipped;    /* due in the window but dropped: the connection's backlog was full */
     uint64_t bytes;      /* reply bytes in the window */
     uint64_t connects;   /* connections opened in the window */
@@ -230,6 +231,7 @@ struct worker {
     uint64_t inflight_end; /* requests unanswered at the deadline */
     uint64_t oldest_end;   /* ns the oldest of them had waited */
     uint64_t mismatch_any; /* echo byte mismatches over the whole run, warm-up included */
+    uint64_t wake_late_ns; /* how late sleeps end, on average (see worker.c) */
     uint64_t idle_spin_ns; /* window: time spent polling with nothing to do, waiting for a due send */
     struct errors errs;  /* errors in the window */
     struct rill_loop_stats s0, s1; /* loop counters at window start and end */
@@ -345,7 +347,7 @@ struct second {
 struct totals {
     struct hist h, uncorr, connect;
     struct errors e;
-    uint64_t requests, sent, late, skipped, bytes, connects, warm_errors, mismatch_any;
+    uint64_t requests, sent, late, held, skipped, bytes, connects, warm_errors, mismatch_any;
     uint64_t inflight, oldest, status[6];
     uint64_t w0, w1;            /* the window: earliest start, latest end */
     struct rill_loop_stats sys; /* deltas over the window, summed over loops */

@@ -117,6 +117,7 @@ static void write_results(struct jw *j, const struct totals *t)
     jw_num(j, "offered_per_s", t->offered);
     jw_u64(j, "sent", t->sent);
     jw_u64(j, "late", t->late);
+    jw_u64(j, "held", t->held);
     jw_u64(j, "skipped", t->skipped);
     jw_u64(j, "bytes", t->bytes);
     jw_num(j, "mb_per_s", t->secs > 0 ? (double)t->bytes / t->secs / 1e6 : 0);

@@ -179,6 +179,7 @@ static void gather_worker(struct totals *t, const struct worker *w)
     t->requests += w->requests;
     t->sent += w->sent;
     t->late += w->late;
+    t->held += w->held;
     t->skipped += w->skipped;
     t->bytes += w->bytes;
     t->connects += w->connects;
@@ -306,9 +307,10 @@ static void print_load(const struct totals *t, const struct load_opts *o)
         fprintf(f, "requests/s    %.1f achieved, %.1f offered (%s%s)\n", t->rps, t->offered,
                 o->dist == DIST_POISSON ? "poisson" : "evenly spaced",
                 o->ramp_s ? ", ramping" : "");
-        fprintf(f, "sends         %llu, %llu late (> 1 ms after due), %llu skipped\n",
+        fprintf(f, "sends         %llu: %llu late (the client > 1 ms behind schedule), %llu held "
+                   "> 1 ms (connection busy or reopening), %llu skipped\n",
                 (unsigned long long)t->sent, (unsigned long long)t->late,
-                (unsigned long long)t->skipped);
+                (unsigned long long)t->held, (unsigned long long)t->skipped);
         report_latency_line("latency (us)", &t->h);
         report_latency_line("uncorrected", &t->uncorr);
     } else {
