@@ -229,6 +229,13 @@ int main(int argc, char **argv)
         fflush(NULL);
         _exit(1);
     }
+    for (uint32_t i = 0; i < o.threads; i++) {
+        if (workers[i].fatal == -EPROTONOSUPPORT) { /* the engine cannot open such sockets */
+            fprintf(stderr, "rill-load: %s: rill_connect does not support this socket type "
+                            "(%s)\n", o.target, rill_strerror(workers[i].fatal));
+            return 1;
+        }
+    }
     int rc = finish(&o, &c0, &c1);
     for (uint32_t i = 0; i < o.threads; i++)
         worker_fini(&workers[i]);

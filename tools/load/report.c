@@ -201,9 +201,7 @@ static void gather_worker(struct totals *t, const struct worker *w)
         t->busy_thread = w->index;
     }
     if (w->fatal) {
-        fprintf(stderr, "rill-load: thread %d: %s: %s\n", w->index,
-                w->fatal == -EPROTONOSUPPORT ? "rill_connect does not support this socket type"
-                                             : "loop failed",
+        fprintf(stderr, "rill-load: thread %d: loop failed: %s\n", w->index,
                 rill_strerror(w->fatal));
         t->fatal = w->fatal;
     }
