@@ -482,3 +482,156 @@ H_BACKEND_TEST(load_run, misbehaving_servers_counted_by_kind, .timeout = 50)
         unlink(js);
     }
 }
+
+/* ---- --json and merge ---------------------------------------------------------------------- */
+
+/* Every field README.md documents for --json, with its type: n number, s string, b bool,
+ * a array, o object, N number or null. */
+static const char json_fields[] =
+    "tool:s format:n version:s command:a "
+    "config.target:s config.uri:s config.protocol:s config.model:s config.connections:n "
+    "config.threads:n config.depth:n config.duration_s:n config.warmup_s:n "
+    "config.requests_limit:n config.size_min:n config.size_max:n config.rate:n config.dist:s "
+    "config.ramp_s:n config.churn:n config.timeout_ms:n config.pin:a config.server_pid:n "
+    "machine.cpu_model:s machine.cpus:n machine.kernel:s machine.kernel_version:s "
+    "machine.arch:s machine.backend:s machine.caps:n "
+    "results.window_s:n results.requests:n results.requests_per_s:n results.offered_per_s:n "
+    "results.sent:n results.late:n results.held:n results.skipped:n results.bytes:n "
+    "results.mb_per_s:n results.connects:n results.unanswered:n "
+    "results.oldest_unanswered_us:n results.http_status:o results.errors.total:n "
+    "results.errors.warmup:n results.errors.connect:o results.errors.connection:o "
+    "results.errors.send:o results.errors.eof:n results.errors.short:n results.errors.extra:n "
+    "results.errors.garbage:n results.errors.status:n results.saturated:b "
+    "results.saturated_why:s results.client_busy_max:n "
+    "cost.client_cpu_us_per_request:N cost.client_user_s:n cost.client_sys_s:n "
+    "cost.syscalls_per_request:N cost.reads_per_request:N cost.writes_per_request:N "
+    "cost.polls_per_request:N cost.uring_enters_per_request:N cost.sqes_per_request:N "
+    "cost.cqes_per_request:N cost.iterations_per_request:N cost.server_cpu_us_per_request:N "
+    "histograms.latency:h histograms.latency_uncorrected:h histograms.connect:h series:a";
+
+/* The latency summaries (results.latency, ...) and a series entry hold these. */
+static const char *const summary_fields = "count min_us mean_us p50_us p90_us p99_us p99_9_us "
+                                          "p99_99_us max_us";
+static const char *const series_fields = "t warmup requests rate p50_us p99_us errors open";
+
+static const char validator[] =
+    "import json, sys\n"
+    "doc = json.load(open(sys.argv[1]))\n"
+    "types = {'n': (int, float), 's': str, 'b': bool, 'a': list, 'o': dict, 'h': dict}\n"
+    "def get(path):\n"
+    "    v = doc\n"
+    "    for p in path.split('.'):\n"
+    "        v = v[p]\n"
+    "    return v\n"
+    "for spec in sys.argv[2].split():\n"
+    "    path, t = spec.split(':')\n"
+    "    v = get(path)\n"
+    "    if t == 'N':\n"
+    "        assert v is None or isinstance(v, (int, float)), path\n"
+    "        continue\n"
+    "    assert isinstance(v, types[t]) and not (t == 'n' and isinstance(v, bool)), path\n"
+    "    if t == 'h':\n"
+    "        for k in 'unit sub_bits max_bits count min max sum buckets'.split():\n"
+    "            assert k in v, path + '.' + k\n"
+    "        assert sum(c for i, c in v['buckets']) == v['count'], path + ' bucket sum'\n"
+    "for s in 'latency latency_uncorrected connect_latency'.split():\n"
+    "    for k in sys.argv[3].split():\n"
+    "        assert isinstance(doc['results'][s][k], (int, float)), s + '.' + k\n"
+    "assert len(doc['series']) >= 2, 'series'\n"
+    "for e in doc['series']:\n"
+    "    for k in sys.argv[4].split():\n"
+    "        assert k in e, 'series.' + k\n"
+    "assert doc['results']['requests'] == doc['histograms']['latency']['count']\n"
+    "print('ok')\n";
+
+/* Runs the validator on a file; returns python's exit code (1 for a missing field). */
+static int validate_json(const char *js)
+{
+    char py[96], cmd[4096];
+    snprintf(py, sizeof py, "/tmp/rill-load-test-%d.py", getpid());
+    FILE *f = fopen(py, "w");
+    cr_assert_not_null(f);
+    fputs(validator, f);
+    fclose(f);
+    int n = snprintf(cmd, sizeof cmd, "python3 %s %s '%s' '%s' '%s' >/dev/null 2>&1", py, js,
+                     json_fields, summary_fields, series_fields);
+    cr_assert_lt((size_t)n, sizeof cmd);
+    int rc = system(cmd);
+    unlink(py);
+    cr_assert(WIFEXITED(rc), "python3 did not run");
+    return WEXITSTATUS(rc);
+}
+
+H_BACKEND_TEST(load_run, json_holds_every_documented_field, .timeout = 30)
+{
+    need_backend(backend);
+    if (system("python3 -c 'import json' 2>/dev/null") != 0)
+        cr_skip_test("python3 is not available to check the JSON independently");
+    struct srv *s = srv_start(M_ECHO, false);
+    char uri[128], js[128];
+    srv_uri(s, "tcp", "", uri, sizeof uri);
+    json_path(js, sizeof js, "doc");
+    const char *args[] = {"-c", "2", "-R", "500", "-d", "1", "--warmup", "1", "--pin", "0",
+                          "-b", BACKEND_ARG(backend), "--json", js, uri, NULL};
+    cr_assert_eq(run_load(args, 20), 0);
+    srv_stop(s);
+    cr_assert_eq(validate_json(js), 0, "%s lacks a documented field", js);
+    struct jv *j = load_json(js);
+    cr_assert_eq(num(j, "config.rate"), 500);
+    cr_assert_str_eq(jv_get(j, "machine.backend")->str,
+                     strcmp(backend, "uring") == 0 ? "io_uring" : "epoll");
+    jv_free(j);
+    free(j);
+    /* A field that is not there must fail the check, or the check proves nothing. */
+    char cmd[512], bad[160];
+    snprintf(bad, sizeof bad, "%s.bad", js);
+    snprintf(cmd, sizeof cmd,
+             "python3 -c \"import json; d=json.load(open('%s')); del d['results']['held'];"
+             " json.dump(d, open('%s', 'w'))\"", js, bad);
+    cr_assert_eq(system(cmd), 0);
+    cr_assert_eq(validate_json(bad), 1, "the validator must notice a missing field");
+    unlink(bad);
+    unlink(js);
+}
+
+H_BACKEND_TEST(load_run, merge_adds_histograms, .timeout = 40)
+{
+    need_backend(backend);
+    struct srv *s = srv_start(M_ECHO, false);
+    char uri[128], a[128], b[128], m[128];
+    srv_uri(s, "tcp", "", uri, sizeof uri);
+    json_path(a, sizeof a, "ma");
+    json_path(b, sizeof b, "mb");
+    json_path(m, sizeof m, "mm");
+    /* Two different loads: a closed loop and a slow open loop. */
+    const char *a1[] = {"-c", "2", "-d", "1", "--warmup", "0", "-q", "-b", BACKEND_ARG(backend),
+                        "--json", a, uri, NULL};
+    const char *a2[] = {"-c", "1", "-R", "300", "-d", "1", "--warmup", "0", "-q", "-b",
+                        BACKEND_ARG(backend), "--json", b, uri, NULL};
+    cr_assert_eq(run_load(a1, 20), 0);
+    cr_assert_eq(run_load(a2, 20), 0);
+    srv_stop(s);
+    const char *a3[] = {"merge", "--json", m, a, b, NULL};
+    cr_assert_eq(run_load(a3, 20), 0);
+    struct jv *ja = load_json(a), *jb = load_json(b), *jm = load_json(m);
+    static struct hist ha, hb, hm;
+    cr_assert_eq(jv_hist(jv_get(ja, "histograms.latency"), &ha), 0);
+    cr_assert_eq(jv_hist(jv_get(jb, "histograms.latency"), &hb), 0);
+    cr_assert_eq(jv_hist(jv_get(jm, "histograms.latency"), &hm), 0);
+    hist_merge(&ha, &hb);
+    cr_assert_eq(memcmp(ha.b, hm.b, sizeof ha.b), 0, "merged buckets are not the sum");
+    cr_assert_eq(hm.count, ha.count);
+    cr_assert_eq(num(jm, "results.requests"),
+                 num(ja, "results.requests") + num(jb, "results.requests"));
+    cr_assert_float_eq(num(jm, "results.latency.p99_us"), (double)hist_quantile(&ha, 0.99) / 1e3,
+                       1e-6);
+    jv_free(ja);
+    jv_free(jb);
+    jv_free(jm);
+    free(ja);
+    free(jb);
+    free(jm);
+    unlink(a);
+    unlink(b);
+    unlink(m);
+}
