@@ -202,6 +202,23 @@ static void srv_uri(const struct srv *s, const char *scheme, const char *suffix,
         snprintf(out, cap, "%s://127.0.0.1:%d%s", scheme, s->port, suffix);
 }
 
+/* Fails the test when a sanitizer reported anything in rill-load's output (its exit code alone
+ * would not tell a report from an ordinary "exit 1"). */
+static void check_log(const char *log)
+{
+    FILE *f = fopen(log, "r");
+    cr_assert_not_null(f);
+    char line[1024];
+    while (fgets(line, sizeof line, f)) {
+        if (strstr(line, "Sanitizer") || strstr(line, "runtime error:")) {
+            fclose(f);
+            cr_assert_fail("rill-load: %s(see %s)", line, log);
+        }
+    }
+    fclose(f);
+    unlink(log);
+}
+
 /* Runs rill-load with args (NULL-terminated, argv[0] excluded) for at most limit_s; its output
  * goes to a log file that is printed when the test fails. Returns its exit code. */
 static int run_load(const char *const *args, int limit_s)
@@ -233,6 +250,7 @@ static int run_load(const char *const *args, int limit_s)
         usleep(20000);
     }
     cr_assert(WIFEXITED(st), "rill-load died: signal %d", WTERMSIG(st));
+    check_log(log);
     return WEXITSTATUS(st);
 }
 
