@@ -7,7 +7,7 @@
  *   --json              python3 parses it and finds every documented field
  *   bad servers         garbage, short, extra bytes, resets, closes: counted by kind, no hang
  *   HTTP                content-length and chunked, pipelined; 404s counted; garbage counted
- *   churn, -n, unix, merge
+ *   churn, -n, unix stream and seqpacket, UDP (and its losses), merge
  * Every run is bounded: rill-load is killed (and the test fails) if it outlives its limit. */
 #include <fcntl.h>
 #include <pthread.h>
@@ -21,7 +21,7 @@
 #include "load.h"
 
 enum mode { M_ECHO, M_STALL, M_GARBAGE, M_SHORT, M_EXTRA, M_RESET, M_CLOSE, M_HTTP, M_HTTP_404,
-            M_HTTP_GARBAGE };
+            M_HTTP_GARBAGE, M_UDP, M_UDP_DROP };
 
 struct srv {
     int lfd, port;
@@ -132,6 +132,23 @@ static void *conn_main(void *arg)
     return NULL;
 }
 
+/* UDP: echoes every datagram (M_UDP_DROP: all but every 50th). */
+static void *udp_main(void *arg)
+{
+    struct srv *s = arg;
+    char buf[65536];
+    unsigned n = 0;
+    while (wait_readable(s, s->lfd)) {
+        struct sockaddr_storage from;
+        socklen_t len = sizeof from;
+        ssize_t r = recvfrom(s->lfd, buf, sizeof buf, 0, (struct sockaddr *)&from, &len);
+        if (r < 0 || (s->mode == M_UDP_DROP && ++n % 50 == 0))
+            continue;
+        sendto(s->lfd, buf, (size_t)r, 0, (struct sockaddr *)&from, len);
+    }
+    return NULL;
+}
+
 static void *accept_main(void *arg)
 {
     struct srv *s = arg;
@@ -155,9 +172,11 @@ static void *accept_main(void *arg)
     return NULL;
 }
 
-static struct srv *srv_start(enum mode mode, bool unix_socket)
+/* A server on 127.0.0.1 (TCP or, for the UDP modes, UDP) or on a Unix socket of `type`. */
+static struct srv *srv_start_type(enum mode mode, bool unix_socket, int type)
 {
     struct srv *s = calloc(1, sizeof *s);
+    bool udp = mode == M_UDP || mode == M_UDP_DROP;
     s->mode = mode;
     s->t0_ms = h_now_ms();
     if (unix_socket) {
@@ -165,19 +184,25 @@ static struct srv *srv_start(enum mode mode, bool unix_socket)
         unlink(s->path);
         struct sockaddr_un a = {.sun_family = AF_UNIX};
         strcpy(a.sun_path, s->path);
-        s->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        s->lfd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
         cr_assert_eq(bind(s->lfd, (struct sockaddr *)&a, sizeof a), 0, "%s", strerror(errno));
     } else {
         struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
         socklen_t len = sizeof a;
-        s->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        s->lfd = socket(AF_INET, (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC, 0);
         cr_assert_eq(bind(s->lfd, (struct sockaddr *)&a, sizeof a), 0);
         getsockname(s->lfd, (struct sockaddr *)&a, &len);
         s->port = ntohs(a.sin_port);
     }
-    cr_assert_eq(listen(s->lfd, 128), 0);
-    cr_assert_eq(pthread_create(&s->tid, NULL, accept_main, s), 0);
+    if (!udp)
+        cr_assert_eq(listen(s->lfd, 128), 0);
+    cr_assert_eq(pthread_create(&s->tid, NULL, udp ? udp_main : accept_main, s), 0);
     return s;
+}
+
+static struct srv *srv_start(enum mode mode, bool unix_socket)
+{
+    return srv_start_type(mode, unix_socket, SOCK_STREAM);
 }
 
 static void srv_stop(struct srv *s)
@@ -305,7 +330,11 @@ H_BACKEND_TEST(load_run, open_loop_rate_within_one_percent, .timeout = 30)
     struct jv *j = load_json(js);
     double rps = num(j, "results.requests_per_s"), offered = num(j, "results.offered_per_s");
     cr_assert_float_eq(offered, 2000, 2000 * 0.001, "offered %.1f", offered);
-    cr_assert_float_eq(rps, 2000, 2000 * 0.01, "achieved %.1f of 2000/s", rps);
+    cr_assert_float_eq(rps, 2000, 2000 * 0.01,
+                       "achieved %.1f of 2000/s (sent %.0f, late %.0f, held %.0f, unanswered %.0f, "
+                       "window %.3f s)", rps, num(j, "results.sent"), num(j, "results.late"),
+                       num(j, "results.held"), num(j, "results.unanswered"),
+                       num(j, "results.window_s"));
     cr_assert_eq(num(j, "results.skipped"), 0);
     cr_assert_eq(num(j, "results.errors.total"), 0);
     jv_free(j);
@@ -404,14 +433,51 @@ H_BACKEND_TEST(load_run, unix_stream, .timeout = 30)
     unlink(js);
 }
 
-Test(load_run, seqpacket_and_udp_say_why_they_cannot_run, .timeout = 30)
+H_BACKEND_TEST(load_run, unix_seqpacket, .timeout = 30)
 {
-    /* rill_connect refuses SOCK_SEQPACKET (engine/conn.c), and UDP is not in rill-load yet:
-     * both must end at once with a clear message, not hang or crash. */
-    const char *a1[] = {"-d", "1", "--warmup", "0", "-q", "unix+seqpacket:/tmp/nonexistent", NULL};
-    cr_assert_eq(run_load(a1, 10), 1);
-    const char *a2[] = {"-d", "1", "udp://127.0.0.1:9", NULL};
-    cr_assert_eq(run_load(a2, 10), 2);
+    need_backend(backend);
+    struct srv *s = srv_start_type(M_ECHO, true, SOCK_SEQPACKET);
+    char uri[160], js[128];
+    snprintf(uri, sizeof uri, "unix+seqpacket:%s", s->path);
+    json_path(js, sizeof js, "seqpacket");
+    const char *args[] = {"-c", "2", "-d", "1", "--warmup", "0", "-q", "-s", "1:8k", "--depth",
+                          "3", "-b", BACKEND_ARG(backend), "--json", js, uri, NULL};
+    cr_assert_eq(run_load(args, 20), 0);
+    srv_stop(s);
+    struct jv *j = load_json(js);
+    cr_assert_gt(num(j, "results.requests"), 100);
+    cr_assert_eq(num(j, "results.errors.total"), 0);
+    jv_free(j);
+    free(j);
+    unlink(js);
+}
+
+H_BACKEND_TEST(load_run, udp_echo_and_loss, .timeout = 40)
+{
+    need_backend(backend);
+    static const enum mode modes[] = {M_UDP, M_UDP_DROP};
+    for (int i = 0; i < 2; i++) {
+        struct srv *s = srv_start(modes[i], false);
+        char uri[128], js[128];
+        srv_uri(s, "udp", "", uri, sizeof uri);
+        json_path(js, sizeof js, "udp");
+        const char *args[] = {"-c", "4", "-d", "2", "--warmup", "0", "-q", "-s", "8:1400", "-b",
+                              BACKEND_ARG(backend), "--json", js, uri, NULL};
+        cr_assert_eq(run_load(args, 20), 0);
+        srv_stop(s);
+        struct jv *j = load_json(js);
+        cr_assert_gt(num(j, "results.requests"), 100);
+        if (modes[i] == M_UDP) {
+            cr_assert_eq(num(j, "results.errors.total"), 0);
+        } else {
+            /* Every 50th datagram dropped: each loss is counted once the 1 s timeout passes. */
+            cr_assert_geq(num(j, "results.errors.lost"), 2);
+            cr_assert_eq(num(j, "results.errors.total"), num(j, "results.errors.lost"));
+        }
+        jv_free(j);
+        free(j);
+        unlink(js);
+    }
 }
 
 /* ---- HTTP ---------------------------------------------------------------------------------- */
@@ -519,7 +585,7 @@ static const char json_fields[] =
     "results.oldest_unanswered_us:n results.http_status:o results.errors.total:n "
     "results.errors.warmup:n results.errors.connect:o results.errors.connection:o "
     "results.errors.send:o results.errors.eof:n results.errors.short:n results.errors.extra:n "
-    "results.errors.garbage:n results.errors.status:n results.saturated:b "
+    "results.errors.garbage:n results.errors.status:n results.errors.lost:n results.saturated:b "
     "results.saturated_why:s results.client_busy_max:n "
     "cost.client_cpu_us_per_request:N cost.client_user_s:n cost.client_sys_s:n "
     "cost.syscalls_per_request:N cost.reads_per_request:N cost.writes_per_request:N "

@@ -30,6 +30,7 @@ static struct rill_conn_options conn_opts;
 static uint32_t ring_cap;
 
 static void on_open(rill_conn *c, void *ctx);
+static void pump(struct lconn *lc, uint64_t now);
 static void on_data(rill_conn *c, rill_buf *buf, const void *data, size_t len, void *ctx);
 static void on_eof(rill_conn *c, void *ctx);
 static void on_close(rill_conn *c, int status, void *ctx);
@@ -39,7 +40,7 @@ static const struct rill_conn_handler handler = {
 
 int conns_global_init(const struct load_opts *o)
 {
-    proto = o->proto == PROTO_HTTP ? &proto_http : &proto_echo;
+    proto = o->proto == PROTO_HTTP ? &proto_http : o->proto == PROTO_UDP ? &proto_udp : &proto_echo;
     int r = o->proto == PROTO_HTTP ? http_global_init(o) : echo_global_init(o);
     if (r < 0)
         return r;
@@ -53,6 +54,8 @@ int conns_global_init(const struct load_opts *o)
     uint64_t most = (uint64_t)o->size_max * ring_cap;
     conn_opts.wq_limit = most > (16u << 20) ? (size_t)most : (16u << 20);
     conn_opts.idle_timeout_ms = o->timeout_ms;
+    if (o->seqpacket && o->size_max > (256u << 10))
+        conn_opts.msg_max = (uint32_t)o->size_max; /* one message holds one whole reply */
     return 0;
 }
 
@@ -87,6 +90,20 @@ static void lconn_connect(struct lconn *lc)
     lc->opened = lc->answered = lc->counted = lc->peer_closes = lc->closing = false;
     lc->on_conn = 0;
     proto->reset(lc);
+    if (w->o->proto == PROTO_UDP) {
+        int r = udp_open(lc);
+        if (r == -EINVAL || r == -EPROTONOSUPPORT) {
+            w->fatal = r;
+        } else if (r < 0) {
+            worker_error(w, ERR_CONNECT, r);
+            retry_backoff(lc);
+        } else {
+            lc->opened = true;
+            w->open++;
+            pump(lc, mono_ns());
+        }
+        return;
+    }
     struct rill_connect_config cc = {
         .handler = &handler, .ctx = lc, .timeout_ms = CONNECT_TIMEOUT_MS, .conn = conn_opts};
     lc->t_connect = mono_ns();
@@ -121,7 +138,34 @@ static void close_quietly(struct lconn *lc)
 void conn_fail(struct lconn *lc, enum err_kind kind, int status)
 {
     worker_error(lc->w, kind, status);
-    close_quietly(lc);
+    if (!lc->d) /* a datagram socket goes on: the next reply stands on its own */
+        close_quietly(lc);
+}
+
+void conn_lost(struct lconn *lc, uint64_t now)
+{
+    (void)now;
+    worker_error(lc->w, ERR_LOST, 0);
+    lc->head = (lc->head + 1) % lc->cap;
+    lc->inflight--;
+    lc->w->out--;
+}
+
+void conns_sweep(struct worker *w, uint64_t now)
+{
+    uint64_t limit = (uint64_t)w->o->timeout_ms * 1000000u;
+    if (w->o->proto != PROTO_UDP)
+        return; /* streams time out through the engine's idle timeout */
+    for (uint32_t i = 0; i < w->nconns; i++) {
+        struct lconn *lc = &w->conns[i];
+        bool freed = false;
+        while (lc->inflight && now - lc->ring[lc->head].sent > limit) {
+            conn_lost(lc, now);
+            freed = true;
+        }
+        if (freed)
+            pump(lc, now);
+    }
 }
 
 /* May another request go out on this connection now? */

@@ -45,6 +45,11 @@ void echo_global_fini(void)
     pattern = NULL;
 }
 
+const uint8_t *echo_pattern(uint64_t off)
+{
+    return pattern + off % PERIOD;
+}
+
 static void echo_reset(struct lconn *lc)
 {
     lc->phase = (lc->id * 97u + lc->gen * 31u) % PERIOD;
@@ -105,8 +110,24 @@ static void mismatch(struct lconn *lc, const uint8_t *p, size_t len, size_t good
     conn_fail(lc, extra ? ERR_EXTRA : ERR_GARBAGE, 0); /* out of step: start afresh */
 }
 
+/* unix+seqpacket: a reply is one message, exactly as long as its request. */
+static bool seqpacket_whole(struct lconn *lc, size_t len)
+{
+    if (!lc->inflight) {
+        conn_fail(lc, ERR_EXTRA, 0);
+        return false;
+    }
+    uint64_t want = lc->ring[lc->head].end - lc->done_off;
+    if (len == want)
+        return true;
+    conn_fail(lc, len < want ? ERR_SHORT : ERR_EXTRA, 0);
+    return false;
+}
+
 static void echo_data(struct lconn *lc, const uint8_t *p, size_t len, uint64_t now)
 {
+    if (lc->w->o->seqpacket && !seqpacket_whole(lc, len))
+        return;
     uint64_t owed = lc->sent - lc->recvd;
     size_t good = verify(lc, p, len < owed ? len : (size_t)owed);
     if (good < len) {

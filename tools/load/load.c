@@ -119,9 +119,9 @@ static void print_header(const struct load_opts *o)
     FILE *f = load_out;
     fprintf(f, "rill-load %s threads=%u connections=%u depth=%u ", o->target, o->threads, o->conns,
             o->depth);
-    if (o->proto == PROTO_ECHO && o->size_min == o->size_max)
+    if (o->proto != PROTO_HTTP && o->size_min == o->size_max)
         fprintf(f, "size=%zu ", o->size_min);
-    else if (o->proto == PROTO_ECHO)
+    else if (o->proto != PROTO_HTTP)
         fprintf(f, "size=%zu:%zu ", o->size_min, o->size_max);
     if (o->rate > 0)
         fprintf(f, "rate=%g dist=%s ramp=%us ", o->rate,

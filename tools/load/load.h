@@ -34,7 +34,7 @@
 
 /* ---- options -------------------------------------------------------------------------------- */
 
-enum load_proto { PROTO_ECHO, PROTO_HTTP };
+enum load_proto { PROTO_ECHO, PROTO_HTTP, PROTO_UDP };
 enum load_dist { DIST_EVEN, DIST_POISSON };
 
 struct load_opts {
@@ -61,6 +61,7 @@ struct load_opts {
     long server_pid;      /* --server-pid; 0: none */
     const char *json;     /* --json FILE or "-"; NULL: none */
     bool quiet;           /* --quiet: no live lines */
+    bool seqpacket;       /* unix+seqpacket: every reply must be one message */
     int argc;             /* the command line, for the JSON record */
     char **argv;
 };
@@ -114,6 +115,7 @@ enum err_kind {
     ERR_EXTRA,   /* bytes beyond every reply owed (echo), or a response with no request (HTTP) */
     ERR_GARBAGE, /* reply bytes differ from the request (echo) or are not HTTP */
     ERR_STATUS,  /* an HTTP response outside 2xx */
+    ERR_LOST,    /* UDP: no reply within --timeout, or a later one came back first */
     ERR_ALL
 };
 #define ERR_NAMED (ERR_ALL - ERR_KINDS)
@@ -134,7 +136,9 @@ const char *errors_kind_name(enum err_kind k); /* "connect", ..., "status" */
 /* One request's times: when it was due (the schedule), when it went out, and for echo the stream
  * offset just past its reply. In a closed loop due == sent. */
 struct req {
-    uint64_t due, sent, end;
+    uint64_t due, sent, end; /* UDP: end is the request's sequence number */
+    uint64_t hdr;            /* UDP: the sequence number as sent (the datagram's first bytes) */
+    uint32_t len;            /* UDP: the datagram's length */
 };
 
 struct http_parse {
@@ -151,6 +155,8 @@ struct worker;
 struct lconn {
     struct worker *w;
     rill_conn *c;        /* NULL while closed */
+    rill_dgram *d;       /* UDP: the connected datagram socket instead */
+    uint64_t seq;        /* UDP: the next sequence number */
     rill_timer *retry;   /* reconnects after a close */
     uint32_t id;         /* global connection number */
     uint32_t gen;        /* times (re)connected; varies the echo phase */
@@ -231,6 +237,7 @@ struct worker {
     uint64_t inflight_end; /* requests unanswered at the deadline */
     uint64_t oldest_end;   /* ns the oldest of them had waited */
     uint64_t mismatch_any; /* echo byte mismatches over the whole run, warm-up included */
+    uint64_t last_sweep;   /* when conns_sweep last ran */
     uint64_t wake_late_ns; /* how late sleeps end, on average (see worker.c) */
     uint64_t idle_spin_ns; /* window: time spent polling with nothing to do, waiting for a due send */
     struct errors errs;  /* errors in the window */
@@ -268,8 +275,13 @@ void conn_due(struct lconn *lc, uint64_t due, uint64_t now);
 /* The protocol saw the reply to the oldest request out complete. Returns false when the
  * connection was closed meanwhile (churn, quota), so the caller stops looking at its bytes. */
 bool conn_complete(struct lconn *lc, uint64_t now);
-/* Closes the connection after an error of `kind` (already decided by the protocol). */
+/* Closes the connection after an error of `kind` (already decided by the protocol); a UDP
+ * socket only counts it. */
 void conn_fail(struct lconn *lc, enum err_kind kind, int status);
+/* The oldest request out is lost (UDP): counted, and its slot freed. */
+void conn_lost(struct lconn *lc, uint64_t now);
+/* Once a second: UDP requests out longer than --timeout are lost. */
+void conns_sweep(struct worker *w, uint64_t now);
 
 /* ---- protocols: echo.c, http.c ---------------------------------------------------------------- */
 
@@ -284,7 +296,11 @@ struct proto {
     bool (*partial)(const struct lconn *lc);
 };
 
-extern const struct proto proto_echo, proto_http;
+extern const struct proto proto_echo, proto_http, proto_udp;
+/* The echo pattern from offset off (any offset; at least size_max bytes follow it). */
+const uint8_t *echo_pattern(uint64_t off);
+/* UDP: opens lc's connected datagram socket. Returns 0 or -errno (counted by the caller). */
+int udp_open(struct lconn *lc);
 int echo_global_init(const struct load_opts *o);
 void echo_global_fini(void);
 int http_global_init(const struct load_opts *o);

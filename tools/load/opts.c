@@ -161,6 +161,11 @@ static int check(struct load_opts *o)
         fprintf(stderr, "rill-load: --ramp needs a rate (-R)\n");
         return 2;
     }
+    if (o->proto == PROTO_UDP && (o->size_min < 8 || o->size_max > 65507 || o->churn)) {
+        fprintf(stderr, "rill-load: udp:// needs --size between 8 and 65507 (a request starts "
+                        "with its 8-byte number) and no --churn\n");
+        return 2;
+    }
     if (o->dist == DIST_POISSON && o->rate <= 0) {
         fprintf(stderr, "rill-load: --dist poisson needs a rate (-R)\n");
         return 2;
@@ -286,9 +291,8 @@ static int parse_target(struct load_opts *o, const char *t)
     o->target = o->uri = t;
     o->path = "/";
     if (!strncmp(t, "udp://", 6)) {
-        fprintf(stderr, "rill-load: UDP: not yet (the engine's datagram API is not on this "
-                        "branch); use tcp://, unix:, or http://\n");
-        return 2;
+        o->proto = PROTO_UDP;
+        return 0;
     }
     if (!strncmp(t, "http://", 7)) {
         o->proto = PROTO_HTTP;
@@ -306,9 +310,10 @@ static int parse_target(struct load_opts *o, const char *t)
         fprintf(stderr, "rill-load: https is not supported (no TLS)\n");
         return 2;
     }
-    if (!strncmp(t, "tcp://", 6) || !strncmp(t, "unix:", 5) || !strncmp(t, "unix+seqpacket:", 15))
+    o->seqpacket = !strncmp(t, "unix+seqpacket:", 15);
+    if (!strncmp(t, "tcp://", 6) || !strncmp(t, "unix:", 5) || o->seqpacket)
         return 0;
-    return bad("address (tcp://, unix:, unix+seqpacket:, http://)", t);
+    return bad("address (tcp://, udp://, unix:, unix+seqpacket:, http://)", t);
 }
 
 int opts_parse(int argc, char **argv, struct load_opts *o)
@@ -335,7 +340,7 @@ int opts_parse(int argc, char **argv, struct load_opts *o)
     o->depth = 1;
     o->timeout_ms = 10000;
     o->backend = RILL_BACKEND_AUTO;
-    bool duration_given = false;
+    bool duration_given = false, timeout_given = false;
     int opt, r;
     optind = 1;
     while ((opt = getopt_long(argc, argv, "c:t:d:s:b:R:n:qh", lopts, NULL)) != -1) {
@@ -348,9 +353,12 @@ int opts_parse(int argc, char **argv, struct load_opts *o)
             return 2;
         }
         duration_given |= opt == 'd';
+        timeout_given |= opt == 'T';
         if ((r = parse_one(opt, optarg, o)) != 0)
             return r;
     }
+    if (!timeout_given && !strncmp(argv[argc - 1], "udp://", 6))
+        o->timeout_ms = 1000; /* a lost datagram holds its slot this long */
     if (o->count && !duration_given)
         o->duration_s = 3600; /* -n alone: the count ends the run; an hour bounds it */
     if (optind != argc - 1) {
@@ -367,13 +375,13 @@ int opts_resolve(struct load_opts *o)
 {
     static char uri[INET6_ADDRSTRLEN + 256 + 32];
     char host[256], port[16], num[INET6_ADDRSTRLEN + 256];
-    bool http = o->proto == PROTO_HTTP;
-    if (!http && strncmp(o->target, "tcp://", 6) != 0)
+    bool http = o->proto == PROTO_HTTP, udp = o->proto == PROTO_UDP;
+    if (!http && !udp && strncmp(o->target, "tcp://", 6) != 0)
         return 0; /* unix: nothing to resolve */
     const char *hp = o->target + (http ? 7 : 6);
     if (split_hostport(hp, host, sizeof host, port, sizeof port) < 0) {
         fprintf(stderr, "rill-load: bad address '%s': expected %s://HOST:PORT\n", o->target,
-                http ? "http" : "tcp");
+                http ? "http" : udp ? "udp" : "tcp");
         return 1;
     }
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *res;
@@ -390,8 +398,8 @@ int opts_resolve(struct load_opts *o)
     if (res->ai_family == AF_INET6 && ((struct sockaddr_in6 *)res->ai_addr)->sin6_scope_id &&
         strchr(host, '%'))
         snprintf(num, sizeof num, "%s", host); /* keep a zone the user gave */
-    snprintf(uri, sizeof uri, res->ai_family == AF_INET6 ? "tcp://[%s]:%s" : "tcp://%s:%s", num,
-             port);
+    snprintf(uri, sizeof uri, res->ai_family == AF_INET6 ? "%s://[%s]:%s" : "%s://%s:%s",
+             udp ? "udp" : "tcp", num, port);
     freeaddrinfo(res);
     o->uri = uri;
     return 0;

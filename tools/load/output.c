@@ -47,7 +47,7 @@ static void write_config(struct jw *j, const struct load_opts *o)
     jw_obj(j, "config");
     jw_str(j, "target", o->target);
     jw_str(j, "uri", o->uri);
-    jw_str(j, "protocol", o->proto == PROTO_HTTP ? "http" : "echo");
+    jw_str(j, "protocol", o->proto == PROTO_HTTP ? "http" : o->proto == PROTO_UDP ? "udp" : "echo");
     jw_str(j, "model", o->rate > 0 ? "open" : "closed");
     jw_u64(j, "connections", o->conns);
     jw_u64(j, "threads", o->threads);

@@ -49,8 +49,9 @@ uint64_t errors_total(const struct errors *e)
 
 const char *errors_kind_name(enum err_kind k)
 {
-    static const char *const names[ERR_ALL] = {"connect", "connection", "send", "eof",
-                                               "short",   "extra",      "garbage", "status"};
+    static const char *const names[ERR_ALL] = {"connect", "connection", "send",   "eof",
+                                               "short",   "extra",      "garbage", "status",
+                                               "lost"};
     return k < ERR_ALL ? names[k] : "?";
 }
 
@@ -59,7 +60,7 @@ static void errors_print(const struct errors *e)
     static const char *const what[ERR_NAMED] = {
         "closed by the peer, requests unanswered", "closed by the peer inside a reply",
         "bytes beyond every reply owed", "reply bytes wrong (not the echo, not HTTP)",
-        "HTTP status outside 2xx"};
+        "HTTP status outside 2xx", "UDP reply missing (--timeout)"};
     for (int k = 0; k < ERR_KINDS; k++) {
         for (int i = 1; i <= ERR_ERRNO_MAX; i++) {
             if (!e->by_errno[k][i])

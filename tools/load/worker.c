@@ -20,6 +20,7 @@
  * microseconds even with the timer slack at its minimum, more in a virtual machine. */
 #define SPIN_MIN_NS 20000u
 #define SPIN_MAX_NS 500000u
+#define SWEEP_NS 10000000u /* how often lost UDP requests are looked for */
 
 int worker_init(struct worker *w, const struct load_opts *o, int index, uint32_t first,
                 uint32_t n)
@@ -101,6 +102,10 @@ static int run_until(struct worker *w, uint64_t deadline)
         uint64_t now = mono_ns();
         if (now >= deadline || w->done || w->fatal)
             return w->fatal;
+        if (now - w->last_sweep >= SWEEP_NS) { /* UDP: give up replies past --timeout */
+            w->last_sweep = now;
+            conns_sweep(w, now);
+        }
         uint64_t next = sched_run(w, now);
         uint64_t ms = (deadline - now + 999999u) / 1000000u;
         bool spin = false;
@@ -123,6 +128,8 @@ static int run_until(struct worker *w, uint64_t deadline)
             uint64_t over = now > wake ? now - wake : 0;
             w->wake_late_ns = (w->wake_late_ns * 7 + (over > SPIN_MAX_NS ? SPIN_MAX_NS : over)) / 8;
         }
+        if (w->o->proto == PROTO_UDP && w->out && ms > SWEEP_NS / 1000000u)
+            ms = SWEEP_NS / 1000000u; /* wake to look for lost datagrams */
         int r = rill_loop_run_once(w->loop, ms > 1000 ? 1000 : (int)ms);
         if (r < 0)
             return r;
