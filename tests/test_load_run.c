@@ -316,7 +316,10 @@ static void need_backend(const char *backend)
 
 /* ---- the load models ----------------------------------------------------------------------- */
 
-H_BACKEND_TEST(load_run, open_loop_rate_within_one_percent, .timeout = 30)
+/* The schedule's accuracy is only defined while the client keeps up with it: a run in which
+ * rill-load says it fell behind (over 1% of requests taken up late: the test machine was
+ * overloaded) is retried, up to three runs, and the test skips, saying so, if none kept up. */
+H_BACKEND_TEST(load_run, open_loop_rate_within_one_percent, .timeout = 45)
 {
     need_backend(backend);
     struct srv *s = srv_start(M_ECHO, false);
@@ -325,21 +328,37 @@ H_BACKEND_TEST(load_run, open_loop_rate_within_one_percent, .timeout = 30)
     json_path(js, sizeof js, "rate");
     const char *args[] = {"-c", "4", "-R", "2000", "-d", "2", "--warmup", "1", "-q", "-b",
                           BACKEND_ARG(backend), "--json", js, uri, NULL};
-    cr_assert_eq(run_load(args, 20), 0);
+    for (int attempt = 1; attempt <= 3; attempt++) {
+        cr_assert_eq(run_load(args, 20), 0);
+        struct jv *j = load_json(js);
+        double rps = num(j, "results.requests_per_s"), offered = num(j, "results.offered_per_s");
+        double sent = num(j, "results.sent"), late = num(j, "results.late");
+        bool kept_up = late <= 0.01 * sent;
+        /* The saturation flag must agree with what it is made of. */
+        const struct jv *sat = jv_get(j, "results.saturated");
+        cr_assert(sat && sat->type == JV_BOOL && (kept_up || sat->num != 0));
+        if (kept_up) {
+            cr_assert_float_eq(offered, 2000, 2000 * 0.001, "offered %.1f", offered);
+            cr_assert_float_eq(rps, 2000, 2000 * 0.01,
+                               "achieved %.1f of 2000/s (sent %.0f, late %.0f, held %.0f, "
+                               "unanswered %.0f, window %.3f s)", rps, sent, late,
+                               num(j, "results.held"), num(j, "results.unanswered"),
+                               num(j, "results.window_s"));
+            cr_assert_eq(num(j, "results.skipped"), 0);
+            cr_assert_eq(num(j, "results.errors.total"), 0);
+        }
+        jv_free(j);
+        free(j);
+        unlink(js);
+        if (kept_up) {
+            srv_stop(s);
+            return;
+        }
+        fprintf(stderr, "open_loop_rate (%s): run %d fell behind (%.0f of %.0f late), again\n",
+                backend, attempt, late, sent);
+    }
     srv_stop(s);
-    struct jv *j = load_json(js);
-    double rps = num(j, "results.requests_per_s"), offered = num(j, "results.offered_per_s");
-    cr_assert_float_eq(offered, 2000, 2000 * 0.001, "offered %.1f", offered);
-    cr_assert_float_eq(rps, 2000, 2000 * 0.01,
-                       "achieved %.1f of 2000/s (sent %.0f, late %.0f, held %.0f, unanswered %.0f, "
-                       "window %.3f s)", rps, num(j, "results.sent"), num(j, "results.late"),
-                       num(j, "results.held"), num(j, "results.unanswered"),
-                       num(j, "results.window_s"));
-    cr_assert_eq(num(j, "results.skipped"), 0);
-    cr_assert_eq(num(j, "results.errors.total"), 0);
-    jv_free(j);
-    free(j);
-    unlink(js);
+    cr_skip_test("rill-load fell behind its schedule in 3 runs: this machine is too busy");
 }
 
 H_BACKEND_TEST(load_run, coordinated_omission_is_corrected, .timeout = 30)
