@@ -607,6 +607,7 @@ static const char json_fields[] =
     "results.errors.garbage:n results.errors.status:n results.errors.lost:n results.saturated:b "
     "results.saturated_why:s results.client_busy_max:n "
     "cost.client_cpu_us_per_request:N cost.client_user_s:n cost.client_sys_s:n "
+    "cost.client_poll_us_per_request:N "
     "cost.syscalls_per_request:N cost.reads_per_request:N cost.writes_per_request:N "
     "cost.polls_per_request:N cost.uring_enters_per_request:N cost.sqes_per_request:N "
     "cost.cqes_per_request:N cost.iterations_per_request:N cost.server_cpu_us_per_request:N "

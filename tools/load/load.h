@@ -368,6 +368,7 @@ struct totals {
     uint64_t w0, w1;            /* the window: earliest start, latest end */
     struct rill_loop_stats sys; /* deltas over the window, summed over loops */
     double busy_max;            /* the busiest loop's busy fraction */
+    uint64_t poll_us;           /* CPU spent polling for sends about to fall due (open loop) */
     int busy_thread;
     double secs, rps, offered;  /* window length, achieved and offered rates */
     bool saturated;

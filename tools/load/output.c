@@ -156,6 +156,7 @@ static void write_cost(struct jw *j, const struct totals *t, const struct load_o
     per_req(j, "client_cpu_us_per_request", t->user_us + t->sys_us, r);
     jw_num(j, "client_user_s", (double)t->user_us / 1e6);
     jw_num(j, "client_sys_s", (double)t->sys_us / 1e6);
+    per_req(j, "client_poll_us_per_request", t->poll_us, r);
     per_req(j, "syscalls_per_request",
             s->uring_enters ? s->uring_enters + other
                             : s->sys_read + s->sys_write + s->sys_poll + other, r);
