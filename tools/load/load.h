@@ -239,6 +239,8 @@ struct worker {
     uint64_t mismatch_any; /* echo byte mismatches over the whole run, warm-up included */
     uint64_t last_sweep;   /* when conns_sweep last ran */
     uint64_t wake_late_ns; /* how late sleeps end, on average (see worker.c) */
+    uint64_t spin_cpu0;    /* thread CPU time when the current stretch of idle polling began */
+    bool spinning;
     uint64_t idle_spin_ns; /* window: time spent polling with nothing to do, waiting for a due send */
     struct errors errs;  /* errors in the window */
     struct rill_loop_stats s0, s1; /* loop counters at window start and end */
