@@ -359,7 +359,8 @@ int report_final(const struct totals *t, const struct load_opts *o, const char *
     errors_print(&t->e);
     print_costs(t, o);
     if (t->saturated)
-        fprintf(f, "saturated     yes: the client was the limit (%s)\n", t->why);
+        fprintf(f, "saturated     yes: the client was the limit, busy or not given the CPU in "
+                   "time (%s)\n", t->why);
     else
         fprintf(f, "saturated     no\n");
     fflush(f);

@@ -149,6 +149,8 @@ static int run_until(struct worker *w, uint64_t deadline)
         if (r < 0)
             return r;
         track_spin(w, spin && r == 0);
+        if (spin && r == 0)
+            sched_yield(); /* a server or another process sharing this CPU runs first */
     }
 }
 
