@@ -170,6 +170,35 @@ static void ep_listener_close(rill_loop *l, rill_listener *ls)
 
 /* ---- connections ---------------------------------------------------------------------------- */
 
+/* What a read's result means for the reading loop: true to read again. Data spends the
+ * budget (the rest waits on the read list), end of stream and errors end the connection's
+ * reading, and EAGAIN waits for the next edge, except an injected one, for which no edge will
+ * come. */
+static bool read_goes_on(rill_conn *c, ssize_t r, bool injected, size_t *budget)
+{
+    if (r > 0) {
+        if (*budget > (size_t)r) {
+            *budget -= (size_t)r;
+            return true;
+        }
+        if (rill__conn_can_read(c))
+            rill__conn_mark_read(c);
+    } else if (r == 0) {
+        c->state &= ~RILL__C_RD_READY;
+        rill__conn_on_eof(c);
+    } else if (r == -EAGAIN) {
+        if (injected)
+            rill__conn_mark_read(c);
+        else
+            c->state &= ~RILL__C_RD_READY;
+    } else if (r == -EINTR) {
+        return true;
+    } else {
+        rill__conn_fail(c, (int)r);
+    }
+    return false;
+}
+
 /* Message mode (seqpacket, or a Unix stream that takes descriptors): one recvmsg into one
  * whole buffer, with room for SCM_RIGHTS. A short read proves nothing here (each call returns
  * one message), so reading goes on until EAGAIN or the budget. */
@@ -197,29 +226,8 @@ static void ep_read_msg(rill_conn *c)
         ssize_t r = rill__sys_recvmsg(&l->stats, c->fd, &m, MSG_DONTWAIT);
         bool ok = r <= 0 || rill__conn_on_msg(c, b, (size_t)r, &m);
         rill__buf_put(b);
-        if (!ok)
+        if (!ok || !read_goes_on(c, r, rill__sys_injected, &budget))
             return;
-        if (r > 0) {
-            if (budget <= (size_t)r) {
-                if (rill__conn_can_read(c))
-                    rill__conn_mark_read(c);
-                return;
-            }
-            budget -= (size_t)r;
-        } else if (r == 0) {
-            c->state &= ~RILL__C_RD_READY;
-            rill__conn_on_eof(c);
-            return;
-        } else if (r == -EAGAIN) {
-            if (rill__sys_injected)
-                rill__conn_mark_read(c);
-            else
-                c->state &= ~RILL__C_RD_READY;
-            return;
-        } else if (r != -EINTR) {
-            rill__conn_fail(c, (int)r);
-            return;
-        }
     }
 }
 
@@ -259,30 +267,16 @@ static void ep_read(rill_conn *c)
             rill__buf_put(b[i]);
         }
         if (r > 0) {
-            if ((size_t)r < offered && !injected && !(c->state & RILL__C_RD_HUP)) {
+            /* Urgent data breaks the rule: a read stops short at the urgent mark with more
+             * bytes behind it, so a connection that takes urgent data reads on to EAGAIN. */
+            if ((size_t)r < offered && !injected && !(c->state & RILL__C_RD_HUP) &&
+                !c->h.on_urgent) {
                 c->state &= ~RILL__C_RD_READY;
                 return;
             }
-            if (budget <= (size_t)r) {
-                if (rill__conn_can_read(c))
-                    rill__conn_mark_read(c);
-                return;
-            }
-            budget -= (size_t)r;
-        } else if (r == 0) {
-            c->state &= ~RILL__C_RD_READY;
-            rill__conn_on_eof(c);
-            return;
-        } else if (r == -EAGAIN) {
-            if (injected)
-                rill__conn_mark_read(c); /* no edge will come for a fake EAGAIN */
-            else
-                c->state &= ~RILL__C_RD_READY;
-            return;
-        } else if (r != -EINTR) {
-            rill__conn_fail(c, (int)r);
-            return;
         }
+        if (!read_goes_on(c, r, injected, &budget))
+            return;
     }
 }
 
@@ -395,6 +389,10 @@ static void ep_dgram_read(rill_dgram *d)
         struct mmsghdr mm[EP_MMSG];
         struct iovec iov[EP_MMSG];
         struct sockaddr_storage from[EP_MMSG];
+        union {
+            char b[RILL__DGRAM_CTL];
+            struct cmsghdr align;
+        } ctl[EP_MMSG];
         unsigned n = 0;
         for (; n < want; n++) {
             if (!d->rx_bufs[n] && rill__slab_lease(&l->slab, d->max_dgram, &d->rx_bufs[n]) < 0)
@@ -402,6 +400,10 @@ static void ep_dgram_read(rill_dgram *d)
             iov[n] = (struct iovec){d->rx_bufs[n]->data, d->max_dgram};
             mm[n].msg_hdr = (struct msghdr){.msg_name = &from[n], .msg_namelen = sizeof from[n],
                                             .msg_iov = &iov[n], .msg_iovlen = 1};
+            if (d->gro) {
+                mm[n].msg_hdr.msg_control = ctl[n].b;
+                mm[n].msg_hdr.msg_controllen = sizeof ctl[n].b;
+            }
             mm[n].msg_len = 0;
         }
         if (n == 0) {
@@ -422,8 +424,10 @@ static void ep_dgram_read(rill_dgram *d)
         for (int i = 0; i < r; i++) {
             struct rill_buf *b = d->rx_bufs[i];
             d->rx_bufs[i] = NULL;
+            struct cmsghdr *cm = d->gro ? CMSG_FIRSTHDR(&mm[i].msg_hdr) : NULL;
             rill__dgram_on_recv(d, b, b->data, mm[i].msg_len, (struct sockaddr *)&from[i],
-                                mm[i].msg_hdr.msg_namelen, mm[i].msg_hdr.msg_flags);
+                                mm[i].msg_hdr.msg_namelen, mm[i].msg_hdr.msg_flags,
+                                cm ? rill__dgram_gro_size(cm) : 0);
             rill__buf_put(b);
         }
         /* Keep the unused buffers at the front, where the next call looks first. */

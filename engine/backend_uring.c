@@ -391,40 +391,103 @@ static bool u_prep_recvmsg(struct uring_loop *u, rill_conn *c, struct io_uring_s
 {
     rill_loop *l = &u->base;
     size_t size = rill__conn_rx_size(c);
-    if (!c->rbuf && rill__slab_lease(&l->slab, size, &c->rbuf) < 0)
+    if (!c->mrx && !(c->mrx = rill__calloc(1, sizeof *c->mrx)))
         return false;
-    if (c->h.on_fds && !c->rctl && !(c->rctl = rill__malloc(RILL__FD_CMSG_SPACE)))
+    struct rill__msg_rx *x = c->mrx;
+    if (!x->buf && rill__slab_lease(&l->slab, size, &x->buf) < 0)
         return false;
-    c->riov = (struct iovec){c->rbuf->data, size};
-    memset(&c->rmsg, 0, sizeof c->rmsg);
-    c->rmsg.msg_iov = &c->riov;
-    c->rmsg.msg_iovlen = 1;
+    x->iov = (struct iovec){x->buf->data, size};
+    memset(&x->m, 0, sizeof x->m);
+    x->m.msg_iov = &x->iov;
+    x->m.msg_iovlen = 1;
     if (c->h.on_fds) {
-        c->rmsg.msg_control = c->rctl;
-        c->rmsg.msg_controllen = RILL__FD_CMSG_SPACE;
+        x->m.msg_control = x->ctl.b;
+        x->m.msg_controllen = sizeof x->ctl.b;
     }
-    io_uring_prep_recvmsg(sqe, c->fd, &c->rmsg, MSG_CMSG_CLOEXEC);
+    io_uring_prep_recvmsg(sqe, c->fd, &x->m, MSG_CMSG_CLOEXEC);
     return true;
 }
 
-/* Urgent data: a multishot poll for POLLPRI, for connections whose handler takes it. */
+/* Urgent data. A TCP receive that passes the urgent mark discards the out-of-line byte, and a
+ * multishot recv runs in the kernel as soon as data lands, ahead of any POLLPRI completion we
+ * could act on. So a connection that takes urgent data is read the readiness way on this
+ * backend: a multishot poll for POLLIN | POLLPRI, and on each completion the urgent byte first
+ * (recv MSG_OOB), then the stream with plain reads until EAGAIN, as on epoll. Only connections
+ * with on_urgent pay for it. */
+static bool u_urgent_mode(const rill_conn *c)
+{
+    return c->h.on_urgent && c->family != AF_UNIX && !c->rx_msg;
+}
+
+static void u_read_sync(struct uring_loop *u, rill_conn *c)
+{
+    rill_loop *l = &u->base;
+    size_t budget = RILL_READ_BUDGET;
+    while (rill__conn_can_read(c) && !c->held_head && !c->held_eof) {
+        struct rill_buf *b;
+        if (rill__slab_lease(&l->slab, l->cfg.recv_buf_size, &b) < 0) {
+            rill__conn_starved(c);
+            return;
+        }
+        struct iovec iov = {b->data, rill__buf_cap(b)};
+        ssize_t r = rill__sys_readv(&l->stats, c->fd, &iov, 1);
+        if (r > 0)
+            rill__conn_on_data(c, b, (size_t)r);
+        rill__buf_put(b);
+        if (r == 0) {
+            rill__conn_on_eof(c);
+        } else if (r == -EAGAIN) {
+            if (rill__sys_injected)
+                rill__conn_mark_read(c);
+        } else if (r < 0 && r != -EINTR) {
+            rill__conn_fail(c, (int)r);
+        } else if (r > 0 && budget > (size_t)r) {
+            budget -= (size_t)r;
+            continue;
+        } else if (r > 0) {
+            rill__conn_mark_read(c); /* budget spent: the rest next iteration */
+        } else {
+            continue; /* EINTR */
+        }
+        return;
+    }
+}
+
 static void u_arm_urgent(struct uring_loop *u, rill_conn *c)
 {
-    if (c->urg_armed || !c->h.on_urgent || c->family == AF_UNIX ||
-        (c->state & (RILL__C_CLOSING | RILL__C_RD_PAUSED)))
+    if (c->urg_armed || !u_urgent_mode(c) || (c->state & (RILL__C_CLOSING | RILL__C_RD_PAUSED)))
         return;
     struct io_uring_sqe *sqe = get_sqes(u, 1);
-    if (!sqe)
-        return; /* retried when the next receive completes */
-    io_uring_prep_poll_multishot(sqe, c->fd, POLLPRI);
+    if (!sqe) {
+        rill__conn_starved(c); /* retried at a later flush point */
+        return;
+    }
+    io_uring_prep_poll_multishot(sqe, c->fd, POLLIN | POLLPRI | POLLRDHUP);
     io_uring_sqe_set_data64(sqe, rill__cookie(RILL__OP_URGENT, c->gen, c->slot));
     c->urg_armed = true;
     rill__conn_op_start(c);
 }
 
+static void u_on_urgent_poll(struct uring_loop *u, rill_conn *c, int res, uint32_t flags)
+{
+    if (res > 0 && (res & POLLPRI))
+        rill__conn_read_urgent(c);
+    if (res > 0 && (res & (POLLIN | POLLRDHUP | POLLHUP | POLLERR)))
+        u_read_sync(u, c);
+    if (!(flags & IORING_CQE_F_MORE)) {
+        c->urg_armed = false;
+        if (res != -ECANCELED)
+            u_arm_urgent(u, c);
+        rill__conn_op_end(c);
+    }
+}
+
 static void u_arm_recv(struct uring_loop *u, rill_conn *c)
 {
-    u_arm_urgent(u, c);
+    if (u_urgent_mode(c)) {
+        u_arm_urgent(u, c);
+        return;
+    }
     if (c->recv_armed || !rill__conn_can_read(c) || c->held_head || c->held_eof)
         return;
     struct io_uring_sqe *sqe = get_sqes(u, 1);
@@ -515,6 +578,8 @@ static void u_recv_resume(rill_loop *l, rill_conn *c)
 {
     if (c->held_head || c->held_eof)
         rill__conn_mark_read(c); /* deliver what was held first, from poll */
+    else if (u_urgent_mode(c) && c->urg_armed)
+        u_read_sync(u_of(l), c); /* the poll's edge has passed: read what waits */
     else
         u_arm_recv(u_of(l), c);
 }
@@ -615,7 +680,9 @@ static void u_conn_close(rill_loop *l, rill_conn *c)
  * and the source address), while the loop's ring holds stream-sized buffers. Buffer i of the
  * ring always has id i. */
 /* What the kernel writes before the payload: the recvmsg header and the source address. */
-#define D_HDR ((uint32_t)(sizeof(struct io_uring_recvmsg_out) + sizeof(struct sockaddr_storage)))
+#define D_HDR                                                                                      \
+    ((uint32_t)(sizeof(struct io_uring_recvmsg_out) + sizeof(struct sockaddr_storage) +            \
+                RILL__DGRAM_CTL))
 
 static void d_refill(struct uring_loop *u, rill_dgram *d)
 {
@@ -700,6 +767,7 @@ static int u_dgram_start(rill_loop *l, rill_dgram *d)
     }
     memset(&d->rmsg, 0, sizeof d->rmsg);
     d->rmsg.msg_namelen = sizeof(struct sockaddr_storage);
+    d->rmsg.msg_controllen = RILL__DGRAM_CTL; /* room kept even without GRO: D_HDR is fixed */
     d_arm_recv(u, d);
     return 0;
 }
@@ -801,7 +869,9 @@ static void u_on_drecv(struct uring_loop *u, rill_dgram *d, int res, uint32_t fl
             /* For a cut datagram liburing reports the length it had (o->payloadlen); what
              * the buffer holds ends at res. */
             size_t len = (size_t)((char *)b->data + res - (char *)data);
-            rill__dgram_on_recv(d, b, data, len, io_uring_recvmsg_name(o), namelen, (int)o->flags);
+            struct cmsghdr *cm = io_uring_recvmsg_cmsg_firsthdr(o, &d->rmsg);
+            rill__dgram_on_recv(d, b, data, len, io_uring_recvmsg_name(o), namelen, (int)o->flags,
+                                cm ? rill__dgram_gro_size(cm) : 0);
         }
     } else if (res == -ENOBUFS) {
         u->base.stats.buf_ring_empty++; /* re-armed below, after a refill */
@@ -873,20 +943,19 @@ static void u_dgram_rearm(struct uring_loop *u)
 
 static void u_on_recvmsg(struct uring_loop *u, rill_conn *c, int res)
 {
-    struct rill_buf *b = c->rbuf;
+    struct rill__msg_rx *x = c->mrx;
+    struct rill_buf *b = x->buf;
     c->recv_armed = false;
     u->base.stats.sys_read++;
     if (res > 0) {
-        c->rbuf = NULL; /* the next receive leases a fresh one; this one may be kept */
-        rill__conn_on_msg(c, b, (size_t)res, &c->rmsg);
+        x->buf = NULL; /* the next receive leases a fresh one; this one may be kept */
+        rill__conn_on_msg(c, b, (size_t)res, &x->m);
         rill__buf_put(b);
     } else if (res == 0) {
         rill__conn_on_eof(c);
     } else if (res != -ECANCELED && !(c->state & RILL__C_CLOSING)) {
         rill__conn_fail(c, res);
     }
-    if (c->urg_pending)
-        rill__conn_read_urgent(c);
     u_arm_recv(u, c);
     rill__conn_op_end(c);
 }
@@ -898,8 +967,6 @@ static void u_on_recv(struct uring_loop *u, rill_conn *c, int res, uint32_t flag
         u_on_recvmsg(u, c, res);
         return;
     }
-    if (c->urg_pending && res > 0)
-        rill__conn_read_urgent(c);
     struct rill_buf *b = (flags & IORING_CQE_F_BUFFER) ? br_take(u, flags) : NULL;
     bool more = flags & IORING_CQE_F_MORE;
     if (!more)
@@ -978,15 +1045,7 @@ static void u_on_conn_cqe(struct uring_loop *u, uint64_t ck, int res, uint32_t f
         u_on_connect(u, c, res);
         break;
     case RILL__OP_URGENT:
-        if (res > 0 && (res & POLLPRI))
-            rill__conn_read_urgent(c);
-        if (!(flags & IORING_CQE_F_MORE)) {
-            c->urg_armed = false;
-            if (res != -ECANCELED)
-                u_arm_urgent(u, c);
-        }
-        if (!(flags & IORING_CQE_F_MORE))
-            rill__conn_op_end(c);
+        u_on_urgent_poll(u, c, res, flags);
         break;
     default: /* TIMEOUT, CANCEL, CLOSE: bookkeeping only */
         rill__conn_op_end(c);
@@ -1030,7 +1089,11 @@ static void u_dispatch(struct uring_loop *u, struct io_uring_cqe *cqe)
 /* Delivers data held while reading was paused, then re-arms the receive. */
 static void u_deliver_held(struct uring_loop *u, rill_conn *c)
 {
-    if (rill__conn_deliver_held(c))
+    if (!rill__conn_deliver_held(c))
+        return;
+    if (u_urgent_mode(c) && c->urg_armed)
+        u_read_sync(u, c); /* a read budget spent, or a fault injected: go on reading */
+    else
         u_arm_recv(u, c);
 }
 

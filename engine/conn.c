@@ -83,11 +83,12 @@ static void conn_free(rill_conn *c)
     if (c->state & RILL__C_OPEN)
         l->stats.conns_open--;
     l->live_conns--;
-    if (c->rbuf)
-        rill__buf_put(c->rbuf);
-    c->rbuf = NULL;
-    rill__free(c->rctl);
-    c->rctl = NULL;
+    if (c->mrx) {
+        if (c->mrx->buf)
+            rill__buf_put(c->mrx->buf);
+        rill__free(c->mrx);
+        c->mrx = NULL;
+    }
     c->urg_pending = c->urg_armed = false;
     c->loop = NULL;
     c->state = 0;
@@ -930,5 +931,5 @@ void rill__loop_close_everything(rill_loop *l)
      * defer work; that work is dropped with the loop. */
     rill__conn_close_all_due(l);
     rill__listeners_reap(l);
-    rill__dgram_close_all(l);
+    rill__dgram_close_all(l, -ECANCELED);
 }

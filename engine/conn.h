@@ -57,6 +57,17 @@ struct rill__wq_entry {
     struct rill_buf **buf; /* when bufs: one reference per iovec, else NULL */
 };
 
+/* A message-mode receive in flight on a completion backend: the kernel writes into all of it. */
+struct rill__msg_rx {
+    struct msghdr m;
+    struct iovec iov;
+    struct rill_buf *buf;
+    union {
+        char b[CMSG_SPACE(253 * sizeof(int))];
+        struct cmsghdr align;
+    } ctl;
+};
+
 struct rill_conn {
     rill_loop *loop;
     int fd;
@@ -99,11 +110,9 @@ struct rill_conn {
     bool held_eof;    /* end of stream arrived while paused */
     bool recv_armed;  /* a multishot receive is in flight */
     void *creq;       /* connect request memory, until the connect completes */
-    /* rx_msg on the completion backend: the one-shot recvmsg's header, buffer and control room. */
-    struct msghdr rmsg;
-    struct iovec riov;
-    struct rill_buf *rbuf;
-    void *rctl;
+    /* rx_msg on the completion backend: the one-shot recvmsg's state, allocated on first use so
+     * that the plain TCP connection stays small. */
+    struct rill__msg_rx *mrx;
 
     /* rill_conn_migrate: where to and whom to tell (on l->migrate_list, through read_link's
      * sibling migrate_link, until quiet). */
@@ -138,7 +147,7 @@ struct rill_listener {
  * hand-over of one received message: descriptors first, then the bytes. Returns false when the
  * connection failed (a message longer than msg_max: -EMSGSIZE). */
 size_t rill__conn_rx_size(const rill_conn *c);
-#define RILL__FD_CMSG_SPACE CMSG_SPACE(253 * sizeof(int))
+#define RILL__FD_CMSG_SPACE sizeof(((struct rill__msg_rx *)0)->ctl)
 bool rill__conn_on_msg(rill_conn *c, struct rill_buf *buf, size_t len, const struct msghdr *m);
 
 /* Builds the next sendmsg from the write queue: iovecs (at most max), the control message of

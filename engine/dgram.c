@@ -19,6 +19,8 @@
 
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -50,8 +52,13 @@ static int dgram_config_check(const struct rill_dgram_config *cfg)
 {
     if (!cfg->handler || !cfg->handler->on_datagram)
         return -EINVAL;
-    if (cfg->flags & ~(RILL_DGRAM_F_REUSEPORT | RILL_DGRAM_F_V6ONLY | RILL_DGRAM_F_UNLINK_STALE))
+    if (cfg->flags & ~(RILL_DGRAM_F_REUSEPORT | RILL_DGRAM_F_V6ONLY | RILL_DGRAM_F_UNLINK_STALE |
+                       RILL_DGRAM_F_GRO))
         return -EINVAL;
+    uint32_t caps = rill__udp_offload_caps();
+    if ((cfg->gso_size && !(caps & RILL_CAP_UDP_GSO)) ||
+        ((cfg->flags & RILL_DGRAM_F_GRO) && !(caps & RILL_CAP_UDP_GRO)))
+        return -EOPNOTSUPP;
     if (cfg->max_datagram > DGRAM_MAX_PAYLOAD || cfg->batch > RILL__DGRAM_MAX_BATCH)
         return -EINVAL;
     return 0;
@@ -75,6 +82,15 @@ static int dgram_socket(rill_loop *l, const struct rill__addr *local, const stru
     }
     if (r == 0 && (cfg->flags & RILL_DGRAM_F_REUSEPORT) && a->family != AF_UNIX)
         r = rill__sys_setsockopt(&l->stats, fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    bool udp = a->family != AF_UNIX && a->socktype == SOCK_DGRAM && a->protocol == 0;
+    if (r == 0 && (cfg->gso_size || (cfg->flags & RILL_DGRAM_F_GRO)) && !udp)
+        r = -EINVAL; /* offloads are UDP's */
+    if (r == 0 && cfg->gso_size) {
+        int seg = cfg->gso_size;
+        r = rill__sys_setsockopt(&l->stats, fd, SOL_UDP, UDP_SEGMENT, &seg, sizeof seg);
+    }
+    if (r == 0 && (cfg->flags & RILL_DGRAM_F_GRO))
+        r = rill__sys_setsockopt(&l->stats, fd, SOL_UDP, UDP_GRO, &one, sizeof one);
     if (r == 0 && local) {
         r = rill__sock_bind(&l->stats, fd, local, cfg->flags & RILL_DGRAM_F_UNLINK_STALE,
                             cfg->mode, created);
@@ -156,6 +172,9 @@ int rill_dgram_open(rill_loop *l, const char *uri, const struct rill_dgram_confi
     d->h = *cfg->handler;
     d->ctx = cfg->ctx;
     d->max_dgram = cfg->max_datagram ? cfg->max_datagram : DGRAM_DEFAULT_MAX;
+    d->gro = cfg->flags & RILL_DGRAM_F_GRO;
+    if (d->gro && d->max_dgram < 65535)
+        d->max_dgram = 65535; /* a coalesced run is up to 64 KiB */
     d->batch = batch;
     d->wq_limit = cfg->wq_limit ? cfg->wq_limit : DGRAM_DEFAULT_WQ_LIMIT;
     d->tx_tail = &d->tx_head;
@@ -284,15 +303,21 @@ static void run_done(rill_dgram *d)
 
 /* ---- receiving ------------------------------------------------------------------------------ */
 
-void rill__dgram_on_recv(rill_dgram *d, struct rill_buf *buf, const void *data, size_t len,
-                         const struct sockaddr *from, socklen_t fromlen, int msg_flags)
+uint32_t rill__dgram_gro_size(const struct cmsghdr *cm)
 {
-    if (d->closing)
-        return;
-    uint32_t flags = 0;
+    int v;
+    if (cm->cmsg_level != SOL_UDP || cm->cmsg_type != UDP_GRO || cm->cmsg_len < CMSG_LEN(sizeof v))
+        return 0;
+    memcpy(&v, CMSG_DATA(cm), sizeof v);
+    return v > 0 ? (uint32_t)v : 0;
+}
+
+void rill__dgram_on_recv(rill_dgram *d, struct rill_buf *buf, const void *data, size_t len,
+                         const struct sockaddr *from, socklen_t fromlen, int msg_flags,
+                         uint32_t gro_size)
+{
     rill_loop *l = d->loop;
-    l->stats.dgrams_in++;
-    l->stats.dgram_bytes_in += len;
+    uint32_t flags = 0;
     if (msg_flags & MSG_TRUNC) {
         flags |= RILL_DGRAM_TRUNC;
         l->stats.dgrams_truncated++;
@@ -300,7 +325,39 @@ void rill__dgram_on_recv(rill_dgram *d, struct rill_buf *buf, const void *data, 
     /* An unnamed Unix peer (one that never bound) has a name of just the family. */
     if (fromlen <= sizeof(sa_family_t))
         from = NULL, fromlen = 0;
-    d->h.on_datagram(d, buf, data, len, from, fromlen, flags, d->ctx);
+    /* A coalesced run (UDP_GRO): gro_size-byte datagrams back to back, the last maybe shorter. */
+    size_t seg = gro_size && !(flags & RILL_DGRAM_TRUNC) ? gro_size : len;
+    const char *p = data;
+    do {
+        size_t n = len < seg ? len : seg;
+        if (d->closing)
+            return;
+        l->stats.dgrams_in++;
+        l->stats.dgram_bytes_in += n;
+        d->h.on_datagram(d, buf, p, n, from, fromlen, flags, d->ctx);
+        p += n;
+        len -= n;
+    } while (len > 0);
+}
+
+uint32_t rill__udp_offload_caps(void)
+{
+    /* A property of the kernel, not of a loop: asked once, of a throw-away socket. */
+    static _Atomic uint32_t caps = UINT32_MAX;
+    uint32_t c = atomic_load_explicit(&caps, memory_order_relaxed);
+    if (c != UINT32_MAX)
+        return c;
+    c = 0;
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    int v = 1000, one = 1;
+    if (fd >= 0 && setsockopt(fd, SOL_UDP, UDP_SEGMENT, &v, sizeof v) == 0)
+        c |= RILL_CAP_UDP_GSO;
+    if (fd >= 0 && setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof one) == 0)
+        c |= RILL_CAP_UDP_GRO;
+    if (fd >= 0)
+        close(fd);
+    atomic_store_explicit(&caps, c, memory_order_relaxed);
+    return c;
 }
 
 void rill__dgram_on_error(rill_dgram *d, int err)
@@ -376,12 +433,12 @@ void rill__dgram_flush_all(rill_loop *l)
     }
 }
 
-void rill__dgram_close_all(rill_loop *l)
+void rill__dgram_close_all(rill_loop *l, int status)
 {
     for (struct rill__list *n = l->dgrams.next; n != &l->dgrams; n = n->next) {
         rill_dgram *d = rill__container_of(n, rill_dgram, link);
         if (!d->closing)
-            dgram_begin_close(d, -ECANCELED);
+            dgram_begin_close(d, status);
     }
     rill__dgram_flush_all(l);
 }

@@ -46,6 +46,7 @@ struct rill_dgram {
     bool wr_blocked;             /* readiness backend: sendmmsg hit EAGAIN; waiting for EPOLLOUT */
     bool recv_armed;             /* completion backend: a multishot recvmsg is in flight */
     bool unlink_path;            /* remove the unix socket file at close */
+    bool gro;                    /* UDP_GRO on: receives may hold several datagrams */
     struct rill_dgram_handler h;
     void *ctx;
     uint32_t max_dgram, batch;
@@ -87,7 +88,14 @@ rill_dgram *rill__dgram_lookup(rill_loop *l, uint32_t id);
 /* Backends: a datagram arrived (data/len inside buf, which the caller still owns). msg_flags
  * are the kernel's (MSG_TRUNC). */
 void rill__dgram_on_recv(rill_dgram *d, struct rill_buf *buf, const void *data, size_t len,
-                         const struct sockaddr *from, socklen_t fromlen, int msg_flags);
+                         const struct sockaddr *from, socklen_t fromlen, int msg_flags,
+                         uint32_t gro_size);
+/* The segment size of a coalesced (UDP_GRO) receive in a control message, or 0. */
+uint32_t rill__dgram_gro_size(const struct cmsghdr *cm);
+/* Control room a receive offers: enough for UDP_GRO's segment size when it is on. */
+#define RILL__DGRAM_CTL 32u
+/* RILL_CAP_UDP_GSO | RILL_CAP_UDP_GRO as this kernel supports them (probed once). */
+uint32_t rill__udp_offload_caps(void);
 /* Backends: a receive failed with err; the socket goes on unless it is closing. */
 void rill__dgram_on_error(rill_dgram *d, int err);
 /* Backends: a send finished with res (bytes or -errno); its callback runs at the flush point. */
@@ -103,7 +111,8 @@ void rill__dgram_op_end(rill_dgram *d);
 
 /* The loop's flush point: sends and callbacks of every marked socket, then closes that are due. */
 void rill__dgram_flush_all(rill_loop *l);
-/* Loop destruction: closes every datagram socket (on_close with -ECANCELED). */
-void rill__dgram_close_all(rill_loop *l);
+/* Closes every datagram socket of the loop: on_close gets status (-ECANCELED when the loop is
+ * destroyed, 0 when an engine stops gracefully). */
+void rill__dgram_close_all(rill_loop *l, int status);
 
 #endif

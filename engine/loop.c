@@ -461,7 +461,7 @@ const char *rill_loop_backend_name(const rill_loop *l)
 
 uint32_t rill_loop_caps(const rill_loop *l)
 {
-    return l ? l->ops->caps(l) : 0;
+    return l ? l->ops->caps(l) | rill__udp_offload_caps() : 0;
 }
 
 /* ---- buffers -------------------------------------------------------------------------------- */

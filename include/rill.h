@@ -91,6 +91,8 @@ typedef enum rill_backend {
 #define RILL_CAP_DEFER_TASKRUN (1u << 5)
 #define RILL_CAP_EDGE_TRIGGERED (1u << 6) /* readiness backend, edge-triggered */
 #define RILL_CAP_MULTISHOT_RECVMSG (1u << 7) /* datagrams: multishot recvmsg on a buffer ring */
+#define RILL_CAP_UDP_GSO (1u << 8) /* the kernel segments UDP sends (UDP_SEGMENT, Linux 4.18) */
+#define RILL_CAP_UDP_GRO (1u << 9) /* the kernel coalesces UDP receives (UDP_GRO, Linux 5.0) */
 
 struct rill_loop_config {
     rill_backend backend;     /* default RILL_BACKEND_AUTO; env RILL_BACKEND=uring|epoll wins */
@@ -504,6 +506,11 @@ struct rill_dgram_handler {
 #define RILL_DGRAM_F_REUSEPORT (1u << 0)    /* SO_REUSEPORT on the local address */
 #define RILL_DGRAM_F_V6ONLY (1u << 1)       /* IPV6_V6ONLY on an IPv6 socket */
 #define RILL_DGRAM_F_UNLINK_STALE (1u << 2) /* unix+dgram: as RILL_LISTEN_F_UNLINK_STALE */
+/* UDP receive offload (needs RILL_CAP_UDP_GRO, else -EOPNOTSUPP): the kernel hands over runs of
+ * same-sized datagrams from one sender in one receive; rill splits them again and calls
+ * on_datagram once per datagram (all within one buffer), so only the cost changes. Receive
+ * buffers are then at least 64 KiB, whatever max_datagram says. */
+#define RILL_DGRAM_F_GRO (1u << 3)
 
 struct rill_dgram_config {
     const struct rill_dgram_handler *handler; /* required; copied */
@@ -523,6 +530,10 @@ struct rill_dgram_config {
     uint32_t batch;
     size_t wq_limit;        /* bytes queued for sending before -ENOBUFS; default 4 MiB */
     uint32_t mode;          /* unix+dgram paths: chmod of the socket file; 0: umask */
+    /* UDP send offload (needs RILL_CAP_UDP_GSO, else -EOPNOTSUPP): a send longer than gso_size
+     * leaves as datagrams of gso_size bytes (the last may be shorter), cut by the kernel after
+     * one trip down the stack. At most 64 segments and 65507 bytes per send. 0: off. */
+    uint16_t gso_size;
 };
 
 typedef void (*rill_dgram_send_cb)(rill_dgram *d, int status, void *ctx);
@@ -565,7 +576,8 @@ RILL_API int rill_dgram_local_addr(const rill_dgram *d, struct sockaddr_storage 
 /* Returns the bound port (host byte order) of a UDP socket, else 0. */
 RILL_API int rill_dgram_port(const rill_dgram *d);
 
-/* Bytes queued and not yet handed to the kernel. */
+/* Bytes queued and not yet handed to the kernel, as counted against wq_limit: each datagram's
+ * payload plus 64 bytes for its bookkeeping (so empty datagrams cannot queue without bound). */
 RILL_API size_t rill_dgram_queued(const rill_dgram *d);
 
 /* The socket's descriptor (for options; do not read, write or close it), or -EBADF. */
@@ -631,7 +643,8 @@ RILL_API int rill_engine_create(const struct rill_engine_config *cfg, rill_engin
  * Thread: the thread that created it, not a loop thread. */
 RILL_API int rill_engine_start(rill_engine *e);
 
-/* Stops gracefully: every listener closes first; then each connection is closed (on_close with
+/* Stops gracefully: every listener and datagram socket closes first (their on_close runs with
+ * status 0); then each connection is closed (on_close with
  * status 0) once its queued data is sent, or with -ETIMEDOUT when drain_ms passes first; then
  * the loops stop and their threads are joined. drain_ms 0 closes at once (queued sends get
  * -ECANCELED). Returns within about drain_ms (plus one loop iteration).

@@ -561,3 +561,66 @@ H_BACKEND_TEST(dgram, ping_socket_echo_when_allowed, .timeout = 60)
         cr_skip_test("ping sockets not allowed by net.ipv4.ping_group_range");
     cr_assert_eq(r, 0, "ping://: %s", rill_strerror(r));
 }
+
+/* ---- UDP segmentation and coalescing offloads ----------------------------------------------- */
+
+struct seg {
+    unsigned got, bad;
+    size_t bytes;
+};
+
+static void seg_on_datagram(rill_dgram *d, rill_buf *buf, const void *data, size_t len,
+                            const struct sockaddr *from, socklen_t fromlen, uint32_t flags,
+                            void *ctx)
+{
+    (void)d, (void)buf, (void)from, (void)fromlen, (void)flags;
+    struct seg *s = ctx;
+    /* Every segment starts with its index, so splitting errors show. */
+    const uint8_t *p = data;
+    if (len != (s->got == 9 ? 500u : 1000u) || p[0] != s->got)
+        s->bad++;
+    s->got++;
+    s->bytes += len;
+}
+
+H_BACKEND_TEST(dgram, gso_send_and_gro_receive, .timeout = 30)
+{
+    rill_loop *l = h_loop(backend);
+    uint32_t caps = rill_loop_caps(l);
+    if ((caps & (RILL_CAP_UDP_GSO | RILL_CAP_UDP_GRO)) != (RILL_CAP_UDP_GSO | RILL_CAP_UDP_GRO))
+        cr_skip_test("this kernel lacks UDP GSO or GRO");
+    struct rill_dgram_handler h = {.on_datagram = seg_on_datagram};
+    for (int gro = 0; gro <= 1; gro++) {
+        struct seg s = {0};
+        struct rill_dgram_config scfg = {.handler = &h, .ctx = &s,
+                                         .flags = gro ? RILL_DGRAM_F_GRO : 0};
+        rill_dgram *srv, *cli;
+        cr_assert_eq(rill_dgram_open(l, "udp://127.0.0.1:0", &scfg, &srv), 0);
+        struct rill_dgram_config ccfg = {.handler = &h, .ctx = &s, .gso_size = 1000,
+                                         .peer = peer_uri(srv, "127.0.0.1")};
+        cr_assert_eq(rill_dgram_open(l, NULL, &ccfg, &cli), 0);
+        /* One send of 9500 bytes: nine 1000-byte datagrams and a 500-byte one. */
+        static uint8_t big[9500];
+        for (unsigned i = 0; i < 10; i++)
+            memset(big + i * 1000, (int)i, i == 9 ? 500 : 1000);
+        struct rill_loop_stats s0, s1;
+        rill_loop_stats(l, &s0);
+        struct iovec iov = {big, sizeof big};
+        cr_assert_eq(rill_dgram_sendto(cli, &iov, 1, NULL, 0, NULL, NULL), 0);
+        uint64_t end = h_now_ms() + 3000;
+        while (s.got < 10 && h_now_ms() < end)
+            rill_loop_run_once(l, 10);
+        rill_loop_stats(l, &s1);
+        cr_assert_eq(s.got, 10u, "gro=%d: %u datagrams", gro, s.got);
+        cr_assert_eq(s.bad, 0u, "gro=%d: segments split where they were cut", gro);
+        cr_assert_eq(s.bytes, sizeof big);
+        cr_assert_eq(s1.dgrams_out - s0.dgrams_out, 1u, "one send left the application");
+        rill_dgram_close(cli);
+        rill_dgram_close(srv);
+    }
+    /* Offloads are UDP's. */
+    struct rill_dgram_config bad = {.handler = &h, .gso_size = 1000};
+    rill_dgram *d;
+    cr_assert_eq(rill_dgram_open(l, "unix+dgram:@rill-gso-bad", &bad, &d), -EINVAL);
+    rill_loop_destroy(l);
+}

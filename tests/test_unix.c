@@ -163,7 +163,7 @@ H_BACKEND_TEST(unixsock, stream_echo_on_a_path_and_cleanup, .timeout = 60)
     char path[96], uri[128];
     tmp_path(path, sizeof path, "stream", backend);
     snprintf(uri, sizeof uri, "unix:%s", path);
-    struct srv s;
+    struct srv s = {0};
     srv_listen(l, uri, &s, 0, &srv_h);
     size_t sizes[] = {1, 100, 16384, 100000, 1 << 20};
     run_client(l, uri, sizes, 5, false, 0);
@@ -179,7 +179,7 @@ H_BACKEND_TEST(unixsock, stream_echo_on_an_abstract_name, .timeout = 60)
     rill_loop *l = h_loop(backend);
     char uri[128];
     snprintf(uri, sizeof uri, "unix:@rill-stream-%d-%s", getpid(), backend);
-    struct srv s;
+    struct srv s = {0};
     srv_listen(l, uri, &s, 0, &srv_h);
     size_t sizes[] = {1, 5000, 70000};
     run_client(l, uri, sizes, 3, false, 0);
@@ -221,12 +221,12 @@ H_BACKEND_TEST(unixsock, seqpacket_keeps_boundaries_up_to_the_limit, .timeout = 
     size_t limit = seqpacket_limit();
     cr_assert_gt(limit, 65536u);
     uint32_t msg_max = 1u << 20;
-    struct srv s;
+    struct srv s = {0};
     srv_listen(l, uri, &s, msg_max, &srv_h);
     /* Every size twice in a row: two messages of the same size must not merge. */
     size_t sizes[] = {1, 1, 100, 100, 4096, 4096, 16384, 16385, 65536, 65536, limit, limit, 7};
     run_client(l, uri, sizes, sizeof sizes / sizeof sizes[0], true, msg_max);
-    cr_assert_eq(s.msgs, sizeof sizes / sizeof sizes[0], "one on_data per message");
+    cr_assert_eq(s.msgs, sizeof sizes / sizeof sizes[0], "one on_data per message (%u)", s.msgs);
     rill_listener_close(s.ls);
     rill_loop_destroy(l);
 }
@@ -237,7 +237,7 @@ H_BACKEND_TEST(unixsock, seqpacket_message_over_msg_max_closes_with_emsgsize, .t
     char path[96], uri[128];
     tmp_path(path, sizeof path, "seqmax", backend);
     snprintf(uri, sizeof uri, "unix+seqpacket:%s", path);
-    struct srv s;
+    struct srv s = {0};
     srv_listen(l, uri, &s, 1024, &srv_h);
     int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
     struct sockaddr_un un = {.sun_family = AF_UNIX};
