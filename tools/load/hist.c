@@ -10,7 +10,7 @@
 
 #define SUB (1u << HIST_SUB_BITS)
 
-static unsigned bucket_of(uint64_t v)
+unsigned hist_bucket_of(uint64_t v)
 {
     if (v < SUB)
         return (unsigned)v;
@@ -21,8 +21,16 @@ static unsigned bucket_of(uint64_t v)
     return ((shift + 1) << HIST_SUB_BITS) + (unsigned)((v >> shift) - SUB);
 }
 
-/* The highest value that lands in bucket i. */
-static uint64_t bucket_top(unsigned i)
+uint64_t hist_bucket_low(unsigned i)
+{
+    unsigned octave = i >> HIST_SUB_BITS;
+    if (octave == 0)
+        return i;
+    return (uint64_t)(SUB + (i & (SUB - 1))) << (octave - 1);
+}
+
+/* The highest value that lands in bucket i (the top bucket also holds everything above). */
+uint64_t hist_bucket_top(unsigned i)
 {
     unsigned octave = i >> HIST_SUB_BITS;
     if (octave == 0)
@@ -40,7 +48,7 @@ void hist_init(struct hist *h)
 
 void hist_record(struct hist *h, uint64_t ns)
 {
-    h->b[bucket_of(ns)]++;
+    h->b[hist_bucket_of(ns)]++;
     h->count++;
     h->sum += (long double)ns;
     if (ns < h->min)
@@ -79,7 +87,7 @@ uint64_t hist_quantile(const struct hist *h, double q)
     for (unsigned i = 0; i < HIST_BUCKETS; i++) {
         seen += h->b[i];
         if (seen >= rank) {
-            uint64_t v = bucket_top(i);
+            uint64_t v = hist_bucket_top(i);
             return v > h->max ? h->max : v < h->min ? h->min : v;
         }
     }

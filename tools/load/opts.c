@@ -1,10 +1,12 @@
-/* rill-load's command line, in the style of wrk: -c -t -d plus a few of our own. */
+/* rill-load's command line, in the style of wrk: -c -t -d -R plus a few of our own. The help
+ * text is in help.c. */
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <netdb.h>
 #include <arpa/inet.h>
 #include <limits.h>
+#include <math.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,36 +19,6 @@
 #define MAX_SIZE (256ul << 20)
 #define MAX_DEPTH 65536u
 #define MAX_INFLIGHT_BYTES (1ul << 30) /* depth * size: bytes one connection may have queued */
-
-static void usage(FILE *f)
-{
-    fprintf(f,
-        "usage: rill-load [options] tcp://HOST:PORT\n"
-        "\n"
-        "Closed-loop TCP echo load: every connection sends a request of --size bytes with a\n"
-        "known pattern, waits for exactly those bytes to come back, checks them byte for byte,\n"
-        "records the latency and sends the next one; --depth requests are kept in flight.\n"
-        "\n"
-        "  -c, --connections N  connections to open, spread over the threads (default 64)\n"
-        "  -t, --threads N      threads, each running its own rill loop (default 1)\n"
-        "  -d, --duration T     length of the measured window (default 5s)\n"
-        "      --warmup T       load before the window, left out of its figures (default 1s)\n"
-        "                       T is whole seconds with an optional s, m or h suffix\n"
-        "  -s, --size BYTES     request size; k, m suffixes are 1024-based (default 64)\n"
-        "      --depth N        requests in flight per connection (default 1)\n"
-        "  -b, --backend NAME   auto, epoll or uring (default auto; RILL_BACKEND overrides)\n"
-        "      --pin CPUS       pin thread i to the i-th CPU of a list such as 1 or 0,2-3,\n"
-        "                       cycling through it (default: not pinned)\n"
-        "      --server-pid PID read the server's CPU time from /proc/PID/stat and report\n"
-        "                       server CPU microseconds per request (default: not reported)\n"
-        "  -h, --help           this text\n"
-        "\n"
-        "Prints one line per second (requests, p50/p99 of that second, errors, connections\n"
-        "open), then: requests, requests/s, MB/s, latency percentiles in microseconds, errors\n"
-        "by kind, client CPU and system calls per request, and the backend. Connections that\n"
-        "fail or close are counted and reopened. Exit code: 0; 1 when no request completed in\n"
-        "the window or a reply's bytes differed; 2 for a bad command line.\n");
-}
 
 /* Parses an unsigned decimal with an optional suffix from `units` ("smh" or "km"), each
  * multiplying by the matching entry of `mult`. Returns 0 or -EINVAL. */
@@ -134,6 +106,40 @@ static int bad(const char *what, const char *arg)
     return 2;
 }
 
+
+/* "64", "4k" or "64:1024" (uniform between the two, inclusive). */
+static int parse_size(const char *s, struct load_opts *o)
+{
+    static const unsigned long kib[] = {1024, 1024 * 1024};
+    char lo[32];
+    const char *colon = strchr(s, ':');
+    unsigned long a, b;
+    if (!colon)
+        return parse_num(s, "km", kib, MAX_SIZE, &a) < 0 || a == 0 ? -EINVAL
+                                                                   : (o->size_min = o->size_max = a, 0);
+    if ((size_t)(colon - s) >= sizeof lo)
+        return -EINVAL;
+    memcpy(lo, s, (size_t)(colon - s));
+    lo[colon - s] = '\0';
+    if (parse_num(lo, "km", kib, MAX_SIZE, &a) < 0 || parse_num(colon + 1, "km", kib, MAX_SIZE, &b) < 0 ||
+        a == 0 || b < a)
+        return -EINVAL;
+    o->size_min = a;
+    o->size_max = b;
+    return 0;
+}
+
+static int parse_rate(const char *s, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v > 0) || v > 1e9)
+        return -EINVAL;
+    *out = v;
+    return 0;
+}
+
 /* Range checks across options, once all are known. */
 static int check(struct load_opts *o)
 {
@@ -146,17 +152,73 @@ static int check(struct load_opts *o)
     }
     if (o->duration_s == 0)
         return bad("duration", "0");
-    if (o->size == 0 || o->depth == 0 || (uint64_t)o->size * o->depth > MAX_INFLIGHT_BYTES) {
+    if (o->depth == 0 || (uint64_t)o->size_max * o->depth > MAX_INFLIGHT_BYTES) {
         fprintf(stderr, "rill-load: --size and --depth must be > 0, their product <= %lu\n",
                 MAX_INFLIGHT_BYTES);
+        return 2;
+    }
+    if (o->ramp_s && o->rate <= 0) {
+        fprintf(stderr, "rill-load: --ramp needs a rate (-R)\n");
+        return 2;
+    }
+    if (o->proto == PROTO_UDP && (o->size_min < 8 || o->size_max > 65507 || o->churn)) {
+        fprintf(stderr, "rill-load: udp:// needs --size between 8 and 65507 (a request starts "
+                        "with its 8-byte number) and no --churn\n");
+        return 2;
+    }
+    if (o->dist == DIST_POISSON && o->rate <= 0) {
+        fprintf(stderr, "rill-load: --dist poisson needs a rate (-R)\n");
         return 2;
     }
     return 0;
 }
 
+static int parse_misc(int opt, const char *arg, struct load_opts *o)
+{
+    static const unsigned long none[] = {1};
+    unsigned long v;
+    switch (opt) {
+    case 'R':
+        return parse_rate(arg, &o->rate) < 0 ? bad("rate", arg) : 0;
+    case 'n':
+        if (parse_num(arg, "", none, 1ul << 48, &v) < 0 || v == 0)
+            return bad("request count", arg);
+        o->count = v;
+        return 0;
+    case 'X':
+        if (!strcmp(arg, "even") || !strcmp(arg, "uniform"))
+            o->dist = DIST_EVEN;
+        else if (!strcmp(arg, "poisson") || !strcmp(arg, "exp"))
+            o->dist = DIST_POISSON;
+        else
+            return bad("distribution", arg);
+        return 0;
+    case 'r':
+        return parse_seconds(arg, &o->ramp_s) < 0 ? bad("ramp", arg) : 0;
+    case 'C':
+        if (parse_num(arg, "", none, UINT32_MAX, &v) < 0 || v == 0)
+            return bad("churn count", arg);
+        o->churn = (uint32_t)v;
+        return 0;
+    case 'T': {
+        uint32_t s;
+        if (parse_seconds(arg, &s) < 0 || s == 0 || s > 86400)
+            return bad("timeout", arg);
+        o->timeout_ms = s * 1000u;
+        return 0;
+    }
+    case 'j':
+        o->json = arg;
+        return 0;
+    case 'q':
+        o->quiet = true;
+        return 0;
+    }
+    return 2;
+}
+
 static int parse_one(int opt, const char *arg, struct load_opts *o)
 {
-    static const unsigned long kib[] = {1024, 1024 * 1024};
     static const unsigned long none[] = {1};
     unsigned long v;
     switch (opt) {
@@ -175,10 +237,7 @@ static int parse_one(int opt, const char *arg, struct load_opts *o)
     case 'W':
         return parse_seconds(arg, &o->warmup_s) < 0 ? bad("warm-up", arg) : 0;
     case 's':
-        if (parse_num(arg, "km", kib, MAX_SIZE, &v) < 0)
-            return bad("size", arg);
-        o->size = v;
-        return 0;
+        return parse_size(arg, o) < 0 ? bad("size", arg) : 0;
     case 'D':
         if (parse_num(arg, "", none, MAX_DEPTH, &v) < 0)
             return bad("depth", arg);
@@ -194,7 +253,67 @@ static int parse_one(int opt, const char *arg, struct load_opts *o)
         o->server_pid = (long)v;
         return 0;
     }
-    return 2;
+    return parse_misc(opt, arg, o);
+}
+
+/* Splits "HOST:PORT" or "[V6]:PORT" (h points at it; it ends at '/' or the end) into host and
+ * port. Returns 0 or -EINVAL. */
+static int split_hostport(const char *h, char *host, size_t hcap, char *port, size_t pcap)
+{
+    const char *colon, *end = h + strcspn(h, "/");
+    size_t hn;
+    if (*h == '[') {
+        const char *close = memchr(h, ']', (size_t)(end - h));
+        if (!close || close[1] != ':')
+            return -EINVAL;
+        h++;
+        hn = (size_t)(close - h);
+        colon = close + 1;
+    } else {
+        colon = memrchr(h, ':', (size_t)(end - h));
+        if (!colon)
+            return -EINVAL;
+        hn = (size_t)(colon - h);
+    }
+    size_t pn = (size_t)(end - colon - 1);
+    if (hn == 0 || hn >= hcap || pn == 0 || pn >= pcap)
+        return -EINVAL;
+    memcpy(host, h, hn);
+    host[hn] = '\0';
+    memcpy(port, colon + 1, pn);
+    port[pn] = '\0';
+    return 0;
+}
+
+/* Checks the target's scheme and sets the protocol. Returns 0 or an exit code. */
+static int parse_target(struct load_opts *o, const char *t)
+{
+    o->target = o->uri = t;
+    o->path = "/";
+    if (!strncmp(t, "udp://", 6)) {
+        o->proto = PROTO_UDP;
+        return 0;
+    }
+    if (!strncmp(t, "http://", 7)) {
+        o->proto = PROTO_HTTP;
+        const char *slash = strchr(t + 7, '/');
+        if (slash)
+            o->path = slash;
+        size_t hn = slash ? (size_t)(slash - t - 7) : strlen(t + 7);
+        if (hn == 0 || hn >= sizeof o->host)
+            return bad("address", t);
+        memcpy(o->host, t + 7, hn);
+        o->host[hn] = '\0';
+        return 0;
+    }
+    if (!strncmp(t, "https://", 8)) {
+        fprintf(stderr, "rill-load: https is not supported (no TLS)\n");
+        return 2;
+    }
+    o->seqpacket = !strncmp(t, "unix+seqpacket:", 15);
+    if (!strncmp(t, "tcp://", 6) || !strncmp(t, "unix:", 5) || o->seqpacket)
+        return 0;
+    return bad("address (tcp://, udp://, unix:, unix+seqpacket:, http://)", t);
 }
 
 int opts_parse(int argc, char **argv, struct load_opts *o)
@@ -205,82 +324,68 @@ int opts_parse(int argc, char **argv, struct load_opts *o)
         {"size", required_argument, 0, 's'},        {"depth", required_argument, 0, 'D'},
         {"backend", required_argument, 0, 'b'},     {"pin", required_argument, 0, 'P'},
         {"server-pid", required_argument, 0, 'S'},  {"help", no_argument, 0, 'h'},
+        {"rate", required_argument, 0, 'R'},        {"requests", required_argument, 0, 'n'},
+        {"dist", required_argument, 0, 'X'},        {"ramp", required_argument, 0, 'r'},
+        {"churn", required_argument, 0, 'C'},       {"timeout", required_argument, 0, 'T'},
+        {"json", required_argument, 0, 'j'},        {"quiet", no_argument, 0, 'q'},
         {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
+    o->argc = argc;
+    o->argv = argv;
     o->conns = 64;
     o->threads = 1;
     o->duration_s = 5;
     o->warmup_s = 1;
-    o->size = 64;
+    o->size_min = o->size_max = 64;
     o->depth = 1;
+    o->timeout_ms = 10000;
     o->backend = RILL_BACKEND_AUTO;
+    bool duration_given = false, timeout_given = false;
     int opt, r;
-    while ((opt = getopt_long(argc, argv, "c:t:d:s:b:h", lopts, NULL)) != -1) {
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "c:t:d:s:b:R:n:qh", lopts, NULL)) != -1) {
         if (opt == 'h') {
-            usage(stdout);
+            opts_usage(stdout);
             return -1;
         }
         if (opt == '?') {
-            usage(stderr);
+            fprintf(stderr, "rill-load: see --help\n");
             return 2;
         }
+        duration_given |= opt == 'd';
+        timeout_given |= opt == 'T';
         if ((r = parse_one(opt, optarg, o)) != 0)
             return r;
     }
+    if (!timeout_given && !strncmp(argv[argc - 1], "udp://", 6))
+        o->timeout_ms = 1000; /* a lost datagram holds its slot this long */
+    if (o->count && !duration_given)
+        o->duration_s = 3600; /* -n alone: the count ends the run; an hour bounds it */
     if (optind != argc - 1) {
-        fprintf(stderr, "rill-load: expected one address, such as tcp://127.0.0.1:7000\n");
-        usage(stderr);
+        fprintf(stderr, "rill-load: expected one address, such as tcp://127.0.0.1:7000 "
+                        "(see --help)\n");
         return 2;
     }
-    o->target = o->uri = argv[optind];
-    if (strncmp(o->uri, "tcp://", 6) != 0)
-        return bad("address (only tcp:// for now)", o->uri);
+    if ((r = parse_target(o, argv[optind])) != 0)
+        return r;
     return check(o);
-}
-
-/* Splits "tcp://HOST:PORT" or "tcp://[V6]:PORT" into host and port. Returns 0 or -EINVAL. */
-static int split_target(const char *uri, char *host, size_t hcap, char *port, size_t pcap)
-{
-    const char *h = uri + 6, *colon;
-    size_t hn;
-    if (*h == '[') {
-        const char *close = strchr(h, ']');
-        if (!close || close[1] != ':')
-            return -EINVAL;
-        h++;
-        hn = (size_t)(close - h);
-        colon = close + 1;
-    } else {
-        colon = strrchr(h, ':');
-        if (!colon)
-            return -EINVAL;
-        hn = (size_t)(colon - h);
-    }
-    if (hn == 0 || hn >= hcap || strlen(colon + 1) == 0 || strlen(colon + 1) >= pcap)
-        return -EINVAL;
-    memcpy(host, h, hn);
-    host[hn] = '\0';
-    strcpy(port, colon + 1);
-    return 0;
 }
 
 int opts_resolve(struct load_opts *o)
 {
-    static char uri[INET6_ADDRSTRLEN + 32];
-    char host[256], port[16], num[INET6_ADDRSTRLEN];
-    if (split_target(o->target, host, sizeof host, port, sizeof port) < 0) {
-        fprintf(stderr, "rill-load: bad address '%s': expected tcp://HOST:PORT\n", o->target);
+    static char uri[INET6_ADDRSTRLEN + 256 + 32];
+    char host[256], port[16], num[INET6_ADDRSTRLEN + 256];
+    bool http = o->proto == PROTO_HTTP, udp = o->proto == PROTO_UDP;
+    if (!http && !udp && strncmp(o->target, "tcp://", 6) != 0)
+        return 0; /* unix: nothing to resolve */
+    const char *hp = o->target + (http ? 7 : 6);
+    if (split_hostport(hp, host, sizeof host, port, sizeof port) < 0) {
+        fprintf(stderr, "rill-load: bad address '%s': expected %s://HOST:PORT\n", o->target,
+                http ? "http" : udp ? "udp" : "tcp");
         return 1;
     }
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_NUMERICSERV | AI_NUMERICHOST}, *res;
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *res;
     int rc = getaddrinfo(host, port, &hints, &res);
-    if (rc == 0) { /* already numeric (an IPv6 zone included): rill takes it as it is */
-        freeaddrinfo(res);
-        return 0;
-    }
-    hints.ai_flags = AI_NUMERICSERV;
-    rc = getaddrinfo(host, port, &hints, &res);
     if (rc != 0) {
         fprintf(stderr, "rill-load: cannot resolve %s: %s\n", host, gai_strerror(rc));
         return 1;
@@ -290,9 +395,32 @@ int opts_resolve(struct load_opts *o)
                         ? (const void *)&((struct sockaddr_in6 *)res->ai_addr)->sin6_addr
                         : (const void *)&((struct sockaddr_in *)res->ai_addr)->sin_addr;
     inet_ntop(res->ai_family, a, num, sizeof num);
-    snprintf(uri, sizeof uri, res->ai_family == AF_INET6 ? "tcp://[%s]:%s" : "tcp://%s:%s", num,
-             port);
+    if (res->ai_family == AF_INET6 && ((struct sockaddr_in6 *)res->ai_addr)->sin6_scope_id &&
+        strchr(host, '%'))
+        snprintf(num, sizeof num, "%s", host); /* keep a zone the user gave */
+    snprintf(uri, sizeof uri, res->ai_family == AF_INET6 ? "%s://[%s]:%s" : "%s://%s:%s",
+             udp ? "udp" : "tcp", num, port);
     freeaddrinfo(res);
     o->uri = uri;
     return 0;
+}
+
+/* Requests due by t seconds after the start, over all connections. */
+static double due_by(const struct load_opts *o, double t)
+{
+    double r = o->rate, T = o->ramp_s;
+    if (t <= 0)
+        return 0;
+    if (T <= 0)
+        return r * t;
+    if (t < T)
+        return r * t * t / (2 * T);
+    return r * T / 2 + r * (t - T);
+}
+
+double opts_offered(const struct load_opts *o, double t0, double t1)
+{
+    if (o->rate <= 0 || t1 <= t0)
+        return 0;
+    return (due_by(o, t1) - due_by(o, t0)) / (t1 - t0);
 }

@@ -9,10 +9,18 @@
  * snapshot. */
 #include <errno.h>
 #include <sched.h>
+#include <sys/prctl.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "load.h"
+
+/* A sleep before a due send ends early by twice the recent wake-up lateness (an average kept
+ * per worker), within these bounds; the rest is polled. Wake-ups are late by tens of
+ * microseconds even with the timer slack at its minimum, more in a virtual machine. */
+#define SPIN_MIN_NS 20000u
+#define SPIN_MAX_NS 500000u
+#define SWEEP_NS 10000000u /* how often lost UDP requests are looked for */
 
 int worker_init(struct worker *w, const struct load_opts *o, int index, uint32_t first,
                 uint32_t n)
@@ -24,7 +32,12 @@ int worker_init(struct worker *w, const struct load_opts *o, int index, uint32_t
     w->first_conn = first;
     w->nconns = n;
     hist_init(&w->total);
+    hist_init(&w->uncorr);
+    hist_init(&w->connect);
     hist_init(&w->second);
+    if (o->count) /* -n: shares as even as division allows */
+        w->quota = (uint64_t)(index + 1) * o->count / o->threads -
+                   (uint64_t)index * o->count / o->threads;
     hist_init(&w->live.h);
     pthread_mutex_init(&w->live.mu, NULL);
     struct rill_loop_config cfg;
@@ -46,7 +59,7 @@ void worker_fini(struct worker *w)
 {
     rill_loop_destroy(w->loop); /* NULL when the thread already did it */
     w->loop = NULL;
-    echo_fini(w);
+    conns_fini(w);
     pthread_mutex_destroy(&w->live.mu);
 }
 
@@ -55,8 +68,6 @@ void worker_error(struct worker *w, enum err_kind kind, int status)
     if (w->stopping)
         return;
     w->sec_errors++;
-    if (kind == ERR_MISMATCH)
-        w->mismatch_any++; /* fails the run even when it happened during warm-up */
     if (w->measuring)
         errors_add(&w->errs, kind, status);
     else
@@ -76,26 +87,86 @@ static void pin(const struct worker *w)
                 rill_strerror(-r));
 }
 
-/* Runs the loop until the monotonic clock reaches `deadline` (ns). Returns 0 or the loop's
- * negative errno. The timeout is rounded up to whole milliseconds, so a tick is crossed at most
- * a millisecond late when the loop is idle, and on the first iteration after it when busy. */
+/* Accounts the CPU time of idle polling (iterations that only waited for a send to fall due) by
+ * reading the thread's CPU clock at the start and end of each stretch of them, not per call:
+ * wall time would count time the thread was not even running. */
+static void track_spin(struct worker *w, bool idle)
+{
+    if (idle && !w->spinning) {
+        w->spin_cpu0 = thread_cpu_ns();
+        w->spinning = true;
+    } else if (!idle && w->spinning) {
+        if (w->measuring)
+            w->idle_spin_ns += thread_cpu_ns() - w->spin_cpu0;
+        w->spinning = false;
+    }
+}
+
+/* Runs the loop until the monotonic clock reaches `deadline` (ns), or -n is reached. Returns 0
+ * or the loop's negative errno.
+ *
+ * The loop's poll timeout is in milliseconds. Waiting for the deadline rounds up (a tick is
+ * crossed at most a millisecond late when idle). Waiting for an open-loop send rounds down, and
+ * a send due in under a millisecond is waited for by polling without blocking, so sends leave
+ * within microseconds of their due time; that polling is counted as idle, not busy. When no
+ * request is out and every connection is open, nothing is expected, so the thread sleeps to
+ * the due time instead. */
 static int run_until(struct worker *w, uint64_t deadline)
 {
     for (;;) {
         uint64_t now = mono_ns();
-        if (now >= deadline)
-            return 0;
+        if (now >= deadline || w->done || w->fatal)
+            return w->fatal;
+        if (now - w->last_sweep >= SWEEP_NS) { /* UDP: give up replies past --timeout */
+            w->last_sweep = now;
+            conns_sweep(w, now);
+        }
+        uint64_t next = sched_run(w, now);
         uint64_t ms = (deadline - now + 999999u) / 1000000u;
+        bool spin = false;
+        if (next < deadline) {
+            uint64_t d = next > now ? (next - now) / 1000000u : 0;
+            spin = d == 0;
+            if (d < ms)
+                ms = d;
+        }
+        uint64_t margin = 2 * w->wake_late_ns;
+        margin = margin < SPIN_MIN_NS ? SPIN_MIN_NS : margin > SPIN_MAX_NS ? SPIN_MAX_NS : margin;
+        if (spin && w->out == 0 && w->open == w->nconns && next > now + margin) {
+            /* Nothing is out and nothing is connecting, so no reply can arrive: sleep to just
+             * before the due time instead of polling (a close by the peer is seen that much
+             * later), then poll the last stretch. */
+            uint64_t wake = next - margin;
+            struct timespec ts = {(time_t)(wake / 1000000000u), (long)(wake % 1000000000u)};
+            clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+            now = mono_ns();
+            uint64_t over = now > wake ? now - wake : 0;
+            w->wake_late_ns = (w->wake_late_ns * 7 + (over > SPIN_MAX_NS ? SPIN_MAX_NS : over)) / 8;
+        }
+        if (w->o->proto == PROTO_UDP && w->out && ms > SWEEP_NS / 1000000u)
+            ms = SWEEP_NS / 1000000u; /* wake to look for lost datagrams */
         int r = rill_loop_run_once(w->loop, ms > 1000 ? 1000 : (int)ms);
         if (r < 0)
             return r;
+        track_spin(w, spin && r == 0);
+        if (spin && r == 0)
+            sched_yield(); /* a server or another process sharing this CPU runs first */
     }
+}
+
+double worker_busy(const struct worker *w)
+{
+    if (w->w1 <= w->w0)
+        return 0;
+    double cpu = (double)(w->cpu1 - w->cpu0) - (double)w->idle_spin_ns;
+    return cpu < 0 ? 0 : cpu / (double)(w->w1 - w->w0);
 }
 
 static void window_start(struct worker *w)
 {
     rill_loop_stats(w->loop, &w->s0);
     w->w0 = mono_ns();
+    w->cpu0 = thread_cpu_ns();
     w->measuring = true;
 }
 
@@ -103,8 +174,9 @@ static void window_end(struct worker *w)
 {
     rill_loop_stats(w->loop, &w->s1);
     w->w1 = mono_ns();
+    w->cpu1 = thread_cpu_ns();
     w->measuring = false;
-    w->inflight_end = echo_inflight(w, w->w1, &w->oldest_end);
+    w->inflight_end = conns_inflight(w, w->w1, &w->oldest_end);
     w->stopping = true; /* from here on, closes are ours */
 }
 
@@ -116,6 +188,7 @@ static void publish(struct worker *w, uint32_t k)
     w->live.requests += w->sec_requests;
     w->live.errors += w->sec_errors;
     w->live.open = w->open;
+    w->live.done = w->done || w->fatal;
     pthread_mutex_unlock(&w->live.mu);
     atomic_store_explicit(&w->live.second, k, memory_order_release);
     if (w->second.count)
@@ -129,12 +202,14 @@ void *worker_main(void *arg)
     const struct load_opts *o = w->o;
     uint32_t last = o->warmup_s + o->duration_s;
     pin(w);
-    int r = echo_start(w);
+    prctl(PR_SET_TIMERSLACK, 1ul, 0, 0, 0); /* sleeps end on time, not up to 50 us later */
     if (o->warmup_s == 0)
         window_start(w);
-    for (uint32_t k = 1; r == 0 && k <= last; k++) {
+    int r = conns_start(w);
+    uint32_t k = 1;
+    for (; r == 0 && k <= last; k++) {
         r = run_until(w, w->t_begin + (uint64_t)k * 1000000000u);
-        if (r < 0)
+        if (r < 0 || w->done)
             break;
         if (k == o->warmup_s)
             window_start(w);
@@ -142,12 +217,13 @@ void *worker_main(void *arg)
             window_end(w);
         publish(w, k);
     }
-    if (r < 0) {
-        w->fatal = r;
+    if (r < 0 || w->done) {
+        if (r < 0)
+            w->fatal = r;
         if (!w->w0)
             window_start(w);
         window_end(w);
-        publish(w, last); /* nothing more will come: do not keep the main thread waiting */
+        publish(w, k > last ? last : k); /* the main thread stops waiting for this worker */
     }
     /* Closing the connections runs their on_close callbacks here, on the loop's own thread. */
     rill_loop_destroy(w->loop);
