@@ -17,7 +17,7 @@ Test(examples, not_built)
 struct server {
     pid_t pid;
     FILE *out;
-    char addr[160];
+    char addr[256];
 };
 
 /* Reads one line from fd within ms, or fails the test. */
