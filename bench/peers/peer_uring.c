@@ -310,6 +310,16 @@ int main(int argc, char **argv)
 {
     static struct peer_opts o;
     peer_parse(&o, "peer-uring", argc, argv);
+    /* Say plainly, before announcing anything, when io_uring cannot run here at all (seccomp:
+     * ENOSYS, kernel.io_uring_disabled: EPERM, locked memory: ENOMEM); exit 3 tells a script or
+     * test to skip this peer rather than count it as broken. */
+    struct io_uring probe;
+    int pr = io_uring_queue_init(2, &probe, 0);
+    if (pr < 0) {
+        fprintf(stderr, "peer-uring: io_uring unavailable: %s\n", strerror(-pr));
+        return 3;
+    }
+    io_uring_queue_exit(&probe);
     peer_bind_all(&o);
     struct worker *ws = calloc((size_t)o.threads, sizeof *ws);
     void *args[PEER_MAX_THREADS];
