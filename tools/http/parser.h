@@ -65,7 +65,7 @@ struct http_parser {
     uint8_t tok_len;     /* bytes in tok */
     bool tok_over;       /* the token being read is longer than tok (so it matches nothing) */
     bool has_cl, has_te, has_host, conn_close, conn_keep, cl_digits, cl_end;
-    char tok[16];        /* method name, header name or Connection token, lowercased */
+    char tok[24];        /* method name, header name or Connection token, lowercased */
     uint32_t head_bytes;
     uint32_t target_bytes;
     uint64_t cl;         /* Content-Length being parsed */
