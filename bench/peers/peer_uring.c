@@ -164,6 +164,8 @@ static void on_recv(struct worker *w, struct conn *c, struct io_uring_cqe *cqe)
         uint16_t bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
         if (c->closing) {
             recycle(w, bid);
+            if (!more)
+                maybe_free(w, c);
         } else {
             w->buf_off[bid] = 0;
             w->buf_len[bid] = (uint32_t)cqe->res;
@@ -184,10 +186,8 @@ static void on_recv(struct worker *w, struct conn *c, struct io_uring_cqe *cqe)
         c->next_wait = w->wait_head;
         w->wait_head = c;
     } else if (!more) {
-        start_close(w, c); /* 0: the peer closed; < 0: an error */
+        start_close(w, c); /* 0: the peer closed; < 0: an error. c may be freed now. */
     }
-    if (c->closing)
-        maybe_free(w, c);
 }
 
 static void on_send(struct worker *w, struct conn *c, struct io_uring_cqe *cqe)
