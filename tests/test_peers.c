@@ -103,17 +103,21 @@ static int unix_client(const char *path)
     return fd;
 }
 
-/* Sends `size` pattern bytes and reads them back, both at once (poll), checking every byte. */
-static void echo_exact(int fd, size_t size, uint64_t seed)
+/* Sends `size` pattern bytes and reads them back, both at once (poll), checking every byte.
+ * With read_delay_ms, reading starts only after that long (or once everything is sent): the
+ * peer then meets a client that does not read and must hold back, not lose or reorder bytes. */
+static void echo_exact_delayed(int fd, size_t size, uint64_t seed, unsigned read_delay_ms)
 {
     int fl = fcntl(fd, F_GETFL);
     fcntl(fd, F_SETFL, fl | O_NONBLOCK);
     size_t sent = 0, got = 0;
     uint8_t chunk[16384];
-    uint64_t end = h_now_ms() + IO_MS;
+    uint64_t start = h_now_ms(), end = start + IO_MS;
     while (got < size) {
         cr_assert_lt(h_now_ms(), end, "echo of %zu bytes timed out at %zu", size, got);
-        struct pollfd pf = {.fd = fd, .events = POLLIN | (sent < size ? POLLOUT : 0)};
+        bool reading = sent == size || h_now_ms() >= start + read_delay_ms;
+        struct pollfd pf = {.fd = fd,
+                            .events = (reading ? POLLIN : 0) | (sent < size ? POLLOUT : 0)};
         cr_assert_geq(poll(&pf, 1, 100), 0);
         if ((pf.revents & POLLOUT) && sent < size) {
             size_t n = size - sent < sizeof chunk ? size - sent : sizeof chunk;
@@ -142,6 +146,11 @@ static void echo_exact(int fd, size_t size, uint64_t seed)
     fcntl(fd, F_SETFL, fl);
 }
 
+static void echo_exact(int fd, size_t size, uint64_t seed)
+{
+    echo_exact_delayed(fd, size, seed, 0);
+}
+
 static void check_echo_peer(const char *bin, const char *name)
 {
     struct proc p;
@@ -168,6 +177,12 @@ static void check_echo_peer(const char *bin, const char *name)
         echo_exact(fd, sizes[i], i + 200);
         close(fd);
     }
+
+    /* A client that stops reading while it sends 16 MiB: the peer's backpressure (stop reading,
+     * resume once its writes drain) must deliver every byte in order once the client reads. */
+    int slow = h_client(AF_INET, p.port);
+    echo_exact_delayed(slow, 16u << 20, 42, 500);
+    close(slow);
 
     /* Many clients at once, each with its own bytes, all connected before any is served. */
     enum { CLIENTS = 100 };

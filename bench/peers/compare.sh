@@ -6,6 +6,7 @@
 #   bash bench/peers/compare.sh http   rill-http (io_uring, epoll) vs nginx, by wrk
 #
 # env: BUILD=build/release REPS=5 DURATION=5 WARMUP=1 SERVER_CPU=0 LOAD_CPU=1
+#      RAW=DIR keeps every run's raw output (load generator and server) in DIR
 #      echo: CONNS="100" SIZE=64 SERVERS="rill-uring rill-epoll peer-epoll peer-uring"
 #            (also peer-libuv, peer-libevent); DEPTH=1
 #      http: CONNS="100" DEPTHS="1 16" SERVERS="rill-http-uring rill-http-epoll nginx" PATH_=/plaintext
@@ -20,6 +21,9 @@ BUILD=${BUILD:-build/release} REPS=${REPS:-5} DURATION=${DURATION:-5} WARMUP=${W
 SERVER_CPU=${SERVER_CPU:-0} LOAD_CPU=${LOAD_CPU:-1} CONNS=${CONNS:-100}
 ulimit -n 65536 2>/dev/null || true
 tmp=$(mktemp -d)
+RAW=${RAW:-}
+[ -n "$RAW" ] && mkdir -p "$RAW"
+nrun=0
 server=""
 cleanup() { [ -n "$server" ] && kill -TERM "$server" 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"; }
 trap cleanup EXIT
@@ -71,6 +75,19 @@ start_server() {
 
 stop_server() { kill -TERM "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; server=""; }
 
+# keep NAME FILE: files a run's raw output under $RAW; warns when the run measured nothing.
+keep() {
+    nrun=$((nrun + 1))
+    if [ -n "$RAW" ]; then
+        cp "$2" "$RAW/$(printf %03d $nrun)-$1.txt"
+        cat "$tmp/server.out" "$tmp/server.err" >"$RAW/$(printf %03d $nrun)-$1.server.txt" 2>/dev/null || true
+    fi
+    if ! grep -qE '^(requests/s|Requests/sec)' "$2"; then
+        echo "compare.sh: run $nrun ($1) measured nothing:" >&2
+        cat "$2" >&2
+    fi
+}
+
 # to_us VALUE: wrk's "1.23ms" / "456.00us" / "1.2s" in microseconds.
 to_us() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) print n; else if (v ~ /ms$/) printf "%.0f\n", n * 1000; else if (v ~ /s$/) printf "%.0f\n", n * 1e6; else print n }'; }
 
@@ -82,6 +99,7 @@ run_echo() {
         -s "${SIZE:-64}" --depth "${DEPTH:-1}" --server-pid "$server" "tcp://127.0.0.1:$port" \
         >"$tmp/load.out" 2>&1 || true
     stop_server
+    keep "$name" "$tmp/load.out"
     awk '/^requests\/s/ {r=$2} /^latency/ {for (i=1;i<NF;i++) {if ($i=="p50") a=$(i+1); if ($i=="p99") b=$(i+1); if ($i=="p99.9") c=$(i+1)}}
          /^server CPU/ {s=$3} /^client CPU/ {k=$3} END {print r+0, a+0, b+0, c+0, s+0, k+0}' "$tmp/load.out"
 }
@@ -97,6 +115,7 @@ run_http() {
         >"$tmp/wrk.out" 2>&1 || true
     t1=$(ticks "$server")
     stop_server
+    keep "$name-d$depth" "$tmp/wrk.out"
     local rps p50 p99 p999 total
     rps=$(awk '/^Requests\/sec/ {print $2}' "$tmp/wrk.out")
     total=$(awk '/requests in/ {print $1}' "$tmp/wrk.out")

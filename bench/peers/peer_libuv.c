@@ -57,9 +57,10 @@ static void on_write(uv_write_t *req, int status)
             uv_close((uv_handle_t *)s, on_close);
         return;
     }
-    if (uv_stream_get_write_queue_size(s) == 0 && !uv_is_closing((uv_handle_t *)s) &&
-        !uv_is_active((uv_handle_t *)s))
+    if (s->data && uv_stream_get_write_queue_size(s) == 0 && !uv_is_closing((uv_handle_t *)s)) {
+        s->data = NULL;
         uv_read_start(s, alloc_cb, on_read);
+    }
 }
 
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
@@ -98,8 +99,10 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         uv_close((uv_handle_t *)s, on_close);
         return;
     }
-    if (uv_stream_get_write_queue_size(s) > WQ_HIGH)
+    if (uv_stream_get_write_queue_size(s) > WQ_HIGH) {
         uv_read_stop(s); /* the peer is not reading: stop reading until the queue drains */
+        s->data = s;     /* marks "paused" */
+    }
 }
 
 static void on_connection(uv_stream_t *server, int status)
@@ -122,6 +125,7 @@ static void on_connection(uv_stream_t *server, int status)
         uv_pipe_init(server->loop, p, 0);
         client = (uv_stream_t *)p;
     }
+    client->data = NULL; /* not paused */
     if (uv_accept(server, client) != 0) {
         uv_close((uv_handle_t *)client, on_close);
         return;
