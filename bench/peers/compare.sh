@@ -62,11 +62,14 @@ ticks() {
 start_server() {
     local out=$tmp/server.out i
     port=""
+    # The server's shell truncates $out only once it runs: a stale file from the previous run
+    # would hand us the previous port.
+    rm -f "$out" "$tmp/server.err"
     # shellcheck disable=SC2046 # the command is words on purpose
     taskset -c "$SERVER_CPU" $(server_cmd "$1") >"$out" 2>"$tmp/server.err" &
     server=$!
     for i in $(seq 200); do
-        port=$(sed -nE 's/^listening tcp:\/\/127\.0\.0\.1:([0-9]+).*/\1/p' "$out" | head -1)
+        port=$(sed -nE 's/^listening tcp:\/\/127\.0\.0\.1:([0-9]+).*/\1/p' "$out" 2>/dev/null | head -1)
         [ -n "$port" ] && break
         sleep 0.05
     done
