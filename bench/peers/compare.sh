@@ -5,8 +5,9 @@
 #   bash bench/peers/compare.sh echo   rill-echo (io_uring, epoll) vs the echo peers, by rill-load
 #   bash bench/peers/compare.sh http   rill-http (io_uring, epoll) vs nginx, by wrk
 #
-# env: BUILD=build/release REPS=5 DURATION=5 WARMUP=1 SERVER_CPU=0 LOAD_CPU=1
+# env: BUILD=build/release REPS=5 DURATION=5 WARMUP=1 SERVER_CPU=0 LOAD_CPU=1 (empty: no taskset)
 #      RAW=DIR keeps every run's raw output (load generator and server) in DIR
+#      STRICT=1 exits 1 when any run measured nothing (the ctest quick mode sets it)
 #      echo: CONNS="100" SIZE=64 SERVERS="rill-uring rill-epoll peer-epoll peer-uring"
 #            (also peer-libuv, peer-libevent); DEPTH=1
 #      http: CONNS="100" DEPTHS="1 16" SERVERS="rill-http-uring rill-http-epoll nginx" PATH_=/plaintext
@@ -18,7 +19,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 mode=${1:-}
 [ "$mode" = echo ] || [ "$mode" = http ] || { sed -n '2,14p' "$0"; exit 2; }
 BUILD=${BUILD:-build/release} REPS=${REPS:-5} DURATION=${DURATION:-5} WARMUP=${WARMUP:-1}
-SERVER_CPU=${SERVER_CPU:-0} LOAD_CPU=${LOAD_CPU:-1} CONNS=${CONNS:-100}
+SERVER_CPU=${SERVER_CPU-0} LOAD_CPU=${LOAD_CPU-1} CONNS=${CONNS:-100} STRICT=${STRICT:-0}
+server_pre=() load_pre=()
+[ -n "$SERVER_CPU" ] && server_pre=(taskset -c "$SERVER_CPU")
+[ -n "$LOAD_CPU" ] && load_pre=(taskset -c "$LOAD_CPU")
+failed=0
 ulimit -n 65536 2>/dev/null || true
 tmp=$(mktemp -d)
 RAW=${RAW:-}
@@ -66,7 +71,7 @@ start_server() {
     # would hand us the previous port.
     rm -f "$out" "$tmp/server.err"
     # shellcheck disable=SC2046 # the command is words on purpose
-    taskset -c "$SERVER_CPU" $(server_cmd "$1") >"$out" 2>"$tmp/server.err" &
+    "${server_pre[@]}" $(server_cmd "$1") >"$out" 2>"$tmp/server.err" &
     server=$!
     for i in $(seq 200); do
         port=$(sed -nE 's/^listening tcp:\/\/127\.0\.0\.1:([0-9]+).*/\1/p' "$out" 2>/dev/null | head -1)
@@ -88,6 +93,7 @@ keep() {
     if ! grep -qE '^(requests/s|Requests/sec)' "$2"; then
         echo "compare.sh: run $nrun ($1) measured nothing:" >&2
         cat "$2" >&2
+        failed=1
     fi
 }
 
@@ -98,7 +104,7 @@ to_us() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) print n; else if (v ~
 run_echo() {
     local name=$1 conns=$2
     start_server "$name"
-    taskset -c "$LOAD_CPU" "$BUILD/rill-load" -c "$conns" -t 1 -d "$DURATION" --warmup "$WARMUP" \
+    "${load_pre[@]}" "$BUILD/rill-load" -c "$conns" -t 1 -d "$DURATION" --warmup "$WARMUP" \
         -s "${SIZE:-64}" --depth "${DEPTH:-1}" --server-pid "$server" "tcp://127.0.0.1:$port" \
         >"$tmp/load.out" 2>&1 || true
     stop_server
@@ -112,9 +118,9 @@ run_http() {
     start_server "$name"
     [ "$depth" -gt 1 ] && args=(-s bench/peers/pipeline.lua)
     local url="http://127.0.0.1:$port${PATH_:-/plaintext}"
-    taskset -c "$LOAD_CPU" wrk -t 1 -c "$conns" -d "${WARMUP}s" "${args[@]}" "$url" -- "$depth" >/dev/null 2>&1 || true
+    "${load_pre[@]}" wrk -t 1 -c "$conns" -d "${WARMUP}s" "${args[@]}" "$url" -- "$depth" >/dev/null 2>&1 || true
     t0=$(ticks "$server")
-    taskset -c "$LOAD_CPU" wrk -t 1 -c "$conns" -d "${DURATION}s" --latency "${args[@]}" "$url" -- "$depth" \
+    "${load_pre[@]}" wrk -t 1 -c "$conns" -d "${DURATION}s" --latency "${args[@]}" "$url" -- "$depth" \
         >"$tmp/wrk.out" 2>&1 || true
     t1=$(ticks "$server")
     stop_server
@@ -146,7 +152,7 @@ report() { # report LABEL SERVERS...: the table rows of one workload, ratios to 
     done
 }
 
-echo "compare.sh $mode: $(uname -r), $(nproc) CPUs, server on CPU $SERVER_CPU, load on CPU $LOAD_CPU,"
+echo "compare.sh $mode: $(uname -r), $(nproc) CPUs, server on CPU ${SERVER_CPU:-any}, load on CPU ${LOAD_CPU:-any},"
 echo "$REPS interleaved repetitions of ${DURATION} s (+${WARMUP} s warm-up); median [min max]; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "| workload | server | requests/s | p50 us | p99 us | p99.9 us | server CPU us/req | client CPU us/req | rps / first |"
 echo "|---|---|---|---|---|---|---|---|---|"
@@ -172,4 +178,8 @@ else
             report "http ${PATH_:-/plaintext}, $c conns, depth $d" "${servers[@]}"
         done
     done
+fi
+if [ "$STRICT" = 1 ] && [ "$failed" = 1 ]; then
+    echo "compare.sh: some runs measured nothing (see above)" >&2
+    exit 1
 fi
