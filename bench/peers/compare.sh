@@ -74,7 +74,8 @@ start_server() {
     "${server_pre[@]}" $(server_cmd "$1") >"$out" 2>"$tmp/server.err" &
     server=$!
     for i in $(seq 200); do
-        port=$(sed -nE 's/^listening tcp:\/\/127\.0\.0\.1:([0-9]+).*/\1/p' "$out" 2>/dev/null | head -1)
+        # (The file may not exist yet: sed's failure must not end the script under pipefail.)
+        port=$({ sed -nE 's/^listening tcp:\/\/127\.0\.0\.1:([0-9]+).*/\1/p' "$out" 2>/dev/null || true; } | head -1)
         [ -n "$port" ] && break
         sleep 0.05
     done
