@@ -137,8 +137,11 @@ static void start_close(struct worker *w, struct conn *c)
 
 static void on_accept(struct worker *w, struct io_uring_cqe *cqe, int li)
 {
+    /* The multishot ended (an error, or the CQ overflowed): re-arm. On EMFILE this retries at
+     * once, where a production server would back off on a timer (nginx does); a benchmark peer
+     * runs with a descriptor limit above its connection count. */
     if (!(cqe->flags & IORING_CQE_F_MORE))
-        arm_accept(w, li); /* the multishot ended (an error, or the CQ overflowed): re-arm */
+        arm_accept(w, li);
     if (cqe->res < 0) {
         if (cqe->res != -ECONNABORTED)
             fprintf(stderr, "peer-uring: accept: %s\n", strerror(-cqe->res));
