@@ -21,7 +21,12 @@ done
 nginx=$(command -v nginx || echo /usr/sbin/nginx)
 [ -x "$nginx" ] || { echo "run.sh: nginx not installed (apt-get install nginx)" >&2; exit 3; }
 if [ "$port" = 0 ]; then
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    # A random port in 20000-59999 that nothing answers on (nginx -t below fails if it was taken
+    # in between, and the caller sees that).
+    for _ in $(seq 50); do
+        port=$((20000 + RANDOM % 40000))
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || break
+    done
 fi
 prefix=$(mktemp -d /tmp/rill-nginx.XXXXXX)
 sed -e "s|@PORT@|$port|g" -e "s|@PREFIX@|$prefix|g" -e "s|@WORKERS@|$workers|g" \
