@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 
 #include "harness.h"
@@ -242,11 +243,16 @@ struct proc {
     char text[512];
 };
 
-/* Starts rill-http on a free port with the backend; skips when that backend cannot run. */
-static void server_start(struct proc *p, const char *backend)
+/* Starts rill-http on `listen` (tcp://127.0.0.1:0 for a free port) with the backend and loop
+ * count; skips when that backend cannot run here. */
+static void server_start_on(struct proc *p, const char *backend, const char *listen,
+                            const char *threads)
 {
 #ifndef RILL_HTTP_BIN
     (void)p;
+    (void)backend;
+    (void)listen;
+    (void)threads;
     cr_skip_test("rill-http was not built (RILL_TOOLS=OFF)");
 #else
     int fds[2];
@@ -258,7 +264,7 @@ static void server_start(struct proc *p, const char *backend)
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         dup2(fds[1], 1);
         unsetenv("RILL_BACKEND"); /* the parameter decides */
-        execl(RILL_HTTP_BIN, RILL_HTTP_BIN, "--listen", "tcp://127.0.0.1:0", "--threads", "1",
+        execl(RILL_HTTP_BIN, RILL_HTTP_BIN, "--listen", listen, "--threads", threads,
               "--no-pin", "--backend", backend, (char *)NULL);
         _exit(127);
     }
@@ -274,9 +280,10 @@ static void server_start(struct proc *p, const char *backend)
             break;
         len += (size_t)n;
         p->text[len] = '\0';
-        const char *l = strstr(p->text, "listening tcp://127.0.0.1:");
+        const char *l = strstr(p->text, "listening ");
         if (l && strchr(l, '\n')) {
-            p->port = atoi(l + strlen("listening tcp://127.0.0.1:"));
+            if (!strncmp(l, "listening tcp://127.0.0.1:", 26))
+                p->port = atoi(l + 26);
             const char *want = strcmp(backend, "uring") ? "backend=epoll" : "backend=io_uring";
             cr_assert(strstr(p->text, want), "expected %s: %s", want, p->text);
             return;
@@ -288,6 +295,17 @@ static void server_start(struct proc *p, const char *backend)
     if (!strcmp(backend, "uring"))
         cr_skip_test("rill-http cannot run on io_uring here: %s", p->text);
     cr_assert_fail("rill-http did not start (status 0x%x): %s", st, p->text);
+#endif
+}
+
+static void server_start(struct proc *p, const char *backend)
+{
+#ifdef RILL_HTTP_BIN
+    server_start_on(p, backend, "tcp://127.0.0.1:0", "1");
+#else
+    (void)p;
+    (void)backend;
+    cr_skip_test("rill-http was not built (RILL_TOOLS=OFF)");
 #endif
 }
 
@@ -541,4 +559,48 @@ H_BACKEND_TEST(http_server, errors, .timeout = 60)
     cr_assert_eq(r[0].status, 200);
     close(fd);
     server_stop(&p);
+}
+
+/* Two loops on TCP (connections spread over both by SO_REUSEPORT), and a Unix socket. */
+H_BACKEND_TEST(http_server, two_loops_and_unix, .timeout = 60)
+{
+    struct proc p;
+    server_start_on(&p, backend, "tcp://127.0.0.1:0", "2");
+    cr_assert(strstr(p.text, "loops=2"), "%s", p.text);
+    enum { CLIENTS = 16 };
+    int fds[CLIENTS];
+    struct resp r[4];
+    static const char four[] = "GET /plaintext HTTP/1.1\r\nHost: t\r\n\r\n"
+                               "GET /plaintext HTTP/1.1\r\nHost: t\r\n\r\n"
+                               "GET /plaintext HTTP/1.1\r\nHost: t\r\n\r\n"
+                               "GET /plaintext HTTP/1.1\r\nHost: t\r\n\r\n";
+    for (int i = 0; i < CLIENTS; i++) {
+        fds[i] = h_client(AF_INET, p.port);
+        send_all(fds[i], four, sizeof four - 1);
+    }
+    for (int i = 0; i < CLIENTS; i++) {
+        read_responses(fds[i], r, 4);
+        for (int k = 0; k < 4; k++)
+            cr_assert_str_eq(r[k].body, "Hello, World!");
+        close(fds[i]);
+    }
+    server_stop(&p);
+
+    char uri[128], path[108];
+    snprintf(path, sizeof path, "/tmp/rill-http-test-%d-%s.sock", (int)getpid(), backend);
+    snprintf(uri, sizeof uri, "unix:%s", path);
+    unlink(path);
+    server_start_on(&p, backend, uri, "1");
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert_geq(fd, 0);
+    struct sockaddr_un u = {.sun_family = AF_UNIX};
+    snprintf(u.sun_path, sizeof u.sun_path, "%s", path);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&u, sizeof u), 0, "connect %s: %s", path,
+                 strerror(errno));
+    send_all(fd, four, sizeof four - 1);
+    read_responses(fd, r, 4);
+    cr_assert_eq(r[3].status, 200);
+    close(fd);
+    server_stop(&p);
+    unlink(path);
 }
