@@ -36,6 +36,11 @@ static bool is_digit(char c)
     return c >= '0' && c <= '9';
 }
 
+static bool is_hex(char c)
+{
+    return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
 static bool is_alnum(char c)
 {
     return is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
@@ -71,6 +76,10 @@ static const struct {
     {"unix:", 5, RILL__SCHEME_UNIX},
     {"unix+seqpacket:", 15, RILL__SCHEME_UNIX_SEQPACKET},
     {"unix+dgram:", 11, RILL__SCHEME_UNIX_DGRAM},
+    {"raw://", 6, RILL__SCHEME_RAW},
+    {"raw6://", 7, RILL__SCHEME_RAW6},
+    {"ping://", 7, RILL__SCHEME_PING},
+    {"ping6://", 8, RILL__SCHEME_PING6},
 };
 
 /* strncmp stops at the first difference, and a NUL in uri is a difference from every prefix,
@@ -240,6 +249,29 @@ static int parse_unix(const char *s, struct rill__uri *out)
     return 0;
 }
 
+/* "ping://" takes an optional local address literal: a dotted quad, or for ping6 a bracketed
+ * IPv6 literal. Names are refused; the socket is local, so there is nothing to look up. */
+static int parse_ping_host(const char *s, struct rill__uri *out)
+{
+    size_t n = strnlen(s, RILL__HOST_MAX + 1);
+    if (n > RILL__HOST_MAX)
+        return -EINVAL;
+    if (n == 0)
+        return 0;
+    if (out->scheme == RILL__SCHEME_PING6) {
+        if (s[0] != '[' || s[n - 1] != ']' || n < 3)
+            return -EINVAL;
+        s++;
+        n -= 2;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!(is_hex(s[i]) || s[i] == '.' || s[i] == ':'))
+            return -EINVAL;
+    memcpy(out->host, s, n);
+    out->host[n] = '\0';
+    return 0;
+}
+
 int rill__uri_parse(const char *uri, struct rill__uri *out)
 {
     enum rill__scheme scheme;
@@ -252,9 +284,20 @@ int rill__uri_parse(const char *uri, struct rill__uri *out)
         return -EINVAL;
     memset(out, 0, sizeof *out);
     out->scheme = scheme;
-    if (scheme == RILL__SCHEME_TCP || scheme == RILL__SCHEME_UDP)
+    switch (scheme) {
+    case RILL__SCHEME_TCP:
+    case RILL__SCHEME_UDP:
         return parse_inet(rest, out);
-    return parse_unix(rest, out);
+    case RILL__SCHEME_RAW:
+        return strcmp(rest, "icmp") == 0 ? 0 : -EINVAL;
+    case RILL__SCHEME_RAW6:
+        return strcmp(rest, "icmpv6") == 0 ? 0 : -EINVAL;
+    case RILL__SCHEME_PING:
+    case RILL__SCHEME_PING6:
+        return parse_ping_host(rest, out);
+    default:
+        return parse_unix(rest, out);
+    }
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -272,6 +315,12 @@ static int scheme_socktype(enum rill__scheme s)
         return SOCK_DGRAM;
     case RILL__SCHEME_UNIX_SEQPACKET:
         return SOCK_SEQPACKET;
+    case RILL__SCHEME_RAW:
+    case RILL__SCHEME_RAW6:
+        return SOCK_RAW;
+    case RILL__SCHEME_PING:
+    case RILL__SCHEME_PING6:
+        return SOCK_DGRAM;
     }
     return -1;
 }
@@ -433,6 +482,35 @@ static int resolve_name(const struct rill__uri *u, bool passive, int socktype,
     return n > 0 ? n : -EAFNOSUPPORT;
 }
 
+/* ICMP sockets: the local address is the wildcard of the family unless a literal was given.
+ * Port 0 lets a ping socket's kernel pick its echo identifier. */
+static int resolve_icmp(const struct rill__uri *u, struct rill__addr *out)
+{
+    bool v6 = u->scheme == RILL__SCHEME_RAW6 || u->scheme == RILL__SCHEME_PING6;
+    if (memchr(u->host, '\0', sizeof u->host) == NULL)
+        return -EINVAL;
+    out->protocol = v6 ? IPPROTO_ICMPV6 : IPPROTO_ICMP;
+    if (u->host[0] != '\0') {
+        int rc = resolve_numeric(u->host, 0, out);
+        if (rc <= 0 || out->family != (v6 ? AF_INET6 : AF_INET))
+            return -EINVAL;
+        return 1;
+    }
+    if (v6) {
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&out->ss;
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_addr = in6addr_any;
+        out->len = sizeof *sin6;
+    } else {
+        struct sockaddr_in *sin = (struct sockaddr_in *)&out->ss;
+        sin->sin_family = AF_INET;
+        sin->sin_addr.s_addr = htonl(INADDR_ANY);
+        out->len = sizeof *sin;
+    }
+    out->family = v6 ? AF_INET6 : AF_INET;
+    return 1;
+}
+
 int rill__uri_resolve(const struct rill__uri *u, bool passive, struct rill__addr *out, int max)
 {
     int socktype, rc;
@@ -444,6 +522,8 @@ int rill__uri_resolve(const struct rill__uri *u, bool passive, struct rill__addr
         return -EINVAL;
     memset(out, 0, sizeof *out);
     out->socktype = socktype;
+    if (u->scheme >= RILL__SCHEME_RAW)
+        return resolve_icmp(u, out);
     if (u->scheme != RILL__SCHEME_TCP && u->scheme != RILL__SCHEME_UDP)
         return resolve_unix(u, out);
 

@@ -1,5 +1,6 @@
 /* Address strings (internal): "tcp://host:port", "tcp://[v6]:port", "udp://host:port",
- * "unix:/path", "unix:@abstract", "unix+seqpacket:/path", "unix+dgram:/path".
+ * "unix:/path", "unix:@abstract", "unix+seqpacket:/path", "unix+dgram:/path", "raw://icmp",
+ * "raw6://icmpv6", "ping://", "ping://127.0.0.1", "ping6://", "ping6://[::1]".
  *
  * Parsing is pure (no I/O, no allocation) so it can be fuzzed; resolution is a separate step. */
 #ifndef RILL_ADDR_H
@@ -16,6 +17,10 @@ enum rill__scheme {
     RILL__SCHEME_UNIX,           /* stream */
     RILL__SCHEME_UNIX_SEQPACKET,
     RILL__SCHEME_UNIX_DGRAM,
+    RILL__SCHEME_RAW,  /* "raw://icmp": AF_INET SOCK_RAW IPPROTO_ICMP */
+    RILL__SCHEME_RAW6, /* "raw6://icmpv6": AF_INET6 SOCK_RAW IPPROTO_ICMPV6 */
+    RILL__SCHEME_PING, /* "ping://[host]": AF_INET SOCK_DGRAM IPPROTO_ICMP (unprivileged) */
+    RILL__SCHEME_PING6,/* "ping6://[host]": AF_INET6 SOCK_DGRAM IPPROTO_ICMPV6 */
 };
 
 #define RILL__HOST_MAX 255 /* the longest DNS name */
@@ -42,7 +47,8 @@ int rill__uri_parse(const char *uri, struct rill__uri *out);
 /* A resolved socket address with the socket() arguments it needs. */
 struct rill__addr {
     int family;   /* AF_INET, AF_INET6, AF_UNIX */
-    int socktype; /* SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET */
+    int socktype; /* SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET, SOCK_RAW */
+    int protocol; /* 0, or IPPROTO_ICMP / IPPROTO_ICMPV6 for raw and ping sockets */
     socklen_t len;
     struct sockaddr_storage ss;
 };

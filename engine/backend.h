@@ -79,6 +79,16 @@ struct rill__backend_ops {
     /* Cancels in-flight work and closes the descriptor. Completions that are still due come back
      * later and each calls rill__conn_put(); the connection is reused only after the last one. */
     void (*conn_close)(rill_loop *l, rill_conn *c);
+
+    /* Datagram sockets (dgram.c). Registers a bound socket and starts receiving. */
+    int (*dgram_start)(rill_loop *l, rill_dgram *d);
+    /* Hands queued datagrams (rill__dgram_tx_pop) to the kernel; called at the flush point. */
+    void (*dgram_send)(rill_loop *l, rill_dgram *d);
+    /* Cancels in-flight work and closes the descriptor; each completion still due ends with
+     * rill__dgram_op_end(). */
+    void (*dgram_close)(rill_loop *l, rill_dgram *d);
+    /* Frees what the backend holds for a socket whose last operation has completed. */
+    void (*dgram_free)(rill_loop *l, rill_dgram *d);
 };
 
 extern const struct rill__backend_ops rill__backend_epoll;

@@ -27,12 +27,14 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include "backend.h"
 #include "conn.h"
 #include "cookie.h"
+#include "dgram.h"
 #include "probe.h"
 #include "sys.h"
 
@@ -59,12 +61,21 @@ struct uring_loop {
     bool wake_unarmed;         /* the wake-up read could not be queued yet */
     bool msg_ring;             /* IORING_OP_MSG_RING works (probed; off after a failure) */
     uint64_t msg_sent[16];     /* targets already sent a wake-up in this iteration (bitmap) */
+    /* Buffer group ids of datagram sockets' own rings (BGID 0 is the loop's): a counter, and
+     * the ids of closed sockets for reuse, so ids stay below 65536 however many come and go. */
+    uint16_t bgid_next;
+    uint16_t *bgid_free;
+    uint32_t bgid_free_n, bgid_free_cap;
+    struct rill__list dgram_starved; /* datagram rings that could not be refilled (slab spent) */
+    uint64_t dgram_starve_mark;
 };
 
 struct connect_req {
     struct sockaddr_storage ss;
     struct __kernel_timespec ts;
 };
+
+static void u_dgram_rearm(struct uring_loop *u);
 
 static inline struct uring_loop *u_of(rill_loop *l)
 {
@@ -204,6 +215,7 @@ static void u_destroy(rill_loop *l)
         munmap(u->br, u->br_bytes);
     rill__free(u->br_bufs);
     rill__free(u->bid_free);
+    rill__free(u->bgid_free);
     if (u->wakefd >= 0)
         close(u->wakefd);
     rill__loop_fini_common(l);
@@ -219,6 +231,7 @@ static int u_create(const struct rill_loop_config *cfg, rill_loop **out, const c
     u->ring.ring_fd = -1;
     rill_loop *l = &u->base;
     l->ops = &rill__backend_uring;
+    rill__list_init(&u->dgram_starved);
     int r = rill__loop_init_common(l, cfg);
     if (r < 0) {
         *why = "loop state";
@@ -282,6 +295,8 @@ static int u_flush(rill_loop *l)
 {
     struct uring_loop *u = u_of(l);
     br_refill(u);
+    if (!rill__list_empty(&l->dgram_read) || !rill__list_empty(&u->dgram_starved))
+        u_dgram_rearm(u);
     if (u->wake_unarmed)
         u_arm_wake(u);
     memset(u->msg_sent, 0, sizeof u->msg_sent);
@@ -369,8 +384,110 @@ static void u_on_accept(struct uring_loop *u, uint64_t ck, int res, uint32_t fla
 
 /* ---- connections ---------------------------------------------------------------------------- */
 
+/* Message mode (seqpacket, or descriptors wanted): a one-shot recvmsg into a buffer of the
+ * connection's own, because a multishot recv on the loop's ring cannot carry control messages
+ * and its stream-sized buffers would cut a long message. */
+static bool u_prep_recvmsg(struct uring_loop *u, rill_conn *c, struct io_uring_sqe *sqe)
+{
+    rill_loop *l = &u->base;
+    size_t size = rill__conn_rx_size(c);
+    if (!c->mrx && !(c->mrx = rill__calloc(1, sizeof *c->mrx)))
+        return false;
+    struct rill__msg_rx *x = c->mrx;
+    if (!x->buf && rill__slab_lease(&l->slab, size, &x->buf) < 0)
+        return false;
+    x->iov = (struct iovec){x->buf->data, size};
+    memset(&x->m, 0, sizeof x->m);
+    x->m.msg_iov = &x->iov;
+    x->m.msg_iovlen = 1;
+    if (c->h.on_fds) {
+        x->m.msg_control = x->ctl.b;
+        x->m.msg_controllen = sizeof x->ctl.b;
+    }
+    io_uring_prep_recvmsg(sqe, c->fd, &x->m, MSG_CMSG_CLOEXEC);
+    return true;
+}
+
+/* Urgent data. A TCP receive that passes the urgent mark discards the out-of-line byte, and a
+ * multishot recv runs in the kernel as soon as data lands, ahead of any POLLPRI completion we
+ * could act on. So a connection that takes urgent data is read the readiness way on this
+ * backend: a multishot poll for POLLIN | POLLPRI, and on each completion the urgent byte first
+ * (recv MSG_OOB), then the stream with plain reads until EAGAIN, as on epoll. Only connections
+ * with on_urgent pay for it. */
+static bool u_urgent_mode(const rill_conn *c)
+{
+    return c->h.on_urgent && c->family != AF_UNIX && !c->rx_msg;
+}
+
+static void u_read_sync(struct uring_loop *u, rill_conn *c)
+{
+    rill_loop *l = &u->base;
+    size_t budget = RILL_READ_BUDGET;
+    while (rill__conn_can_read(c) && !c->held_head && !c->held_eof) {
+        struct rill_buf *b;
+        if (rill__slab_lease(&l->slab, l->cfg.recv_buf_size, &b) < 0) {
+            rill__conn_starved(c);
+            return;
+        }
+        struct iovec iov = {b->data, rill__buf_cap(b)};
+        ssize_t r = rill__sys_readv(&l->stats, c->fd, &iov, 1);
+        if (r > 0)
+            rill__conn_on_data(c, b, (size_t)r);
+        rill__buf_put(b);
+        if (r == 0) {
+            rill__conn_on_eof(c);
+        } else if (r == -EAGAIN) {
+            if (rill__sys_injected)
+                rill__conn_mark_read(c);
+        } else if (r < 0 && r != -EINTR) {
+            rill__conn_fail(c, (int)r);
+        } else if (r > 0 && budget > (size_t)r) {
+            budget -= (size_t)r;
+            continue;
+        } else if (r > 0) {
+            rill__conn_mark_read(c); /* budget spent: the rest next iteration */
+        } else {
+            continue; /* EINTR */
+        }
+        return;
+    }
+}
+
+static void u_arm_urgent(struct uring_loop *u, rill_conn *c)
+{
+    if (c->urg_armed || !u_urgent_mode(c) || (c->state & (RILL__C_CLOSING | RILL__C_RD_PAUSED)))
+        return;
+    struct io_uring_sqe *sqe = get_sqes(u, 1);
+    if (!sqe) {
+        rill__conn_starved(c); /* retried at a later flush point */
+        return;
+    }
+    io_uring_prep_poll_multishot(sqe, c->fd, POLLIN | POLLPRI | POLLRDHUP);
+    io_uring_sqe_set_data64(sqe, rill__cookie(RILL__OP_URGENT, c->gen, c->slot));
+    c->urg_armed = true;
+    rill__conn_op_start(c);
+}
+
+static void u_on_urgent_poll(struct uring_loop *u, rill_conn *c, int res, uint32_t flags)
+{
+    if (res > 0 && (res & POLLPRI))
+        rill__conn_read_urgent(c);
+    if (res > 0 && (res & (POLLIN | POLLRDHUP | POLLHUP | POLLERR)))
+        u_read_sync(u, c);
+    if (!(flags & IORING_CQE_F_MORE)) {
+        c->urg_armed = false;
+        if (res != -ECANCELED)
+            u_arm_urgent(u, c);
+        rill__conn_op_end(c);
+    }
+}
+
 static void u_arm_recv(struct uring_loop *u, rill_conn *c)
 {
+    if (u_urgent_mode(c)) {
+        u_arm_urgent(u, c);
+        return;
+    }
     if (c->recv_armed || !rill__conn_can_read(c) || c->held_head || c->held_eof)
         return;
     struct io_uring_sqe *sqe = get_sqes(u, 1);
@@ -378,9 +495,18 @@ static void u_arm_recv(struct uring_loop *u, rill_conn *c)
         rill__conn_starved(c); /* retried at a later flush point, like a dry buffer ring */
         return;
     }
-    io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
-    sqe->flags |= IOSQE_BUFFER_SELECT;
-    sqe->buf_group = BGID;
+    if (c->rx_msg) {
+        if (!u_prep_recvmsg(u, c, sqe)) {
+            io_uring_prep_nop(sqe); /* the SQE is taken; make it harmless */
+            io_uring_sqe_set_data64(sqe, rill__cookie(RILL__OP_NONE, 0, 0));
+            rill__conn_starved(c);
+            return;
+        }
+    } else {
+        io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+        sqe->flags |= IOSQE_BUFFER_SELECT;
+        sqe->buf_group = BGID;
+    }
     io_uring_sqe_set_data64(sqe, rill__cookie(RILL__OP_RECV, c->gen, c->slot));
     c->recv_armed = true;
     rill__conn_op_start(c);
@@ -428,6 +554,14 @@ static int u_conn_connect(rill_loop *l, rill_conn *c, const struct sockaddr *sa,
 static void u_recv_pause(rill_loop *l, rill_conn *c)
 {
     struct uring_loop *u = u_of(l);
+    if (c->urg_armed) {
+        struct io_uring_sqe *sqe = get_sqes(u, 1);
+        if (sqe) {
+            io_uring_prep_cancel64(sqe, rill__cookie(RILL__OP_URGENT, c->gen, c->slot), 0);
+            io_uring_sqe_set_data64(sqe, rill__cookie(RILL__OP_CANCEL, c->gen, c->slot));
+            rill__conn_op_start(c);
+        }
+    }
     if (!c->recv_armed)
         return;
     /* Completions already on their way still arrive; conn data for a paused connection is held
@@ -444,6 +578,8 @@ static void u_recv_resume(rill_loop *l, rill_conn *c)
 {
     if (c->held_head || c->held_eof)
         rill__conn_mark_read(c); /* deliver what was held first, from poll */
+    else if (u_urgent_mode(c) && c->urg_armed)
+        u_read_sync(u_of(l), c); /* the poll's edge has passed: read what waits */
     else
         u_arm_recv(u_of(l), c);
 }
@@ -479,7 +615,8 @@ static void u_send(rill_loop *l, rill_conn *c)
     struct uring_loop *u = u_of(l);
     if (c->state & (RILL__C_WR_INFLIGHT | RILL__C_CLOSING))
         return;
-    unsigned n = rill__conn_wq_iov(c, c->siov, RILL__SEND_IOV);
+    int flags;
+    unsigned n = rill__conn_wq_msg(c, &c->smsg, c->siov, RILL__SEND_IOV, &flags);
     if (n == 0)
         return;
     if (__builtin_expect(inject_send(c, &n) < 0, 0)) {
@@ -491,13 +628,11 @@ static void u_send(rill_loop *l, rill_conn *c)
         rill__conn_mark_flush(c); /* next iteration */
         return;
     }
-    if (n == 1) {
+    if (n == 1 && !c->smsg.msg_controllen && !flags) {
         io_uring_prep_send(sqe, c->fd, c->siov[0].iov_base, c->siov[0].iov_len, MSG_NOSIGNAL);
     } else {
-        memset(&c->smsg, 0, sizeof c->smsg);
-        c->smsg.msg_iov = c->siov;
-        c->smsg.msg_iovlen = n;
-        io_uring_prep_sendmsg(sqe, c->fd, &c->smsg, MSG_NOSIGNAL);
+        c->smsg.msg_iovlen = n; /* inject_send may have cut it */
+        io_uring_prep_sendmsg(sqe, c->fd, &c->smsg, MSG_NOSIGNAL | flags);
     }
     io_uring_sqe_set_data64(sqe, rill__cookie(RILL__OP_SEND, c->gen, c->slot));
     c->state |= RILL__C_WR_INFLIGHT;
@@ -538,11 +673,300 @@ static void u_conn_close(rill_loop *l, rill_conn *c)
     c->fd = -1;
 }
 
+/* ---- datagram sockets ----------------------------------------------------------------------- */
+
+/* Each socket gets a provided buffer ring of its own, because its buffers must hold a whole
+ * datagram plus the recvmsg header the kernel writes in front of it (struct io_uring_recvmsg_out
+ * and the source address), while the loop's ring holds stream-sized buffers. Buffer i of the
+ * ring always has id i. */
+/* What the kernel writes before the payload: the recvmsg header and the source address. */
+#define D_HDR                                                                                      \
+    ((uint32_t)(sizeof(struct io_uring_recvmsg_out) + sizeof(struct sockaddr_storage) +            \
+                RILL__DGRAM_CTL))
+
+static void d_refill(struct uring_loop *u, rill_dgram *d)
+{
+    rill_loop *l = &u->base;
+    unsigned mask = (unsigned)io_uring_buf_ring_mask(d->br_entries);
+    int added = 0;
+    for (uint32_t i = 0; i < d->br_entries && d->br_count < d->br_entries; i++) {
+        if (d->br_bufs[i])
+            continue;
+        struct rill_buf *b;
+        if (rill__slab_lease(&l->slab, d->max_dgram + D_HDR, &b) < 0)
+            break;
+        d->br_bufs[i] = b;
+        /* Exactly header + max_datagram, though the slab's buffer may be larger: a datagram
+         * longer than max_datagram is cut there and flagged, as on the readiness backend. */
+        io_uring_buf_ring_add(d->br, b->data, d->max_dgram + D_HDR, (unsigned short)i, mask,
+                              added++);
+        d->br_count++;
+    }
+    if (added)
+        io_uring_buf_ring_advance(d->br, added);
+}
+
+static void d_arm_recv(struct uring_loop *u, rill_dgram *d)
+{
+    if (d->recv_armed || d->closing)
+        return;
+    d_refill(u, d);
+    if (d->br_count == 0) {
+        /* No buffer to lend: wait until the slab has some again (u_flush). */
+        if (!rill__list_linked(&d->rlink))
+            rill__list_push_back(&u->dgram_starved, &d->rlink);
+        return;
+    }
+    struct io_uring_sqe *sqe = get_sqes(u, 1);
+    if (!sqe) {
+        rill__list_del(&d->rlink);
+        rill__list_push_back(&u->base.dgram_read, &d->rlink); /* next flush point */
+        return;
+    }
+    io_uring_prep_recvmsg_multishot(sqe, d->fd, &d->rmsg, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = d->bgid;
+    io_uring_sqe_set_data64(sqe, rill__cookie(RILL__OP_DRECV, 0, d->id));
+    d->recv_armed = true;
+    d->inflight++;
+    u->base.inflight++;
+}
+
+static int u_dgram_start(rill_loop *l, rill_dgram *d)
+{
+    struct uring_loop *u = u_of(l);
+    uint32_t entries = 1;
+    while (entries < d->batch)
+        entries <<= 1;
+    uint16_t bgid;
+    if (u->bgid_free_n)
+        bgid = u->bgid_free[--u->bgid_free_n];
+    else if (u->bgid_next < UINT16_MAX)
+        bgid = ++u->bgid_next;
+    else
+        return -ENOBUFS;
+    d->bgid = bgid;
+    d->br_entries = entries;
+    size_t bytes = entries * sizeof(struct io_uring_buf);
+    d->br = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    d->br_bufs = rill__calloc(entries, sizeof *d->br_bufs);
+    if (d->br == MAP_FAILED || !d->br_bufs) {
+        if (d->br == MAP_FAILED)
+            d->br = NULL;
+        return -ENOMEM;
+    }
+    io_uring_buf_ring_init(d->br);
+    struct io_uring_buf_reg reg = {.ring_addr = (uint64_t)(uintptr_t)d->br,
+                                   .ring_entries = entries,
+                                   .bgid = bgid};
+    int r = io_uring_register_buf_ring(&u->ring, &reg, 0);
+    if (r < 0) {
+        munmap(d->br, bytes);
+        d->br = NULL;
+        return r;
+    }
+    memset(&d->rmsg, 0, sizeof d->rmsg);
+    d->rmsg.msg_namelen = sizeof(struct sockaddr_storage);
+    d->rmsg.msg_controllen = RILL__DGRAM_CTL; /* room kept even without GRO: D_HDR is fixed */
+    d_arm_recv(u, d);
+    return 0;
+}
+
+static void u_dgram_send(rill_loop *l, rill_dgram *d)
+{
+    struct uring_loop *u = u_of(l);
+    while (d->tx_head && d->tx_inflight < RILL__DGRAM_TX_INFLIGHT) {
+        uint32_t i = 0;
+        while (d->tx_slot[i])
+            i++;
+        struct io_uring_sqe *sqe = get_sqes(u, 1);
+        if (!sqe) {
+            rill__dgram_mark_flush(d); /* next iteration */
+            return;
+        }
+        struct rill__dgram_tx *tx = rill__dgram_tx_pop(d);
+        io_uring_prep_sendmsg(sqe, d->fd, &tx->msg, MSG_NOSIGNAL);
+        io_uring_sqe_set_data64(sqe, rill__cookie(RILL__OP_DSEND, i, d->id));
+        d->tx_slot[i] = tx;
+        d->tx_inflight++;
+        d->inflight++;
+        l->inflight++;
+        l->stats.sys_write++;
+    }
+}
+
+static void u_dgram_close(rill_loop *l, rill_dgram *d)
+{
+    struct uring_loop *u = u_of(l);
+    rill__list_del(&d->rlink);
+    if (d->fd < 0)
+        return;
+    struct io_uring_sqe *sqe = d->inflight ? get_sqes(u, 2) : NULL;
+    if (!sqe) {
+        rill__sys_close(&l->stats, d->fd); /* nothing armed, or no room: armed requests end */
+        d->fd = -1;
+        return;
+    }
+    io_uring_prep_cancel_fd(sqe, d->fd, IORING_ASYNC_CANCEL_ALL);
+    sqe->flags |= IOSQE_IO_HARDLINK;
+    io_uring_sqe_set_data64(sqe, rill__cookie(RILL__OP_DCTL, 0, d->id));
+    sqe = io_uring_get_sqe(&u->ring);
+    io_uring_prep_close(sqe, d->fd);
+    io_uring_sqe_set_data64(sqe, rill__cookie(RILL__OP_DCTL, 0, d->id));
+    d->inflight += 2;
+    l->inflight += 2;
+    l->stats.sys_other++;
+    d->fd = -1;
+}
+
+static void u_dgram_free(rill_loop *l, rill_dgram *d)
+{
+    struct uring_loop *u = u_of(l);
+    rill__list_del(&d->rlink);
+    if (d->br) {
+        /* Unregistering needs the ring's own thread once it runs; a loop destroyed elsewhere
+         * (never run) or torn down releases every ring with io_uring_queue_exit anyway. */
+        if (u->bound)
+            io_uring_unregister_buf_ring(&u->ring, d->bgid);
+        munmap(d->br, d->br_entries * sizeof(struct io_uring_buf));
+        d->br = NULL;
+        if (u->bgid_free_n == u->bgid_free_cap) {
+            uint32_t cap = u->bgid_free_cap ? u->bgid_free_cap * 2 : 16;
+            uint16_t *f = rill__malloc(cap * sizeof *f);
+            if (f) {
+                if (u->bgid_free_n)
+                    memcpy(f, u->bgid_free, u->bgid_free_n * sizeof *f);
+                rill__free(u->bgid_free);
+                u->bgid_free = f;
+                u->bgid_free_cap = cap;
+            }
+        }
+        if (u->bgid_free_n < u->bgid_free_cap)
+            u->bgid_free[u->bgid_free_n++] = d->bgid;
+    }
+    for (uint32_t i = 0; d->br_bufs && i < d->br_entries; i++)
+        if (d->br_bufs[i])
+            rill__buf_put(d->br_bufs[i]);
+    rill__free(d->br_bufs);
+    d->br_bufs = NULL;
+}
+
+static void u_on_drecv(struct uring_loop *u, rill_dgram *d, int res, uint32_t flags)
+{
+    struct rill_buf *b = NULL;
+    if (flags & IORING_CQE_F_BUFFER) {
+        uint16_t bid = (uint16_t)(flags >> IORING_CQE_BUFFER_SHIFT);
+        b = d->br_bufs[bid];
+        d->br_bufs[bid] = NULL;
+        d->br_count--;
+    }
+    u->base.stats.sys_read++;
+    if (res >= 0 && b) {
+        struct io_uring_recvmsg_out *o = io_uring_recvmsg_validate(b->data, res, &d->rmsg);
+        if (o) {
+            socklen_t namelen = o->namelen < d->rmsg.msg_namelen ? o->namelen : d->rmsg.msg_namelen;
+            void *data = io_uring_recvmsg_payload(o, &d->rmsg);
+            /* For a cut datagram liburing reports the length it had (o->payloadlen); what
+             * the buffer holds ends at res. */
+            size_t len = (size_t)((char *)b->data + res - (char *)data);
+            struct cmsghdr *cm = io_uring_recvmsg_cmsg_firsthdr(o, &d->rmsg);
+            rill__dgram_on_recv(d, b, data, len, io_uring_recvmsg_name(o), namelen, (int)o->flags,
+                                cm ? rill__dgram_gro_size(cm) : 0);
+        }
+    } else if (res == -ENOBUFS) {
+        u->base.stats.buf_ring_empty++; /* re-armed below, after a refill */
+    } else if (res < 0 && res != -ECANCELED) {
+        rill__dgram_on_error(d, res);
+    }
+    if (b)
+        rill__buf_put(b);
+    if (!(flags & IORING_CQE_F_MORE)) {
+        d->recv_armed = false;
+        rill__dgram_op_end(d);
+    }
+    /* Refill and re-arm at the flush point, once per iteration however many arrived. */
+    if (!d->closing && !rill__list_linked(&d->rlink))
+        rill__list_push_back(&u->base.dgram_read, &d->rlink);
+}
+
+static void u_on_dgram_cqe(struct uring_loop *u, uint64_t ck, int res, uint32_t flags)
+{
+    rill_loop *l = &u->base;
+    rill_dgram *d = rill__dgram_lookup(l, rill__cookie_slot(ck));
+    if (!d || d->inflight == 0) {
+        l->stats.stale_completions++;
+        return;
+    }
+    switch (rill__cookie_op(ck)) {
+    case RILL__OP_DRECV:
+        u_on_drecv(u, d, res, flags);
+        break;
+    case RILL__OP_DSEND: {
+        uint32_t i = rill__cookie_gen(ck);
+        struct rill__dgram_tx *tx = i < RILL__DGRAM_TX_INFLIGHT ? d->tx_slot[i] : NULL;
+        if (tx) {
+            d->tx_slot[i] = NULL;
+            d->tx_inflight--;
+            rill__dgram_tx_done(d, tx, res);
+        }
+        rill__dgram_op_end(d);
+        break;
+    }
+    default: /* DCTL */
+        rill__dgram_op_end(d);
+        break;
+    }
+}
+
+/* At the flush point: refill and re-arm the sockets whose receive consumed buffers or ended. */
+static void u_dgram_rearm(struct uring_loop *u)
+{
+    rill_loop *l = &u->base;
+    struct rill__list todo, *n;
+    if (!rill__list_empty(&u->dgram_starved) && l->slab.releases != u->dgram_starve_mark) {
+        u->dgram_starve_mark = l->slab.releases;
+        rill__list_take(&u->dgram_starved, &todo);
+        while ((n = rill__list_pop_front(&todo)))
+            rill__list_push_back(&l->dgram_read, n);
+    }
+    rill__list_take(&l->dgram_read, &todo);
+    while ((n = rill__list_pop_front(&todo))) {
+        rill_dgram *d = rill__container_of(n, rill_dgram, rlink);
+        if (d->recv_armed)
+            d_refill(u, d);
+        else
+            d_arm_recv(u, d);
+    }
+}
+
 /* ---- completions ---------------------------------------------------------------------------- */
+
+static void u_on_recvmsg(struct uring_loop *u, rill_conn *c, int res)
+{
+    struct rill__msg_rx *x = c->mrx;
+    struct rill_buf *b = x->buf;
+    c->recv_armed = false;
+    u->base.stats.sys_read++;
+    if (res > 0) {
+        x->buf = NULL; /* the next receive leases a fresh one; this one may be kept */
+        rill__conn_on_msg(c, b, (size_t)res, &x->m);
+        rill__buf_put(b);
+    } else if (res == 0) {
+        rill__conn_on_eof(c);
+    } else if (res != -ECANCELED && !(c->state & RILL__C_CLOSING)) {
+        rill__conn_fail(c, res);
+    }
+    u_arm_recv(u, c);
+    rill__conn_op_end(c);
+}
 
 static void u_on_recv(struct uring_loop *u, rill_conn *c, int res, uint32_t flags)
 {
     rill_loop *l = &u->base;
+    if (c->rx_msg && !(flags & IORING_CQE_F_BUFFER)) {
+        u_on_recvmsg(u, c, res);
+        return;
+    }
     struct rill_buf *b = (flags & IORING_CQE_F_BUFFER) ? br_take(u, flags) : NULL;
     bool more = flags & IORING_CQE_F_MORE;
     if (!more)
@@ -620,6 +1044,9 @@ static void u_on_conn_cqe(struct uring_loop *u, uint64_t ck, int res, uint32_t f
     case RILL__OP_CONNECT:
         u_on_connect(u, c, res);
         break;
+    case RILL__OP_URGENT:
+        u_on_urgent_poll(u, c, res, flags);
+        break;
     default: /* TIMEOUT, CANCEL, CLOSE: bookkeeping only */
         rill__conn_op_end(c);
         break;
@@ -648,6 +1075,11 @@ static void u_dispatch(struct uring_loop *u, struct io_uring_cqe *cqe)
             rill_loop_wake(dst);
         break;
     }
+    case RILL__OP_DRECV:
+    case RILL__OP_DSEND:
+    case RILL__OP_DCTL:
+        u_on_dgram_cqe(u, ck, cqe->res, cqe->flags);
+        break;
     default:
         u_on_conn_cqe(u, ck, cqe->res, cqe->flags);
         break;
@@ -657,7 +1089,11 @@ static void u_dispatch(struct uring_loop *u, struct io_uring_cqe *cqe)
 /* Delivers data held while reading was paused, then re-arms the receive. */
 static void u_deliver_held(struct uring_loop *u, rill_conn *c)
 {
-    if (rill__conn_deliver_held(c))
+    if (!rill__conn_deliver_held(c))
+        return;
+    if (u_urgent_mode(c) && c->urg_armed)
+        u_read_sync(u, c); /* a read budget spent, or a fault injected: go on reading */
+    else
         u_arm_recv(u, c);
 }
 
@@ -743,6 +1179,10 @@ const struct rill__backend_ops rill__backend_uring = {
     .send = u_send,
     .conn_detach = u_conn_detach,
     .conn_close = u_conn_close,
+    .dgram_start = u_dgram_start,
+    .dgram_send = u_dgram_send,
+    .dgram_close = u_dgram_close,
+    .dgram_free = u_dgram_free,
 };
 
 #else /* !RILL_HAVE_LIBURING: the backend exists and says why it cannot start */

@@ -11,12 +11,14 @@
  * in flight for it (c->inflight == 0). The slot keeps its number; its generation is bumped on
  * reuse so that a late event carrying the old cookie is recognised and dropped. */
 #include "conn.h"
+#include "dgram.h"
 
 #include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <string.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "addr.h"
@@ -81,6 +83,13 @@ static void conn_free(rill_conn *c)
     if (c->state & RILL__C_OPEN)
         l->stats.conns_open--;
     l->live_conns--;
+    if (c->mrx) {
+        if (c->mrx->buf)
+            rill__buf_put(c->mrx->buf);
+        rill__free(c->mrx);
+        c->mrx = NULL;
+    }
+    c->urg_pending = c->urg_armed = false;
     c->loop = NULL;
     c->state = 0;
     c->gen++;
@@ -129,6 +138,11 @@ static struct rill__wq_entry *wq_entry_get(rill_loop *l, unsigned niov)
     e->cur = 0;
     e->niov = 0;
     e->bufs = false;
+    e->fds = NULL;
+    e->cmsg = NULL;
+    e->nfds = 0;
+    e->fds_sent = false;
+    e->urgent = false;
     return e;
 }
 
@@ -137,6 +151,10 @@ static void wq_entry_put(rill_loop *l, struct rill__wq_entry *e)
     if (e->bufs)
         for (uint32_t i = 0; i < e->niov; i++)
             rill__buf_put(e->buf[i]);
+    /* Our duplicates: the peer has its own once the control message went out. */
+    for (uint32_t i = 0; i < e->nfds; i++)
+        close(e->fds[i]);
+    rill__free(e->cmsg);
     if (e->cap == WQ_SMALL_IOV && l->wq_free_len < WQ_FREE_MAX) {
         e->next = l->wq_free;
         l->wq_free = e;
@@ -179,9 +197,44 @@ static void wq_append(rill_conn *c, struct rill__wq_entry *e, rill_send_cb cb, v
     rill__conn_mark_flush(c);
 }
 
+/* Duplicates the descriptors to pass and builds their SCM_RIGHTS message, in one block that
+ * lives with the entry until it is sent. */
+static int wq_attach_fds(struct rill__wq_entry *e, const int *fds, unsigned n)
+{
+    size_t space = CMSG_SPACE(n * sizeof(int));
+    e->cmsg = rill__calloc(1, space + n * sizeof(int));
+    if (!e->cmsg)
+        return -ENOMEM;
+    e->fds = (int *)((char *)e->cmsg + space);
+    for (; e->nfds < n; e->nfds++) {
+        int fd = fcntl(fds[e->nfds], F_DUPFD_CLOEXEC, 0);
+        if (fd < 0)
+            return errno == EBADF ? -EBADF : -EMFILE;
+        e->fds[e->nfds] = fd;
+    }
+    struct msghdr m = {.msg_control = e->cmsg, .msg_controllen = space};
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(n * sizeof(int));
+    memcpy(CMSG_DATA(cm), e->fds, n * sizeof(int));
+    return 0;
+}
+
 int rill_send(rill_conn *c, const struct iovec *iov, unsigned iovcnt, rill_send_cb cb, void *ctx)
 {
+    return rill_send_ex(c, iov, iovcnt, NULL, cb, ctx);
+}
+
+int rill_send_ex(rill_conn *c, const struct iovec *iov, unsigned iovcnt,
+                 const struct rill_send_opts *opts, rill_send_cb cb, void *ctx)
+{
     if (!c || !c->loop || !iov || iovcnt == 0 || iovcnt > IOV_MAX)
+        return -EINVAL;
+    if (opts && ((opts->flags & ~RILL_SEND_F_URGENT) || opts->nfds > 253 ||
+                 (opts->nfds && (!opts->fds || c->family != AF_UNIX)) ||
+                 ((opts->flags & RILL_SEND_F_URGENT) &&
+                  (c->family == AF_UNIX || c->socktype != SOCK_STREAM))))
         return -EINVAL;
     size_t total = 0;
     for (unsigned i = 0; i < iovcnt; i++) {
@@ -199,6 +252,11 @@ int rill_send(rill_conn *c, const struct iovec *iov, unsigned iovcnt, rill_send_
     struct rill__wq_entry *e = wq_entry_get(c->loop, iovcnt);
     if (!e)
         return -ENOMEM;
+    if (opts && opts->nfds && (r = wq_attach_fds(e, opts->fds, opts->nfds)) < 0) {
+        wq_entry_put(c->loop, e);
+        return r;
+    }
+    e->urgent = opts && (opts->flags & RILL_SEND_F_URGENT);
     for (unsigned i = 0; i < iovcnt; i++)
         if (iov[i].iov_len)
             e->iov[e->niov++] = iov[i];
@@ -240,12 +298,39 @@ int rill_send_bufs(rill_conn *c, const struct rill_bufslice *s, unsigned n, rill
     return 0;
 }
 
+/* Gathers queued iovecs for one sendmsg. Entries are joined freely on a stream, except where
+ * a join would change meaning: a seqpacket sendmsg is one message, so it carries one entry; an
+ * urgent send goes alone (its last byte is the urgent one); descriptors ride with the first
+ * byte of a sendmsg, so an entry that carries them starts one. */
 unsigned rill__conn_wq_iov(const rill_conn *c, struct iovec *iov, unsigned max)
 {
     unsigned n = 0;
-    for (const struct rill__wq_entry *e = c->wq_head; e && n < max; e = e->next)
+    for (const struct rill__wq_entry *e = c->wq_head; e && n < max; e = e->next) {
+        if (e != c->wq_head && (e->urgent || (e->nfds && !e->fds_sent)))
+            break;
         for (uint32_t i = e->cur; i < e->niov && n < max; i++)
             iov[n++] = e->iov[i];
+        if (e->urgent || c->socktype == SOCK_SEQPACKET)
+            break;
+    }
+    return n;
+}
+
+unsigned rill__conn_wq_msg(rill_conn *c, struct msghdr *m, struct iovec *iov, unsigned max,
+                           int *flags)
+{
+    const struct rill__wq_entry *e = c->wq_head;
+    unsigned n = rill__conn_wq_iov(c, iov, max);
+    memset(m, 0, sizeof *m);
+    m->msg_iov = iov;
+    m->msg_iovlen = n;
+    *flags = 0;
+    if (e && e->nfds && !e->fds_sent) {
+        m->msg_control = e->cmsg;
+        m->msg_controllen = CMSG_SPACE(e->nfds * sizeof(int));
+    }
+    if (e && e->urgent)
+        *flags = MSG_OOB;
     return n;
 }
 
@@ -279,6 +364,8 @@ void rill__conn_sent(rill_conn *c, size_t n)
     rill_loop *l = c->loop;
     l->stats.bytes_out += n;
     c->last_io = l->now_ms;
+    if (n > 0 && c->wq_head)
+        c->wq_head->fds_sent = true; /* the control message went with the first byte */
     while (n > 0 && c->wq_head) {
         struct rill__wq_entry *e = c->wq_head;
         struct iovec *v = &e->iov[e->cur];
@@ -558,12 +645,82 @@ void rill__conn_on_eof(rill_conn *c)
         rill__conn_fail(c, 0);
 }
 
+/* ---- socket kinds: message receives, descriptors, urgent data -------------------------------- */
+
+static void conn_set_kind(rill_conn *c, int family, int socktype)
+{
+    c->family = family;
+    c->socktype = socktype;
+    c->rx_msg = socktype == SOCK_SEQPACKET || (family == AF_UNIX && c->h.on_fds);
+}
+
+size_t rill__conn_rx_size(const rill_conn *c)
+{
+    return c->socktype == SOCK_SEQPACKET ? c->opts.msg_max : c->loop->cfg.recv_buf_size;
+}
+
+/* Hands over the descriptors of a control message: to on_fds, or closed when nobody takes them
+ * (a handler may be swapped for one without on_fds while descriptors are on their way). */
+static void conn_take_fds(rill_conn *c, const struct msghdr *m)
+{
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(m); cm; cm = CMSG_NXTHDR((struct msghdr *)m, cm)) {
+        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+            continue;
+        unsigned n = (unsigned)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+        int fds[253];
+        n = n > 253 ? 253 : n;
+        memcpy(fds, CMSG_DATA(cm), n * sizeof(int));
+        if (c->h.on_fds && !(c->state & RILL__C_CLOSING))
+            c->h.on_fds(c, fds, n, c->ctx);
+        else
+            for (unsigned i = 0; i < n; i++)
+                close(fds[i]);
+    }
+}
+
+bool rill__conn_on_msg(rill_conn *c, struct rill_buf *buf, size_t len, const struct msghdr *m)
+{
+    if (m->msg_controllen)
+        conn_take_fds(c, m);
+    /* A seqpacket message longer than the buffer has lost its tail in the kernel already; the
+     * stream of messages is no longer what the peer sent, so it ends here, loudly. A cut
+     * control message (MSG_CTRUNC) means descriptors were lost: the same. */
+    if ((m->msg_flags & MSG_TRUNC) && c->socktype == SOCK_SEQPACKET) {
+        rill__conn_fail(c, -EMSGSIZE);
+        return false;
+    }
+    if (m->msg_flags & MSG_CTRUNC) {
+        rill__conn_fail(c, -EMSGSIZE);
+        return false;
+    }
+    if (len)
+        rill__conn_on_data(c, buf, len);
+    return true;
+}
+
+void rill__conn_read_urgent(rill_conn *c)
+{
+    if ((c->state & RILL__C_CLOSING) || !c->h.on_urgent)
+        return;
+    uint8_t byte;
+    struct iovec iov = {&byte, 1};
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
+    ssize_t r = rill__sys_recvmsg(&c->loop->stats, c->fd, &m, MSG_OOB | MSG_DONTWAIT);
+    /* EAGAIN: the urgent pointer came ahead of its byte; the next arrival of data tries again.
+     * EINVAL: no urgent byte any more (already read, or overtaken by a newer one). */
+    c->urg_pending = r == -EAGAIN;
+    if (r == 1)
+        c->h.on_urgent(c, byte, c->ctx);
+}
+
 /* ---- public: options, connect, close -------------------------------------------------------- */
 
 int rill__conn_options_resolve(const struct rill_conn_options *in, struct rill_conn_options *out)
 {
-    struct rill_conn_options d = {0, 0, 1u << 20, 256u << 10, 16u << 20};
+    struct rill_conn_options d = {0, 0, 1u << 20, 256u << 10, 16u << 20, 256u << 10};
     if (in) {
+        if (in->msg_max)
+            d.msg_max = in->msg_max;
         d.flags = in->flags;
         d.idle_timeout_ms = in->idle_timeout_ms;
         if (in->wq_high)
@@ -573,7 +730,7 @@ int rill__conn_options_resolve(const struct rill_conn_options *in, struct rill_c
         if (in->wq_limit)
             d.wq_limit = in->wq_limit;
     }
-    if (d.flags & ~RILL_CONN_F_NO_NODELAY)
+    if ((d.flags & ~RILL_CONN_F_NO_NODELAY) || d.msg_max > RILL__SLAB_MAX)
         return -EINVAL;
     if (d.wq_high > d.wq_limit)
         d.wq_high = d.wq_limit;
@@ -604,12 +761,12 @@ int rill_connect(rill_loop *l, const char *uri, const struct rill_connect_config
     struct rill__addr a;
     if ((r = rill__addr_from_uri(uri, false, &a)) < 0)
         return r;
-    if (a.socktype != SOCK_STREAM)
-        return -EPROTONOSUPPORT;
+    if (a.socktype != SOCK_STREAM && a.socktype != SOCK_SEQPACKET)
+        return -EPROTONOSUPPORT; /* datagrams: rill_dgram_open() */
     rill_conn *c;
     if ((r = rill__conn_alloc(l, &c)) < 0)
         return r;
-    int fd = rill__sys_socket(&l->stats, a.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = rill__sys_socket(&l->stats, a.family, a.socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         conn_free(c);
         return fd;
@@ -623,6 +780,7 @@ int rill_connect(rill_loop *l, const char *uri, const struct rill_connect_config
     c->h = *cfg->handler;
     c->ctx = cfg->ctx;
     c->opts = opts;
+    conn_set_kind(c, a.family, a.socktype);
     c->state = RILL__C_CONNECTING;
     c->timer.fn = conn_timer_fn;
     if (cfg->timeout_ms && !l->ops->links_connect_timeout)
@@ -635,7 +793,8 @@ int rill_connect(rill_loop *l, const char *uri, const struct rill_connect_config
 }
 
 /* Wraps an accepted socket; called by listener.c. */
-int rill__conn_accepted(rill_loop *l, int fd, const struct rill_conn_handler *h, void *ctx,
+int rill__conn_accepted(rill_loop *l, int fd, int family, int socktype,
+                        const struct rill_conn_handler *h, void *ctx,
                         const struct rill_conn_options *opts, rill_conn **out)
 {
     rill_conn *c;
@@ -646,6 +805,7 @@ int rill__conn_accepted(rill_loop *l, int fd, const struct rill_conn_handler *h,
     c->h = *h;
     c->ctx = ctx;
     c->opts = *opts;
+    conn_set_kind(c, family, socktype);
     c->timer.fn = conn_timer_fn;
     if ((r = l->ops->conn_start(l, c)) < 0) {
         c->fd = -1;
@@ -771,4 +931,5 @@ void rill__loop_close_everything(rill_loop *l)
      * defer work; that work is dropped with the loop. */
     rill__conn_close_all_due(l);
     rill__listeners_reap(l);
+    rill__dgram_close_all(l, -ECANCELED);
 }

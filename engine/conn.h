@@ -41,6 +41,11 @@ enum {
 /* One queued send: the caller's iovecs (copied) or slab buffer slices (referenced). */
 struct rill__wq_entry {
     struct rill__wq_entry *next;
+    int *fds;           /* rill_send_ex: our duplicates of the descriptors to pass, or NULL */
+    void *cmsg;         /* ... and their SCM_RIGHTS control message (with fds, one block) */
+    uint32_t nfds;
+    bool fds_sent;      /* the control message went out with the entry's first bytes */
+    bool urgent;        /* RILL_SEND_F_URGENT: sent alone with MSG_OOB */
     rill_send_cb cb;
     void *ctx;
     size_t total;       /* bytes in the entry */
@@ -52,6 +57,17 @@ struct rill__wq_entry {
     struct rill_buf **buf; /* when bufs: one reference per iovec, else NULL */
 };
 
+/* A message-mode receive in flight on a completion backend: the kernel writes into all of it. */
+struct rill__msg_rx {
+    struct msghdr m;
+    struct iovec iov;
+    struct rill_buf *buf;
+    union {
+        char b[CMSG_SPACE(253 * sizeof(int))];
+        struct cmsghdr align;
+    } ctl;
+};
+
 struct rill_conn {
     rill_loop *loop;
     int fd;
@@ -60,6 +76,12 @@ struct rill_conn {
     uint32_t gen;
     uint32_t inflight; /* completion-backend operations not yet completed */
     int close_status;
+    int family, socktype;  /* AF_INET/AF_INET6/AF_UNIX; SOCK_STREAM or SOCK_SEQPACKET */
+    /* Receive with recvmsg into one whole buffer (seqpacket: a message each) and, when the
+     * handler takes descriptors, with room for SCM_RIGHTS. */
+    bool rx_msg;
+    bool urg_pending;      /* urgent data was signalled but its byte has not arrived yet */
+    bool urg_armed;        /* completion backend: a multishot poll for POLLPRI is in flight */
 
     struct rill_conn_handler h;
     void *ctx;
@@ -88,6 +110,9 @@ struct rill_conn {
     bool held_eof;    /* end of stream arrived while paused */
     bool recv_armed;  /* a multishot receive is in flight */
     void *creq;       /* connect request memory, until the connect completes */
+    /* rx_msg on the completion backend: the one-shot recvmsg's state, allocated on first use so
+     * that the plain TCP connection stays small. */
+    struct rill__msg_rx *mrx;
 
     /* rill_conn_migrate: where to and whom to tell (on l->migrate_list, through read_link's
      * sibling migrate_link, until quiet). */
@@ -100,11 +125,13 @@ struct rill_conn {
 struct rill_listener {
     rill_loop *loop;
     int fd;
+    int socktype;   /* SOCK_STREAM or SOCK_SEQPACKET */
     uint32_t flags;
     bool paused;    /* resting after EMFILE/ENFILE */
     bool ready;     /* readiness backend: a connection may be waiting */
     bool closed;
     bool registered; /* readiness backend: the descriptor is in the interest set */
+    bool unlink_path; /* a Unix socket file this listener created: removed at close */
     struct rill_conn_handler h;
     void *ctx;
     struct rill_conn_options opts;
@@ -115,6 +142,21 @@ struct rill_listener {
     struct rill__list work;    /* on l->accept_list */
     uint32_t id;               /* cookie identity: the listener's serial number on this loop */
 };
+
+/* Message-mode receives (rx_msg): the buffer size to lease, the control room to offer, and the
+ * hand-over of one received message: descriptors first, then the bytes. Returns false when the
+ * connection failed (a message longer than msg_max: -EMSGSIZE). */
+size_t rill__conn_rx_size(const rill_conn *c);
+#define RILL__FD_CMSG_SPACE sizeof(((struct rill__msg_rx *)0)->ctl)
+bool rill__conn_on_msg(rill_conn *c, struct rill_buf *buf, size_t len, const struct msghdr *m);
+
+/* Builds the next sendmsg from the write queue: iovecs (at most max), the control message of
+ * descriptors due with them, and MSG_OOB for an urgent send. Returns the iovec count. */
+unsigned rill__conn_wq_msg(rill_conn *c, struct msghdr *m, struct iovec *iov, unsigned max,
+                           int *flags);
+
+/* Urgent data was signalled (EPOLLPRI / POLLPRI): read the byte and call on_urgent. */
+void rill__conn_read_urgent(rill_conn *c);
 
 /* Connection slot table. */
 int rill__conn_alloc(rill_loop *l, rill_conn **out);
@@ -127,7 +169,8 @@ int rill__conn_options_resolve(const struct rill_conn_options *in, struct rill_c
 int rill__conn_setup_socket(rill_loop *l, int fd, int family, const struct rill_conn_options *o);
 /* Wraps an accepted, non-blocking socket in a connection and registers it with the backend; the
  * caller then calls rill__conn_opened(). On failure fd is left to the caller. */
-int rill__conn_accepted(rill_loop *l, int fd, const struct rill_conn_handler *h, void *ctx,
+int rill__conn_accepted(rill_loop *l, int fd, int family, int socktype,
+                        const struct rill_conn_handler *h, void *ctx,
                         const struct rill_conn_options *opts, rill_conn **out);
 
 /* Called by backends. */

@@ -22,6 +22,11 @@ enum rill__op {
     RILL__OP_CLOSE,
     RILL__OP_MSG,      /* a wake-up posted by another loop's ring (IORING_OP_MSG_RING) */
     RILL__OP_MSG_FAIL, /* that post failed on the sender's side; slot = target loop index */
+    RILL__OP_DGRAM,    /* readiness of a datagram socket (epoll); slot = its id */
+    RILL__OP_DRECV,    /* completion backends: a datagram socket's multishot recvmsg */
+    RILL__OP_DSEND,    /* ... one of its SENDMSGs; generation = its in-flight index */
+    RILL__OP_DCTL,     /* ... its cancel and close (bookkeeping only) */
+    RILL__OP_URGENT,   /* a connection's poll for urgent data (POLLPRI) */
 };
 
 #define RILL__COOKIE_OP_BITS 8u

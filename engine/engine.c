@@ -15,6 +15,7 @@
 
 #include "backend.h"
 #include "conn.h"
+#include "dgram.h"
 #include "mailbox.h"
 #include "sys.h"
 
@@ -403,6 +404,9 @@ static void drain_start(rill_loop *l, void *arg)
     rill_engine *e = arg;
     while (!rill__list_empty(&l->listeners))
         rill_listener_close(rill__container_of(l->listeners.next, rill_listener, link));
+    /* Datagram sockets have no queue worth draining for a server that stops: they close now
+     * (their armed receives are in flight and would otherwise hold the loop open). */
+    rill__dgram_close_all(l, 0);
     l->draining = true;
     if (e->drain_ms == 0) {
         close_all_conns(l, 0);

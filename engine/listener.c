@@ -15,6 +15,7 @@
 #include "addr.h"
 #include "backend.h"
 #include "conn.h"
+#include "sock.h"
 #include "sys.h"
 
 static void listener_retry_fn(struct rill__tnode *t)
@@ -43,7 +44,7 @@ void rill__listener_on_accept(rill_listener *ls, int fd)
     l->stats.accepts++;
     int r = rill__conn_setup_socket(l, fd, ls->addr.ss_family, &ls->opts);
     if (r == 0)
-        r = rill__conn_accepted(l, fd, &ls->h, ls->ctx, &ls->opts, &c);
+        r = rill__conn_accepted(l, fd, ls->addr.ss_family, ls->socktype, &ls->h, ls->ctx, &ls->opts, &c);
     if (r < 0) {
         /* Over max_conns, or out of memory: the peer sees a reset, the loop carries on. */
         rill__sys_close(&l->stats, fd);
@@ -89,9 +90,11 @@ void rill__listeners_reap(rill_loop *l)
         rill__free(rill__container_of(n, rill_listener, link));
 }
 
-static int listen_socket(rill_loop *l, const struct rill__addr *a, const struct rill_listen_config *cfg)
+static int listen_socket(rill_loop *l, const struct rill__addr *a,
+                         const struct rill_listen_config *cfg, bool *created)
 {
-    int fd = rill__sys_socket(&l->stats, a->family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    *created = false;
+    int fd = rill__sys_socket(&l->stats, a->family, a->socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return fd;
     int one = 1, r = 0;
@@ -107,10 +110,14 @@ static int listen_socket(rill_loop *l, const struct rill__addr *a, const struct 
         r = rill__sys_setsockopt(&l->stats, fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only);
     }
     if (r == 0)
-        r = rill__sys_bind(&l->stats, fd, (const struct sockaddr *)&a->ss, a->len);
+        r = rill__sock_bind(&l->stats, fd, a, cfg->flags & RILL_LISTEN_F_UNLINK_STALE, cfg->mode,
+                            created);
     if (r == 0)
         r = rill__sys_listen(&l->stats, fd, cfg->backlog > 0 ? cfg->backlog : SOMAXCONN);
     if (r < 0) {
+        if (*created)
+            rill__sock_unlink(&a->ss, a->len);
+        *created = false;
         rill__sys_close(&l->stats, fd);
         return r;
     }
@@ -122,7 +129,8 @@ int rill_listen(rill_loop *l, const char *uri, const struct rill_listen_config *
 {
     if (!l || !uri || !cfg || !cfg->handler || !out || cfg->backlog < 0)
         return -EINVAL;
-    if (cfg->flags & ~(RILL_LISTEN_F_REUSEPORT | RILL_LISTEN_F_NO_REUSEADDR | RILL_LISTEN_F_V6ONLY))
+    if (cfg->flags & ~(RILL_LISTEN_F_REUSEPORT | RILL_LISTEN_F_NO_REUSEADDR |
+                       RILL_LISTEN_F_V6ONLY | RILL_LISTEN_F_UNLINK_STALE))
         return -EINVAL;
     struct rill_conn_options opts;
     int r = rill__conn_options_resolve(&cfg->conn, &opts);
@@ -131,12 +139,13 @@ int rill_listen(rill_loop *l, const char *uri, const struct rill_listen_config *
     struct rill__addr a;
     if ((r = rill__addr_from_uri(uri, true, &a)) < 0)
         return r;
-    if (a.socktype != SOCK_STREAM)
-        return -EPROTONOSUPPORT;
+    if (a.socktype != SOCK_STREAM && a.socktype != SOCK_SEQPACKET)
+        return -EPROTONOSUPPORT; /* datagrams: rill_dgram_open() */
     rill_listener *ls = rill__calloc(1, sizeof *ls);
     if (!ls)
         return -ENOMEM;
-    int fd = listen_socket(l, &a, cfg);
+    bool created;
+    int fd = listen_socket(l, &a, cfg, &created);
     if (fd < 0) {
         rill__free(ls);
         return fd;
@@ -144,6 +153,8 @@ int rill_listen(rill_loop *l, const char *uri, const struct rill_listen_config *
     ls->loop = l;
     ls->fd = fd;
     ls->flags = cfg->flags;
+    ls->unlink_path = created;
+    ls->socktype = a.socktype;
     ls->h = *cfg->handler;
     ls->ctx = cfg->ctx;
     ls->opts = opts;
@@ -196,11 +207,8 @@ int rill_listener_close(rill_listener *ls)
     rill__list_del(&ls->link);
     l->ops->listener_close(l, ls);
     /* The engine removes the socket file it created (abstract names have none). */
-    if (ls->addr.ss_family == AF_UNIX) {
-        const struct sockaddr_un *un = (const struct sockaddr_un *)&ls->addr;
-        if (ls->addr_len > offsetof(struct sockaddr_un, sun_path) && un->sun_path[0])
-            unlink(un->sun_path);
-    }
+    if (ls->unlink_path)
+        rill__sock_unlink(&ls->addr, ls->addr_len);
     /* Freed at the flush point: an accept loop further up the stack may still hold it. */
     rill__list_push_back(&l->dead_listeners, &ls->link);
     return 0;

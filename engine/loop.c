@@ -17,6 +17,7 @@
 
 #include "backend.h"
 #include "conn.h"
+#include "dgram.h"
 #include "mailbox.h"
 
 /* ---- allocator ------------------------------------------------------------------------------ */
@@ -192,6 +193,9 @@ int rill__loop_init_common(rill_loop *l, const struct rill_loop_config *cfg)
     rill__list_init(&l->dead_listeners);
     rill__list_init(&l->timers);
     rill__list_init(&l->migrate_list);
+    rill__list_init(&l->dgrams);
+    rill__list_init(&l->dgram_flush);
+    rill__list_init(&l->dgram_read);
     l->index = -1;
     l->stats.buf_budget = cfg->slab_budget;
     atomic_fetch_add(&loops_alive, 1);
@@ -283,6 +287,7 @@ void rill_loop_destroy(rill_loop *l)
         if (r >= 0)
             r = l->ops->poll(l, 10);
         rill__conn_close_all_due(l);
+        rill__dgram_flush_all(l);
         l->in_dispatch = false;
         rill__loop_update_time(l);
         if (r < 0)
@@ -336,7 +341,8 @@ static bool has_pending_work(const rill_loop *l)
     return l->defer_len || (l->mbox && rill__mailbox_pending(l->mbox)) ||
            !rill__list_empty(&l->migrate_list) || !rill__list_empty(&l->flush_list) ||
            !rill__list_empty(&l->close_list) || !rill__list_empty(&l->read_list) ||
-           !rill__list_empty(&l->accept_list) ||
+           !rill__list_empty(&l->accept_list) || !rill__list_empty(&l->dgram_flush) ||
+           !rill__list_empty(&l->dgram_read) ||
            (!rill__list_empty(&l->starve_list) && l->slab.releases != l->starve_mark) ||
            atomic_load_explicit(&l->stop_requested, memory_order_relaxed);
 }
@@ -376,6 +382,8 @@ static int flush_point(rill_loop *l)
         rill__conn_migrate_ready(l);
     rill__conn_close_all_due(l);
     rill__listeners_reap(l);
+    if (!rill__list_empty(&l->dgram_flush))
+        rill__dgram_flush_all(l);
     int r = l->ops->flush(l);
     /* A graceful stop ends when the last connection has gone, in-flight work included. */
     if (l->draining && l->live_conns == 0 && l->inflight == 0)
@@ -453,7 +461,7 @@ const char *rill_loop_backend_name(const rill_loop *l)
 
 uint32_t rill_loop_caps(const rill_loop *l)
 {
-    return l ? l->ops->caps(l) : 0;
+    return l ? l->ops->caps(l) | rill__udp_offload_caps() : 0;
 }
 
 /* ---- buffers -------------------------------------------------------------------------------- */

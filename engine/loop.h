@@ -51,6 +51,10 @@ struct rill_loop {
     struct rill__list accept_list;  /* listeners with more to accept (budget spent) */
     struct rill__list dead_listeners; /* closed this iteration, freed at the flush point */
     uint32_t listener_serial;       /* ids for listener cookies */
+    struct rill__list dgrams;       /* open datagram sockets (closing ones until freed) */
+    struct rill__list dgram_flush;  /* datagram sockets with sends or callbacks due */
+    struct rill__list dgram_read;   /* datagram sockets with more to read (budget spent) */
+    uint32_t dgram_serial;          /* ids for datagram socket cookies */
     struct rill__list timers;       /* every public rill_timer of this loop */
     uint64_t inflight;              /* completion-backend operations in flight, all handles */
     uint32_t live_conns;            /* connection slots in use (open, connecting or closing) */

@@ -16,6 +16,7 @@
 
 struct handover {
     int fd;
+    int family, socktype;
     struct rill_conn_handler h;
     void *ctx;
     struct rill_conn_options opts;
@@ -51,7 +52,7 @@ static void adopt(rill_loop *l, void *arg)
     rill_conn *c = NULL;
     int r = l->draining ? -ESHUTDOWN : 0;
     if (r == 0)
-        r = rill__conn_accepted(l, h->fd, &h->h, h->ctx, &h->opts, &c);
+        r = rill__conn_accepted(l, h->fd, h->family, h->socktype, &h->h, h->ctx, &h->opts, &c);
     if (r < 0) {
         rill__sys_close(&l->stats, h->fd);
         if (h->cb)
@@ -76,7 +77,8 @@ void rill__conn_migrate_ready(rill_loop *l)
         struct handover *h = rill__malloc(sizeof *h);
         if (!h)
             continue;
-        *h = (struct handover){c->fd, c->h, c->ctx, c->opts, c->mig_cb, c->mig_arg};
+        *h = (struct handover){c->fd,    c->family, c->socktype, c->h,
+                               c->ctx,   c->opts,   c->mig_cb,   c->mig_arg};
         int r = rill__engine_push(l->engine, c->mig_target, adopt, h);
         if (r < 0) {
             rill__free(h);

@@ -54,6 +54,8 @@ static const struct {
     {IORING_OP_RECV, "IORING_OP_RECV (Linux 5.6)"},
     {IORING_OP_SEND, "IORING_OP_SEND (Linux 5.6)"},
     {IORING_OP_SENDMSG, "IORING_OP_SENDMSG (Linux 5.3)"},
+    {IORING_OP_RECVMSG, "IORING_OP_RECVMSG (Linux 5.3)"},
+    {IORING_OP_POLL_ADD, "IORING_OP_POLL_ADD (Linux 5.1)"},
     {IORING_OP_READ, "IORING_OP_READ (Linux 5.6)"},
     {IORING_OP_ASYNC_CANCEL, "IORING_OP_ASYNC_CANCEL (Linux 5.5)"},
     {IORING_OP_LINK_TIMEOUT, "IORING_OP_LINK_TIMEOUT (Linux 5.5)"},
@@ -118,14 +120,15 @@ int rill__uring_setup(struct io_uring *ring, unsigned entries, uint32_t *caps, c
         *why = rill__uring_setup_reason(r);
         return r;
     }
-    *caps = RILL_CAP_MULTISHOT_ACCEPT | RILL_CAP_MULTISHOT_RECV | RILL_CAP_PROVIDED_BUFFERS;
+    *caps = RILL_CAP_MULTISHOT_ACCEPT | RILL_CAP_MULTISHOT_RECV | RILL_CAP_PROVIDED_BUFFERS |
+            RILL_CAP_MULTISHOT_RECVMSG;
     if (used & IORING_SETUP_DEFER_TASKRUN)
         *caps |= RILL_CAP_DEFER_TASKRUN;
     if ((r = probe_ops(ring, caps, why)) < 0) {
         io_uring_queue_exit(ring);
         return r;
     }
-    /* Multishot receive arrived in Linux 6.0, as did SINGLE_ISSUER: a kernel that refused
+    /* Multishot receive (recv and recvmsg) arrived in Linux 6.0, as did SINGLE_ISSUER: a kernel that refused
      * SINGLE_ISSUER is older, and its recv would reject IORING_RECV_MULTISHOT. (The weaker
      * set-ups above are still tried so the reason names the real gap.) */
     if (!(used & IORING_SETUP_SINGLE_ISSUER)) {

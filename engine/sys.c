@@ -130,15 +130,15 @@ ssize_t rill__sys_readv(struct rill_loop_stats *st, int fd, const struct iovec *
     return r < 0 ? -errno : r;
 }
 
-ssize_t rill__sys_sendv(struct rill_loop_stats *st, int fd, const struct iovec *iov, int iovcnt,
-                        int flags)
+ssize_t rill__sys_sendmsg(struct rill_loop_stats *st, int fd, const struct msghdr *msg, int flags)
 {
     st->sys_write++;
-    struct msghdr mh = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
+    struct msghdr mh = *msg;
     struct iovec tmp[SHIM_MAX_IOV];
     rill__sys_injected = 0;
     if (__builtin_expect(atomic_load_explicit(&hook_fn, memory_order_relaxed) != NULL, 0)) {
-        size_t want = iov_total(iov, iovcnt), len = want;
+        int n = (int)mh.msg_iovlen;
+        size_t want = iov_total(mh.msg_iov, n), len = want;
         int e = fault(RILL__SYS_SENDMSG, fd, &len);
         if (e)
             return e;
@@ -146,13 +146,44 @@ ssize_t rill__sys_sendv(struct rill_loop_stats *st, int fd, const struct iovec *
             len = 1; /* a zero-byte send would make no progress at all */
         if (len < want) {
             rill__sys_injected = 1;
+            mh.msg_iovlen = (size_t)trim_iov(mh.msg_iov, n, len, tmp);
             mh.msg_iov = tmp;
-            mh.msg_iovlen = (size_t)trim_iov(iov, iovcnt, len, tmp);
         }
     }
     /* MSG_NOSIGNAL: a peer that went away must give EPIPE, never kill the embedder with SIGPIPE. */
     ssize_t r = sendmsg(fd, &mh, flags | MSG_NOSIGNAL);
     return r < 0 ? -errno : r;
+}
+
+ssize_t rill__sys_sendv(struct rill_loop_stats *st, int fd, const struct iovec *iov, int iovcnt,
+                        int flags)
+{
+    struct msghdr mh = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
+    return rill__sys_sendmsg(st, fd, &mh, flags);
+}
+
+ssize_t rill__sys_recvmsg(struct rill_loop_stats *st, int fd, struct msghdr *msg, int flags)
+{
+    st->sys_read++;
+    int e = fault(RILL__SYS_RECVMSG, fd, NULL);
+    if (e)
+        return e;
+    ssize_t r = recvmsg(fd, msg, flags | MSG_CMSG_CLOEXEC);
+    return r < 0 ? -errno : r;
+}
+
+int rill__sys_recvmmsg(struct rill_loop_stats *st, int fd, struct mmsghdr *mm, unsigned n)
+{
+    st->sys_read++;
+    int e = fault(RILL__SYS_RECVMMSG, fd, NULL);
+    return e ? e : ret_or_errno(recvmmsg(fd, mm, n, MSG_DONTWAIT, NULL));
+}
+
+int rill__sys_sendmmsg(struct rill_loop_stats *st, int fd, struct mmsghdr *mm, unsigned n)
+{
+    st->sys_write++;
+    int e = fault(RILL__SYS_SENDMMSG, fd, NULL);
+    return e ? e : ret_or_errno(sendmmsg(fd, mm, n, MSG_DONTWAIT | MSG_NOSIGNAL));
 }
 
 int rill__sys_shutdown(struct rill_loop_stats *st, int fd, int how)

@@ -25,6 +25,9 @@ enum rill__sys_call {
     RILL__SYS_CLOSE,
     RILL__SYS_SETSOCKOPT,
     RILL__SYS_GETSOCKOPT,
+    RILL__SYS_RECVMMSG,
+    RILL__SYS_SENDMMSG,
+    RILL__SYS_RECVMSG,
     RILL__SYS_COUNT_
 };
 
@@ -55,6 +58,12 @@ int rill__sys_connect(struct rill_loop_stats *st, int fd, const struct sockaddr 
 ssize_t rill__sys_readv(struct rill_loop_stats *st, int fd, const struct iovec *iov, int iovcnt);
 ssize_t rill__sys_sendv(struct rill_loop_stats *st, int fd, const struct iovec *iov, int iovcnt,
                         int flags);
+/* Datagram batches and message calls; the hook may fail them (EINTR, EAGAIN, or an error). */
+int rill__sys_recvmmsg(struct rill_loop_stats *st, int fd, struct mmsghdr *mm, unsigned n);
+int rill__sys_sendmmsg(struct rill_loop_stats *st, int fd, struct mmsghdr *mm, unsigned n);
+ssize_t rill__sys_recvmsg(struct rill_loop_stats *st, int fd, struct msghdr *msg, int flags);
+ssize_t rill__sys_sendmsg(struct rill_loop_stats *st, int fd, const struct msghdr *msg,
+                          int flags);
 int rill__sys_shutdown(struct rill_loop_stats *st, int fd, int how);
 int rill__sys_close(struct rill_loop_stats *st, int fd);
 int rill__sys_setsockopt(struct rill_loop_stats *st, int fd, int level, int name, const void *v,

@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 #include <sys/uio.h>
 
 #ifdef __cplusplus
@@ -69,6 +70,7 @@ typedef struct rill_listener rill_listener; /* a listening stream socket */
 typedef struct rill_conn rill_conn;         /* a stream connection */
 typedef struct rill_timer rill_timer;       /* a one-shot or repeating timer */
 typedef struct rill_buf rill_buf;           /* a refcounted slab buffer */
+typedef struct rill_dgram rill_dgram;       /* a datagram socket (UDP, Unix datagram, ICMP) */
 
 /* ---------------------------------------------------------------------------------------------
  * Loop
@@ -88,6 +90,9 @@ typedef enum rill_backend {
 #define RILL_CAP_MSG_ZEROCOPY (1u << 4)
 #define RILL_CAP_DEFER_TASKRUN (1u << 5)
 #define RILL_CAP_EDGE_TRIGGERED (1u << 6) /* readiness backend, edge-triggered */
+#define RILL_CAP_MULTISHOT_RECVMSG (1u << 7) /* datagrams: multishot recvmsg on a buffer ring */
+#define RILL_CAP_UDP_GSO (1u << 8) /* the kernel segments UDP sends (UDP_SEGMENT, Linux 4.18) */
+#define RILL_CAP_UDP_GRO (1u << 9) /* the kernel coalesces UDP receives (UDP_GRO, Linux 5.0) */
 
 struct rill_loop_config {
     rill_backend backend;     /* default RILL_BACKEND_AUTO; env RILL_BACKEND=uring|epoll wins */
@@ -182,6 +187,11 @@ struct rill_loop_stats {
     uint64_t sqes_submitted;   /* io_uring submission queue entries submitted */
     uint64_t cqes_reaped;      /* io_uring completions handled */
     uint64_t buf_ring_empty;   /* multishot receives ended because the buffer ring ran dry */
+    uint64_t dgrams_in;        /* datagrams received */
+    uint64_t dgrams_out;       /* datagrams sent */
+    uint64_t dgrams_truncated; /* datagrams longer than max_datagram (delivered with TRUNC) */
+    uint64_t dgram_bytes_in;   /* payload bytes of datagrams received */
+    uint64_t dgram_bytes_out;  /* payload bytes of datagrams sent */
 };
 
 /* Copies the loop's counters into *out. Thread: the loop's thread (another thread may read a
@@ -247,6 +257,17 @@ struct rill_conn_handler {
      * -ECONNREFUSED, -ECANCELED when the loop is destroyed, ...). The handle is invalid after
      * this returns. For an outbound connection that never opened, on_open was not called. */
     void (*on_close)(rill_conn *c, int status, void *ctx);
+    /* TCP urgent (out-of-band) data arrived: the kernel's single urgent byte, taken out of the
+     * stream (it never appears in on_data). It is reported when the kernel signals it, which
+     * may be before on_data has delivered the bytes sent ahead of it. When NULL, urgent bytes
+     * are not read and the kernel drops each one when the next arrives. */
+    void (*on_urgent)(rill_conn *c, uint8_t byte, void *ctx);
+    /* Unix stream and seqpacket: descriptors passed by the peer with SCM_RIGHTS arrived. They
+     * come right before the on_data of the bytes they were sent with (while reading is paused,
+     * when they arrive: ahead of the held bytes). Ownership: the callee owns
+     * the n descriptors and must close them. When NULL, descriptors are not asked for (the
+     * receive path stays the cheaper one) and any the peer sends are closed by the kernel. */
+    void (*on_fds)(rill_conn *c, const int *fds, unsigned n, void *ctx);
 };
 
 #define RILL_CONN_F_NO_NODELAY (1u << 0) /* leave Nagle on (TCP_NODELAY is on by default) */
@@ -257,6 +278,11 @@ struct rill_conn_options {
     size_t wq_high;           /* write queue high-water mark in bytes; default 1 MiB */
     size_t wq_low;            /* on_drain fires below this after passing wq_high; default 256 KiB */
     size_t wq_limit;          /* rill_send returns -ENOBUFS past this; default 16 MiB */
+    /* unix+seqpacket: the largest message accepted; one buffer this size receives each message
+     * (a connection waiting for one holds it). A longer message closes the connection with
+     * -EMSGSIZE rather than cut it. Default 256 KiB (above Linux's default socket send buffer,
+     * which bounds a message); at most 1 MiB. */
+    uint32_t msg_max;
 };
 
 typedef void (*rill_send_cb)(rill_conn *c, int status, void *ctx);
@@ -264,6 +290,10 @@ typedef void (*rill_send_cb)(rill_conn *c, int status, void *ctx);
 #define RILL_LISTEN_F_REUSEPORT (1u << 0)    /* SO_REUSEPORT: several listeners on one port */
 #define RILL_LISTEN_F_NO_REUSEADDR (1u << 1) /* SO_REUSEADDR is on by default */
 #define RILL_LISTEN_F_V6ONLY (1u << 2)       /* IPV6_V6ONLY on an IPv6 listener */
+/* Unix paths: when the path holds a socket file nobody listens on (a server that crashed),
+ * remove it and bind again. A live socket there still gives -EADDRINUSE, and a file that is
+ * not a socket is never removed (-EADDRINUSE). */
+#define RILL_LISTEN_F_UNLINK_STALE (1u << 3)
 
 struct rill_listen_config {
     const struct rill_conn_handler *handler; /* required; copied */
@@ -271,6 +301,7 @@ struct rill_listen_config {
     uint32_t flags;                          /* RILL_LISTEN_F_* */
     int backlog;                             /* listen(2) backlog; 0: SOMAXCONN */
     struct rill_conn_options conn;           /* options of accepted connections; 0s: defaults */
+    uint32_t mode;                           /* unix paths: chmod of the socket file; 0: umask */
 };
 
 /* Opens a listening socket on `uri` and starts accepting on this loop. Each accepted connection
@@ -330,6 +361,26 @@ RILL_API int rill_send(rill_conn *c, const struct iovec *iov, unsigned iovcnt, r
 RILL_API int rill_send_bufs(rill_conn *c, const struct rill_bufslice *slices, unsigned n,
                             rill_send_cb cb, void *ctx);
 
+#define RILL_SEND_F_URGENT (1u << 0) /* TCP: send with MSG_OOB; the last byte is urgent */
+
+/* Extra parts of a send, for rill_send_ex(). */
+struct rill_send_opts {
+    uint32_t flags;  /* RILL_SEND_F_* */
+    const int *fds;  /* unix sockets: descriptors to pass with the bytes (SCM_RIGHTS) */
+    unsigned nfds;   /* how many; at most 253 (SCM_MAX_FD) */
+};
+
+/* rill_send() with options. An urgent send goes out alone in one sendmsg(MSG_OOB), after
+ * everything queued before it, so its last byte is the urgent one. Descriptors are duplicated
+ * before this returns (the caller keeps and may close its own) and reach the peer with the
+ * first byte of these bytes, which start a sendmsg of their own; the engine closes its
+ * duplicates when the send completes or fails. opts may be NULL (then this is rill_send()).
+ * Returns: as rill_send(); -EINVAL also for unknown flags, nfds over 253, descriptors on a
+ * socket that is not AF_UNIX or urgent data on one that is not TCP; -EMFILE when duplicating
+ * the descriptors fails. Thread: the loop's thread. */
+RILL_API int rill_send_ex(rill_conn *c, const struct iovec *iov, unsigned iovcnt,
+                          const struct rill_send_opts *opts, rill_send_cb cb, void *ctx);
+
 /* Half-closes: once every queued byte has been sent, shuts down the sending side (FIN). Reading
  * goes on until the peer closes too; then the connection closes by itself with status 0.
  * Further sends return -ENOTCONN.
@@ -366,6 +417,177 @@ RILL_API rill_loop *rill_conn_loop(const rill_conn *c);
 /* Returns the socket descriptor (for getsockopt and the like; do not read, write or close it),
  * or -EBADF after close. */
 RILL_API int rill_conn_fd(const rill_conn *c);
+
+/* The peer's credentials at connect time (SO_PEERCRED), for Unix stream and seqpacket sockets.
+ * Any pointer may be NULL. Returns: 0; -EINVAL for NULL c; -ENOTCONN after close; -EOPNOTSUPP
+ * for a socket that is not AF_UNIX. Thread: the loop's thread. */
+RILL_API int rill_conn_peer_cred(const rill_conn *c, pid_t *pid, uid_t *uid, gid_t *gid);
+
+/* ---------------------------------------------------------------------------------------------
+ * Socket options, on any handle
+ *
+ * Named options take and give an int. Each one is a plain setsockopt/getsockopt on the handle's
+ * socket; what the kernel reads back may differ from what was set (SO_RCVBUF is doubled, for
+ * instance), and that is what getopt returns.
+ * ------------------------------------------------------------------------------------------- */
+
+typedef enum rill_sockopt {
+    RILL_OPT_NODELAY = 1,     /* TCP_NODELAY: 0 or 1 */
+    RILL_OPT_KEEPALIVE,       /* SO_KEEPALIVE: 0 or 1 */
+    RILL_OPT_KEEPIDLE,        /* TCP_KEEPIDLE: seconds idle before the first probe */
+    RILL_OPT_KEEPINTVL,       /* TCP_KEEPINTVL: seconds between probes */
+    RILL_OPT_KEEPCNT,         /* TCP_KEEPCNT: probes before the connection is dropped */
+    RILL_OPT_RCVBUF,          /* SO_RCVBUF: bytes */
+    RILL_OPT_SNDBUF,          /* SO_SNDBUF: bytes */
+    RILL_OPT_LINGER,          /* SO_LINGER: seconds, or -1 for off (the default) */
+    RILL_OPT_NOTSENT_LOWAT,   /* TCP_NOTSENT_LOWAT: bytes */
+    RILL_OPT_BUSY_POLL,       /* SO_BUSY_POLL: microseconds (raising it may need CAP_NET_ADMIN) */
+    RILL_OPT_TOS,             /* IP_TOS, or IPV6_TCLASS on an IPv6 socket */
+    RILL_OPT_V6ONLY,          /* IPV6_V6ONLY: 0 or 1 (effective only before bind) */
+} rill_sockopt;
+
+/* Set or read a named option. Returns: 0; -EINVAL for NULL or an unknown option; -ENOPROTOOPT
+ * for an option the socket's kind has not (TCP_NODELAY on UDP, IPV6_V6ONLY on IPv4);
+ * -ENOTCONN after close; other setsockopt errors (-EPERM). Thread: the handle's loop thread. */
+RILL_API int rill_conn_setopt(rill_conn *c, rill_sockopt opt, int value);
+RILL_API int rill_conn_getopt(const rill_conn *c, rill_sockopt opt, int *value);
+RILL_API int rill_listener_setopt(rill_listener *ls, rill_sockopt opt, int value);
+RILL_API int rill_listener_getopt(const rill_listener *ls, rill_sockopt opt, int *value);
+RILL_API int rill_dgram_setopt(rill_dgram *d, rill_sockopt opt, int value);
+RILL_API int rill_dgram_getopt(const rill_dgram *d, rill_sockopt opt, int *value);
+
+/* Passthrough setsockopt/getsockopt on the handle's socket, for anything not named above.
+ * Returns: 0; -EINVAL for NULL; -ENOTCONN after close; the call's -errno. *len is in and out
+ * for get. Thread: the handle's loop thread. */
+RILL_API int rill_conn_setsockopt(rill_conn *c, int level, int name, const void *val,
+                                  socklen_t len);
+RILL_API int rill_conn_getsockopt(const rill_conn *c, int level, int name, void *val,
+                                  socklen_t *len);
+RILL_API int rill_listener_setsockopt(rill_listener *ls, int level, int name, const void *val,
+                                      socklen_t len);
+RILL_API int rill_listener_getsockopt(const rill_listener *ls, int level, int name, void *val,
+                                      socklen_t *len);
+RILL_API int rill_dgram_setsockopt(rill_dgram *d, int level, int name, const void *val,
+                                   socklen_t len);
+RILL_API int rill_dgram_getsockopt(const rill_dgram *d, int level, int name, void *val,
+                                   socklen_t *len);
+
+/* Reads TCP_INFO into *info (struct tcp_info from <netinet/tcp.h>), up to *len bytes; *len is
+ * set to what the kernel filled. Returns: 0; -EINVAL for NULL; -ENOPROTOOPT on a socket that
+ * is not TCP; -ENOTCONN after close. Thread: the loop's thread. */
+RILL_API int rill_conn_tcp_info(const rill_conn *c, void *info, socklen_t *len);
+
+/* ---------------------------------------------------------------------------------------------
+ * Datagram sockets: UDP over IPv4 and IPv6, Unix datagrams, ICMP
+ *
+ * Addresses: "udp://host:port", "unix+dgram:/path", "unix+dgram:@name", "raw://icmp" and
+ * "raw6://icmpv6" (raw ICMP sockets: CAP_NET_RAW), "ping://" and "ping6://" (the unprivileged
+ * ICMP echo socket, allowed by net.ipv4.ping_group_range), optionally with a local host
+ * ("ping://127.0.0.1"). A raw IPv4 socket receives whole IP packets (header included), as the
+ * kernel delivers them.
+ * ------------------------------------------------------------------------------------------- */
+
+#define RILL_DGRAM_TRUNC (1u << 0) /* on_datagram: longer than max_datagram; len is the part kept */
+
+struct rill_dgram_handler {
+    /* A datagram arrived from `from` (fromlen bytes; 0 for an unnamed Unix peer). `data`/`len`
+     * lie inside `buf`, which the engine owns for the duration of the callback; take a
+     * reference with rill_buf_ref() to keep it. flags: RILL_DGRAM_TRUNC. Required. */
+    void (*on_datagram)(rill_dgram *d, rill_buf *buf, const void *data, size_t len,
+                        const struct sockaddr *from, socklen_t fromlen, uint32_t flags,
+                        void *ctx);
+    /* A receive error that leaves the socket usable: -ECONNREFUSED on a connected UDP socket
+     * whose peer has no listener (an ICMP port unreachable), -EHOSTUNREACH, ... Optional. */
+    void (*on_error)(rill_dgram *d, int status, void *ctx);
+    /* The last callback, exactly once, after rill_dgram_close() (or loop destruction, status
+     * -ECANCELED) and after every send callback. The handle is invalid after it. Optional. */
+    void (*on_close)(rill_dgram *d, int status, void *ctx);
+};
+
+#define RILL_DGRAM_F_REUSEPORT (1u << 0)    /* SO_REUSEPORT on the local address */
+#define RILL_DGRAM_F_V6ONLY (1u << 1)       /* IPV6_V6ONLY on an IPv6 socket */
+#define RILL_DGRAM_F_UNLINK_STALE (1u << 2) /* unix+dgram: as RILL_LISTEN_F_UNLINK_STALE */
+/* UDP receive offload (needs RILL_CAP_UDP_GRO, else -EOPNOTSUPP): the kernel hands over runs of
+ * same-sized datagrams from one sender in one receive; rill splits them again and calls
+ * on_datagram once per datagram (all within one buffer), so only the cost changes. Receive
+ * buffers are then at least 64 KiB, whatever max_datagram says. */
+#define RILL_DGRAM_F_GRO (1u << 3)
+
+struct rill_dgram_config {
+    const struct rill_dgram_handler *handler; /* required; copied */
+    void *ctx;
+    /* Connected mode: the socket is connect()ed to this address ("udp://…", "unix+dgram:…");
+     * sends may then pass no address, and only the peer's datagrams arrive. NULL: unconnected. */
+    const char *peer;
+    uint32_t flags;         /* RILL_DGRAM_F_* */
+    /* Payload bytes one receive buffer holds. A longer datagram arrives cut to this length with
+     * RILL_DGRAM_TRUNC, never silently. Default 65527 (the largest UDP payload over IPv6, and
+     * more than over IPv4), so by default nothing is cut; at most 1 MiB - 4 KiB. Small values
+     * (2048, say) save memory for small-datagram servers. */
+    uint32_t max_datagram;
+    /* Datagrams received per system call (recvmmsg) or buffers lent to the kernel (io_uring's
+     * buffer ring): the socket holds up to batch * max_datagram bytes of buffers. Default 8,
+     * at most 256. */
+    uint32_t batch;
+    size_t wq_limit;        /* bytes queued for sending before -ENOBUFS; default 4 MiB */
+    uint32_t mode;          /* unix+dgram paths: chmod of the socket file; 0: umask */
+    /* UDP send offload (needs RILL_CAP_UDP_GSO, else -EOPNOTSUPP): a send longer than gso_size
+     * leaves as datagrams of gso_size bytes (the last may be shorter), cut by the kernel after
+     * one trip down the stack. At most 64 segments and 65507 bytes per send. 0: off. */
+    uint16_t gso_size;
+};
+
+typedef void (*rill_dgram_send_cb)(rill_dgram *d, int status, void *ctx);
+
+/* Opens a datagram socket bound to `uri` and starts receiving on this loop. uri may be NULL
+ * when cfg->peer is set: the kernel picks the local address (a Unix datagram socket is then
+ * bound to an autobound abstract name, so the peer can answer).
+ * Returns: 0 and *out; -EINVAL for a NULL or malformed uri/config (nothing opened);
+ * -EPERM for a raw socket without CAP_NET_RAW, or a ping socket outside ping_group_range;
+ * -EADDRINUSE and other socket/bind/connect errors.
+ * Ownership: the loop owns the socket; close it with rill_dgram_close(). Thread: loop's. */
+RILL_API int rill_dgram_open(rill_loop *l, const char *uri, const struct rill_dgram_config *cfg,
+                             rill_dgram **out);
+
+/* Queues one datagram made of the iovecs, to `to` (NULL on a connected socket: to the peer).
+ * The iovec array and the address are copied; the bytes must stay valid and unchanged until
+ * cb runs. Datagrams go out in batches at the flush point (sendmmsg, or one io_uring
+ * submission). cb (may be NULL) runs exactly once on the loop's thread, never from inside this
+ * call: with the bytes sent, or a negative errno for this datagram alone (-EMSGSIZE,
+ * -ECONNREFUSED, -ENETUNREACH, -ECANCELED when the socket closed first); the socket goes on.
+ * Returns: 0 when queued; -EINVAL for NULL, iovcnt over 64 or a bad address length;
+ * -EDESTADDRREQ for no address on an unconnected socket; -EISCONN for an address on a
+ * connected one; -EMSGSIZE over 1 MiB; -ENOBUFS when wq_limit bytes are queued (nothing
+ * queued); -ENOTCONN after close. Thread: the loop's thread. */
+RILL_API int rill_dgram_sendto(rill_dgram *d, const struct iovec *iov, unsigned iovcnt,
+                               const struct sockaddr *to, socklen_t tolen, rill_dgram_send_cb cb,
+                               void *ctx);
+
+/* Closes the socket: queued datagrams are dropped (their callbacks get -ECANCELED), receiving
+ * stops, a Unix socket file this socket created is removed, and on_close(d, 0) runs from the
+ * loop, never from inside this call.
+ * Returns: 0; -EALREADY if closing; -EINVAL for NULL. Thread: the loop's thread. */
+RILL_API int rill_dgram_close(rill_dgram *d);
+
+/* Writes the bound local address to *ss and its length to *len.
+ * Returns: 0; -EINVAL for NULL; -ENOTCONN after close. Thread: the loop's thread. */
+RILL_API int rill_dgram_local_addr(const rill_dgram *d, struct sockaddr_storage *ss,
+                                   socklen_t *len);
+
+/* Returns the bound port (host byte order) of a UDP socket, else 0. */
+RILL_API int rill_dgram_port(const rill_dgram *d);
+
+/* Bytes queued and not yet handed to the kernel, as counted against wq_limit: each datagram's
+ * payload plus 64 bytes for its bookkeeping (so empty datagrams cannot queue without bound). */
+RILL_API size_t rill_dgram_queued(const rill_dgram *d);
+
+/* The socket's descriptor (for options; do not read, write or close it), or -EBADF. */
+RILL_API int rill_dgram_fd(const rill_dgram *d);
+
+/* The context pointer passed to every callback, and the loop the socket belongs to. */
+RILL_API void rill_dgram_set_ctx(rill_dgram *d, void *ctx);
+RILL_API void *rill_dgram_ctx(const rill_dgram *d);
+RILL_API rill_loop *rill_dgram_loop(const rill_dgram *d);
 
 /* ---------------------------------------------------------------------------------------------
  * Timers (a hierarchical timer wheel with 1 ms resolution: O(1) start and stop)
@@ -422,7 +644,8 @@ RILL_API int rill_engine_create(const struct rill_engine_config *cfg, rill_engin
  * Thread: the thread that created it, not a loop thread. */
 RILL_API int rill_engine_start(rill_engine *e);
 
-/* Stops gracefully: every listener closes first; then each connection is closed (on_close with
+/* Stops gracefully: every listener and datagram socket closes first (their on_close runs with
+ * status 0); then each connection is closed (on_close with
  * status 0) once its queued data is sent, or with -ETIMEDOUT when drain_ms passes first; then
  * the loops stop and their threads are joined. drain_ms 0 closes at once (queued sends get
  * -ECANCELED). Returns within about drain_ms (plus one loop iteration).

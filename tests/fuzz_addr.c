@@ -61,6 +61,20 @@ static void check_unix(const struct rill__uri *u, const char *in)
         check(in[strlen(in) - u->path_len - 1] == '@');
 }
 
+/* raw:// and raw6:// name only a protocol; ping:// and ping6:// an optional address literal. */
+static void check_icmp(const struct rill__uri *u, const char *in)
+{
+    check(has_nul_within(u->host, sizeof u->host));
+    check(u->port == 0 && u->path_len == 0 && !u->abstract);
+    size_t n = strlen(u->host);
+    if (u->scheme == RILL__SCHEME_RAW || u->scheme == RILL__SCHEME_RAW6)
+        check(n == 0);
+    if (n)
+        check(strstr(in, u->host) != NULL);
+    for (size_t i = 0; i < n; i++)
+        check(strchr("0123456789abcdefABCDEF.:", u->host[i]) != NULL);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct rill__uri u;
@@ -88,6 +102,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case RILL__SCHEME_UNIX_SEQPACKET:
         case RILL__SCHEME_UNIX_DGRAM:
             check_unix(&u, in);
+            break;
+        case RILL__SCHEME_RAW:
+        case RILL__SCHEME_RAW6:
+        case RILL__SCHEME_PING:
+        case RILL__SCHEME_PING6:
+            check_icmp(&u, in);
             break;
         default:
             abort();

@@ -10,6 +10,7 @@
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,12 +51,76 @@ static const struct rill_conn_handler echo_handler = {
     .on_drain = on_drain,
 };
 
+/* Datagrams: each goes back to its sender from the buffer it arrived in (a reference held
+ * until the send completes). A full send queue drops the echo, as a UDP server would. */
+static void dgram_sent(rill_dgram *d, int status, void *ctx)
+{
+    (void)d;
+    (void)status;
+    rill_buf_release(ctx);
+}
+
+static void on_datagram(rill_dgram *d, rill_buf *buf, const void *data, size_t len,
+                        const struct sockaddr *from, socklen_t fromlen, uint32_t flags, void *ctx)
+{
+    (void)ctx;
+    if (!from || (flags & RILL_DGRAM_TRUNC))
+        return; /* nobody to answer, or not the whole datagram */
+    struct iovec iov = {(void *)data, len};
+    if (rill_dgram_sendto(d, &iov, 1, from, fromlen, dgram_sent, rill_buf_ref(buf)) < 0)
+        rill_buf_release(buf);
+}
+
+static const struct rill_dgram_handler dgram_handler = {.on_datagram = on_datagram};
+
+/* One datagram socket on loop l (before start, so from this thread): SO_REUSEPORT, like the
+ * listeners. Returns the bound UDP port, 0 for unix, or a negative errno. */
+static int open_dgram(rill_loop *l, const char *uri)
+{
+    struct rill_dgram_config cfg = {.handler = &dgram_handler, .batch = 32,
+                                    .flags = RILL_DGRAM_F_REUSEPORT | RILL_DGRAM_F_UNLINK_STALE};
+    rill_dgram *d;
+    int r = rill_dgram_open(l, uri, &cfg, &d);
+    return r < 0 ? r : rill_dgram_port(d);
+}
+
+/* Opens a datagram address on every loop (unix+dgram: loop 0 only, a path binds once).
+ * Returns the port (UDP), 0 (unix) or a negative errno. */
+static int serve_dgram(rill_engine *e, const char *uri, char *bound, size_t cap)
+{
+    bool is_unix = strncmp(uri, "unix", 4) == 0;
+    uint32_t n = is_unix ? 1 : rill_engine_loop_count(e);
+    snprintf(bound, cap, "%s", uri);
+    int port = 0;
+    /* The first socket's port is what the others bind when the URI asked for port 0. */
+    for (uint32_t i = 0; i < n; i++) {
+        int r = open_dgram(rill_engine_loop(e, i), bound);
+        if (r < 0)
+            return r;
+        if (i == 0 && r > 0) {
+            port = r;
+            const char *colon = strrchr(uri, ':');
+            if (colon && strcmp(colon, ":0") == 0)
+                snprintf(bound, cap, "%.*s:%d", (int)(colon - uri), uri, port);
+        }
+    }
+    return port;
+}
+
+static bool is_dgram_uri(const char *uri)
+{
+    return strncmp(uri, "udp://", 6) == 0 || strncmp(uri, "unix+dgram:", 11) == 0;
+}
+
 static void usage(FILE *f)
 {
     fprintf(f,
             "usage: rill-echo [options]\n"
             "  -l, --listen URI    address to serve, repeatable (default tcp://127.0.0.1:7000);\n"
-            "                      tcp://host:port, tcp://[v6]:port; port 0 picks a free port\n"
+            "                      tcp://host:port, tcp://[v6]:port, udp://host:port,\n"
+            "                      unix:/path, unix:@abstract, unix+seqpacket:/path,\n"
+            "                      unix+dgram:/path; port 0 picks a free port. Unix paths are\n"
+            "                      served by loop 0, on a stale socket file too\n"
             "  -b, --backend NAME  auto, epoll or uring (default auto; RILL_BACKEND overrides)\n"
             "  -t, --loops N       loops, one per thread (default: one per CPU; --threads too)\n"
             "      --pin/--no-pin  pin loop i to the i-th CPU of the affinity mask (default on)\n"
@@ -167,8 +232,23 @@ int main(int argc, char **argv)
         fprintf(stderr, "rill-echo: engine: %s\n", rill_strerror(r));
         return 1;
     }
-    struct rill_listen_config lc = {.handler = &echo_handler};
+    struct rill_listen_config lc = {.handler = &echo_handler,
+                                    .flags = RILL_LISTEN_F_UNLINK_STALE};
     for (int i = 0; i < n_listen; i++) {
+        rill_loop *l0 = rill_engine_loop(e, 0);
+        if (is_dgram_uri(listen_uris[i])) {
+            char bound[256];
+            r = serve_dgram(e, listen_uris[i], bound, sizeof bound);
+            if (r < 0) {
+                fprintf(stderr, "rill-echo: open %s: %s\n", listen_uris[i], rill_strerror(r));
+                rill_engine_destroy(e);
+                return 1;
+            }
+            printf("listening %s loops=%u backend=%s caps=0x%x\n", bound,
+                   strncmp(bound, "unix", 4) == 0 ? 1 : rill_engine_loop_count(e),
+                   rill_loop_backend_name(l0), rill_loop_caps(l0));
+            continue;
+        }
         rill_steering how;
         r = rill_engine_listen(e, listen_uris[i], &lc, steer ? RILL_ENGINE_LISTEN_F_STEER : 0, &how);
         if (r < 0) {
@@ -178,12 +258,12 @@ int main(int argc, char **argv)
         }
         const char *colon = strrchr(listen_uris[i], ':');
         int plen = colon && !strcmp(colon, ":0") ? (int)(colon - listen_uris[i]) : -1;
-        rill_loop *l0 = rill_engine_loop(e, 0);
         if (plen >= 0)
             printf("listening %.*s:%d", plen, listen_uris[i], r);
         else
             printf("listening %s", listen_uris[i]);
-        printf(" loops=%u backend=%s caps=0x%x steering=%s\n", rill_engine_loop_count(e),
+        printf(" loops=%u backend=%s caps=0x%x steering=%s\n",
+               strncmp(listen_uris[i], "unix", 4) == 0 ? 1 : rill_engine_loop_count(e),
                rill_loop_backend_name(l0), rill_loop_caps(l0),
                how == RILL_STEER_BPF_CPU ? "bpf-cpu" : how == RILL_STEER_INCOMING_CPU ? "incoming-cpu" : "hash");
     }

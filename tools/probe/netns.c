@@ -1,0 +1,164 @@
+/* The veth transport: two network namespaces joined by a veth pair, created once per run and
+ * removed at exit, on SIGINT/SIGTERM, and (when a previous run was killed) at the next start.
+ *
+ * The namespaces are named the way `ip netns` names them (a bind mount of the namespace on
+ * /run/netns/<name>), so an operator can see and remove them with iproute2. Removing one is
+ * exactly what `ip netns delete` does, an unmount and an unlink, which are both async-signal-safe,
+ * so the signal handler can do it too. The namespace itself, and the veth ends in it, vanish when
+ * the last reference (our descriptors and sockets) goes at process exit. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "probe.h"
+
+const char probe_netns_prefix[] = "rillprobe-";
+
+#define NETNS_DIR "/run/netns"
+
+static char ns_name[2][48];
+static char ns_path[2][80];
+static volatile sig_atomic_t ns_created[2];
+static int ns_fd[2] = {-1, -1};
+static int setup_result = 1; /* 1 not tried yet, 0 ready, -errno failed */
+static char setup_why[160];
+
+int probe_netns_fd(int which)
+{
+    return ns_fd[which];
+}
+
+/* Runs `ip ARGS...` without a shell; its output goes to /dev/null. Returns its exit status. */
+static int run_ip(const char *const argv[])
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        return -errno;
+    if (pid == 0) {
+        int dn = open("/dev/null", O_WRONLY);
+        if (dn >= 0) {
+            dup2(dn, 1);
+            dup2(dn, 2);
+        }
+        execvp("ip", (char *const *)argv);
+        _exit(127);
+    }
+    int st;
+    while (waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR)
+            return -errno;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+static void remove_path(const char *path)
+{
+    /* MNT_DETACH: our own descriptors still pin the namespace, which must not block the
+     * unmount; the namespace dies once they are closed. */
+    umount2(path, MNT_DETACH);
+    unlink(path);
+}
+
+void probe_netns_cleanup(void)
+{
+    for (int i = 0; i < 2; i++)
+        if (ns_created[i]) {
+            remove_path(ns_path[i]);
+            ns_created[i] = 0;
+        }
+}
+
+/* Removes namespaces left by a probe that died without cleaning up (SIGKILL, a crash): those
+ * whose name carries the probe's prefix and the pid of a process that no longer exists. */
+void probe_netns_remove_stale(void)
+{
+    DIR *d = opendir(NETNS_DIR);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t pl = strlen(probe_netns_prefix);
+        if (strncmp(e->d_name, probe_netns_prefix, pl) != 0)
+            continue;
+        long pid = strtol(e->d_name + pl, NULL, 10);
+        if (pid <= 0 || (kill((pid_t)pid, 0) == 0 || errno != ESRCH))
+            continue;
+        char path[300];
+        snprintf(path, sizeof path, NETNS_DIR "/%s", e->d_name);
+        remove_path(path);
+        fprintf(stderr, "rill-probe: removed stale namespace %s\n", e->d_name);
+    }
+    closedir(d);
+}
+
+static int ip_step(const char *const argv[], const char *what)
+{
+    int r = run_ip(argv);
+    if (r != 0) {
+        snprintf(setup_why, sizeof setup_why, "`ip %s` failed (exit %d)", what, r);
+        return -EIO;
+    }
+    return 0;
+}
+
+static int build(void)
+{
+    const char *c = ns_name[0], *s = ns_name[1];
+    for (int i = 0; i < 2; i++) {
+        const char *add[] = {"ip", "netns", "add", ns_name[i], NULL};
+        ns_created[i] = 1; /* before: a signal during `ip` must still remove it */
+        if (ip_step(add, "netns add") < 0)
+            return -EIO;
+    }
+    const char *link[] = {"ip", "-n", c, "link", "add", "rpv-c", "type", "veth",
+                          "peer", "name", "rpv-s", "netns", s, NULL};
+    const char *addr_c[] = {"ip", "-n", c, "addr", "add", "10.213.77.1/24", "dev", "rpv-c", NULL};
+    const char *addr_s[] = {"ip", "-n", s, "addr", "add", "10.213.77.2/24", "dev", "rpv-s", NULL};
+    const char *up_c[] = {"ip", "-n", c, "link", "set", "rpv-c", "up", NULL};
+    const char *up_s[] = {"ip", "-n", s, "link", "set", "rpv-s", "up", NULL};
+    if (ip_step(link, "link add type veth") < 0 || ip_step(addr_c, "addr add") < 0 ||
+        ip_step(addr_s, "addr add") < 0 || ip_step(up_c, "link set up") < 0 ||
+        ip_step(up_s, "link set up") < 0)
+        return -EIO;
+    for (int i = 0; i < 2; i++) {
+        ns_fd[i] = open(ns_path[i], O_RDONLY | O_CLOEXEC);
+        if (ns_fd[i] < 0) {
+            snprintf(setup_why, sizeof setup_why, "open %s: %s", ns_path[i], strerror(errno));
+            return -errno;
+        }
+    }
+    return 0;
+}
+
+int probe_netns_setup(char *why, size_t n)
+{
+    if (setup_result == 1) {
+        if (geteuid() != 0) {
+            snprintf(setup_why, sizeof setup_why, "needs root to create network namespaces");
+            setup_result = -EPERM;
+        } else if (system("command -v ip >/dev/null 2>&1") != 0) {
+            snprintf(setup_why, sizeof setup_why, "iproute2 (`ip`) not found");
+            setup_result = -ENOENT;
+        } else {
+            for (int i = 0; i < 2; i++) {
+                snprintf(ns_name[i], sizeof ns_name[i], "%s%d-%c", probe_netns_prefix,
+                         (int)getpid(), i ? 's' : 'c');
+                snprintf(ns_path[i], sizeof ns_path[i], NETNS_DIR "/%s", ns_name[i]);
+            }
+            probe_netns_remove_stale();
+            setup_result = build();
+            if (setup_result < 0)
+                probe_netns_cleanup();
+        }
+    }
+    if (setup_result < 0)
+        snprintf(why, n, "%s", setup_why);
+    return setup_result;
+}
