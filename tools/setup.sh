@@ -19,6 +19,8 @@ PACKAGES=(
     libcriterion-dev                   # tests
     libbenchmark-dev                   # bench/micro
     clang libclang-rt-dev              # libFuzzer targets (the fuzz preset)
+    libuv1-dev libevent-dev            # bench/peers: the libuv and libevent echo peers
+    nginx wrk                          # bench/peers: the HTTP peer and its load generator
 )
 
 jobs=$(nproc 2>/dev/null || echo 2)
