@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -205,6 +206,35 @@ Test(probe, timestamps_split, .timeout = 60)
     struct probe_result r = run(TR_SOCKETPAIR, "msg1-block", MODE_PINGPONG, 64, &o);
     cr_assert_eq(r.status, CELL_OK, "%s", r.why);
     cr_assert_eq(r.ts_samples, 0, "AF_UNIX gave TX stamps?");
+}
+
+/* After each reply the client reads its TX stamps from the error queue. AF_UNIX has no error
+ * queue and takes that read as a zero-length read of the data, which returns 0 while data is
+ * queued (a 70000 B reply read short, its rest already there) or after the peer shut down: the
+ * read must end there, not spin (it once hung a loaded run for good). */
+Test(probe, ts_collect_ends_on_unix_data_and_eof, .timeout = 20)
+{
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    struct probe_opts o = opts_for(OPS);
+    o.timestamps = true;
+    struct probe_cell c = {.transport = TR_SOCKETPAIR, .mode = MODE_PINGPONG, .size = 64,
+                           .opts = &o};
+    struct probe_side s = {.fd = sv[0], .is_client = true, .cell = &c, .ts_on = true};
+    char data[10] = "rest-of-it", got[10];
+    cr_assert_eq(write(sv[1], data, sizeof data), (ssize_t)sizeof data);
+    probe_ts_collect_tx(&s, 0);
+    cr_assert_leq(s.nsys, 2, "%llu error-queue reads with data queued",
+                  (unsigned long long)s.nsys);
+    cr_assert_eq(read(sv[0], got, sizeof got), (ssize_t)sizeof got, "the data was consumed");
+    cr_assert_eq(memcmp(got, data, sizeof got), 0);
+    shutdown(sv[1], SHUT_RDWR);
+    s.nsys = 0;
+    probe_ts_collect_tx(&s, 1);
+    cr_assert_leq(s.nsys, 2, "%llu error-queue reads at EOF", (unsigned long long)s.nsys);
+    cr_assert_eq(c.ts.kernel_tx, NULL, "nothing stored without a capacity");
+    close(sv[0]);
+    close(sv[1]);
 }
 
 /* ---- the binary ------------------------------------------------------------------------- */
