@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 
 #include "probe.h"
@@ -63,6 +64,10 @@ static void warm_up(void)
         connect(warm_fd, (struct sockaddr *)&sa, sl) < 0 ||
         setsockopt(warm_fd, SOL_SOCKET, SO_TIMESTAMPING, &flags, sizeof flags) < 0)
         return;
+    /* This runs on the main thread, out of the watchdog's reach: a datagram to itself lost on
+     * a loaded machine ends the warm-up instead of blocking the run. */
+    struct timeval tmo = {.tv_usec = 200000};
+    setsockopt(warm_fd, SOL_SOCKET, SO_RCVTIMEO, &tmo, sizeof tmo);
     for (int i = 0; i < 200; i++) {
         char byte = 0;
         union {
