@@ -246,13 +246,24 @@ static bool have(const char *cmd)
     return system(buf) == 0;
 }
 
-/* Runs rill-probe ARGS with stdout into path; returns its exit code. */
+/* Every child runs under timeout(1), well inside the test's own .timeout: a run that hangs
+ * fails its assertion with the reason instead of the whole test timing out unexplained. A
+ * child's run is bounded by its cells' time limits (rill-probe's watchdog), so these limits
+ * only matter when something is broken, and leave room for a loaded machine. */
+#define CHILD_LIMIT_S 60
+
+/* Runs rill-probe ARGS with stdout into path; returns its exit code (124 or 137 when it
+ * outlived CHILD_LIMIT_S and was killed). */
 static int probe_to(const char *args, const char *path)
 {
     char cmd[1024];
-    snprintf(cmd, sizeof cmd, "'%s' %s > '%s' 2>/dev/null", RILL_PROBE_BIN, args, path);
+    snprintf(cmd, sizeof cmd, "timeout -k 5 %d '%s' %s > '%s' 2>/dev/null", CHILD_LIMIT_S,
+             RILL_PROBE_BIN, args, path);
     int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    int rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    if (rc == 124 || rc == 137)
+        cr_log_error("rill-probe %s: killed after %d s", args, CHILD_LIMIT_S);
+    return rc;
 }
 
 /* Runs a python3 program over the JSON file at path: exit 0 when it parses and asserts hold.
@@ -261,8 +272,9 @@ static int py_json(const char *path, const char *asserts, bool quiet)
 {
     char cmd[2048];
     snprintf(cmd, sizeof cmd,
-             "python3 -c 'import json,sys\nd=json.load(open(sys.argv[1]))\n%s' '%s'%s", asserts,
-             path, quiet ? " 2>/dev/null" : "");
+             "timeout -k 5 %d python3 -c 'import json,sys\nd=json.load(open(sys.argv[1]))\n%s' "
+             "'%s'%s",
+             CHILD_LIMIT_S, asserts, path, quiet ? " 2>/dev/null" : "");
     int st = system(cmd);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
@@ -272,7 +284,9 @@ static void tmp_path(char *buf, size_t n, const char *tag)
     snprintf(buf, n, "/tmp/test_probe_%d_%s.out", (int)getpid(), tag);
 }
 
-Test(probe_cli, json_parses, .timeout = 60)
+/* Three rill-probe runs (a few seconds each, up to a minute on a loaded machine, each bounded
+ * by CHILD_LIMIT_S) and four JSON checks. */
+Test(probe_cli, json_parses, .timeout = 240)
 {
     if (!have("python3"))
         cr_skip_test("python3 not found");
@@ -319,7 +333,7 @@ Test(probe_cli, json_parses, .timeout = 60)
     unlink(path);
 }
 
-Test(probe_cli, help_documents_every_option)
+Test(probe_cli, help_documents_every_option, .timeout = 60)
 {
     static const char *const options[] = {"--transport", "--strategy", "--mode", "--size",
                                           "--time", "--ops", "--repeat", "--iov", "--batch", "--pin",
