@@ -8,10 +8,12 @@
 #include <criterion/parameterized.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -387,12 +389,19 @@ static bool dead_probe_netns(void)
     return dead;
 }
 
+/* The veth tests share the machine's namespace list with any other test_probe running at the
+ * same time, and one of them plants a stale namespace on purpose, which the other's "no probe
+ * namespace outlived its run" would see: they take a machine-wide lock, held until the test's
+ * process exits. */
 static void need_root_and_ip(void)
 {
     if (geteuid() != 0)
         cr_skip_test("veth needs root");
     if (!have("ip"))
         cr_skip_test("iproute2 (ip) not found");
+    int fd = open("/tmp/rill-test-probe-veth.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    cr_assert_geq(fd, 0, "veth lock: %s", strerror(errno));
+    cr_assert_eq(flock(fd, LOCK_EX), 0, "veth lock: %s", strerror(errno));
 }
 
 /* Waits up to ms for pid to exit; returns its wait status, or -1 after killing it. */
