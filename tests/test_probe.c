@@ -8,10 +8,13 @@
 #include <criterion/parameterized.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -207,6 +210,35 @@ Test(probe, timestamps_split, .timeout = 60)
     cr_assert_eq(r.ts_samples, 0, "AF_UNIX gave TX stamps?");
 }
 
+/* After each reply the client reads its TX stamps from the error queue. AF_UNIX has no error
+ * queue and takes that read as a zero-length read of the data, which returns 0 while data is
+ * queued (a 70000 B reply read short, its rest already there) or after the peer shut down: the
+ * read must end there, not spin (it once hung a loaded run for good). */
+Test(probe, ts_collect_ends_on_unix_data_and_eof, .timeout = 20)
+{
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    struct probe_opts o = opts_for(OPS);
+    o.timestamps = true;
+    struct probe_cell c = {.transport = TR_SOCKETPAIR, .mode = MODE_PINGPONG, .size = 64,
+                           .opts = &o};
+    struct probe_side s = {.fd = sv[0], .is_client = true, .cell = &c, .ts_on = true};
+    char data[10] = "rest-of-it", got[10];
+    cr_assert_eq(write(sv[1], data, sizeof data), (ssize_t)sizeof data);
+    probe_ts_collect_tx(&s, 0);
+    cr_assert_leq(s.nsys, 2, "%llu error-queue reads with data queued",
+                  (unsigned long long)s.nsys);
+    cr_assert_eq(read(sv[0], got, sizeof got), (ssize_t)sizeof got, "the data was consumed");
+    cr_assert_eq(memcmp(got, data, sizeof got), 0);
+    shutdown(sv[1], SHUT_RDWR);
+    s.nsys = 0;
+    probe_ts_collect_tx(&s, 1);
+    cr_assert_leq(s.nsys, 2, "%llu error-queue reads at EOF", (unsigned long long)s.nsys);
+    cr_assert_eq(c.ts.kernel_tx, NULL, "nothing stored without a capacity");
+    close(sv[0]);
+    close(sv[1]);
+}
+
 /* ---- the binary ------------------------------------------------------------------------- */
 
 static bool have(const char *cmd)
@@ -216,13 +248,24 @@ static bool have(const char *cmd)
     return system(buf) == 0;
 }
 
-/* Runs rill-probe ARGS with stdout into path; returns its exit code. */
+/* Every child runs under timeout(1), well inside the test's own .timeout: a run that hangs
+ * fails its assertion with the reason instead of the whole test timing out unexplained. A
+ * child's run is bounded by its cells' time limits (rill-probe's watchdog), so these limits
+ * only matter when something is broken, and leave room for a loaded machine. */
+#define CHILD_LIMIT_S 60
+
+/* Runs rill-probe ARGS with stdout into path; returns its exit code (124 or 137 when it
+ * outlived CHILD_LIMIT_S and was killed). */
 static int probe_to(const char *args, const char *path)
 {
     char cmd[1024];
-    snprintf(cmd, sizeof cmd, "'%s' %s > '%s' 2>/dev/null", RILL_PROBE_BIN, args, path);
+    snprintf(cmd, sizeof cmd, "timeout -k 5 %d '%s' %s > '%s' 2>/dev/null", CHILD_LIMIT_S,
+             RILL_PROBE_BIN, args, path);
     int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    int rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    if (rc == 124 || rc == 137)
+        cr_log_error("rill-probe %s: killed after %d s", args, CHILD_LIMIT_S);
+    return rc;
 }
 
 /* Runs a python3 program over the JSON file at path: exit 0 when it parses and asserts hold.
@@ -231,8 +274,9 @@ static int py_json(const char *path, const char *asserts, bool quiet)
 {
     char cmd[2048];
     snprintf(cmd, sizeof cmd,
-             "python3 -c 'import json,sys\nd=json.load(open(sys.argv[1]))\n%s' '%s'%s", asserts,
-             path, quiet ? " 2>/dev/null" : "");
+             "timeout -k 5 %d python3 -c 'import json,sys\nd=json.load(open(sys.argv[1]))\n%s' "
+             "'%s'%s",
+             CHILD_LIMIT_S, asserts, path, quiet ? " 2>/dev/null" : "");
     int st = system(cmd);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
@@ -242,7 +286,9 @@ static void tmp_path(char *buf, size_t n, const char *tag)
     snprintf(buf, n, "/tmp/test_probe_%d_%s.out", (int)getpid(), tag);
 }
 
-Test(probe_cli, json_parses, .timeout = 60)
+/* Three rill-probe runs (a few seconds each, up to a minute on a loaded machine, each bounded
+ * by CHILD_LIMIT_S) and four JSON checks. */
+Test(probe_cli, json_parses, .timeout = 240)
 {
     if (!have("python3"))
         cr_skip_test("python3 not found");
@@ -289,7 +335,7 @@ Test(probe_cli, json_parses, .timeout = 60)
     unlink(path);
 }
 
-Test(probe_cli, help_documents_every_option)
+Test(probe_cli, help_documents_every_option, .timeout = 60)
 {
     static const char *const options[] = {"--transport", "--strategy", "--mode", "--size",
                                           "--time", "--ops", "--repeat", "--iov", "--batch", "--pin",
@@ -343,12 +389,19 @@ static bool dead_probe_netns(void)
     return dead;
 }
 
+/* The veth tests share the machine's namespace list with any other test_probe running at the
+ * same time, and one of them plants a stale namespace on purpose, which the other's "no probe
+ * namespace outlived its run" would see: they take a machine-wide lock, held until the test's
+ * process exits. */
 static void need_root_and_ip(void)
 {
     if (geteuid() != 0)
         cr_skip_test("veth needs root");
     if (!have("ip"))
         cr_skip_test("iproute2 (ip) not found");
+    int fd = open("/tmp/rill-test-probe-veth.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    cr_assert_geq(fd, 0, "veth lock: %s", strerror(errno));
+    cr_assert_eq(flock(fd, LOCK_EX), 0, "veth lock: %s", strerror(errno));
 }
 
 /* Waits up to ms for pid to exit; returns its wait status, or -1 after killing it. */

@@ -124,6 +124,7 @@ struct probe_cell {
     uint64_t *lat;        /* client's per-op latencies, opts->max_ops entries */
     struct probe_ts ts;
     struct probe_result res;
+    int halt; /* set by the watchdog when the cell overstays: the sides end at their next check */
 };
 
 /* A strategy: how one side sends and receives one message. send_msg and recv_msg move exactly
@@ -189,6 +190,9 @@ extern const char probe_netns_prefix[];
 /* runner.c */
 uint64_t probe_now_ns(void);
 bool probe_side_should_stop(const struct probe_side *s);
+/* Whether the watchdog or a signal ended the run: every wait and retry loop checks it, and
+ * every blocking call is interrupted (EINTR) while it holds. */
+bool probe_side_halted(const struct probe_side *s);
 void probe_side_op_done(struct probe_side *s, uint64_t bytes);
 /* Records the end of the run (r == 0) or the side's first error (r < 0) as "what: error". */
 void probe_side_fail(struct probe_side *s, ssize_t r, const char *what);

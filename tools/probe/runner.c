@@ -4,9 +4,14 @@
  * A side blocked in the kernel cannot see a deadline, so the main thread is the watchdog: when a
  * run overstays (a lost UDP datagram in ping-pong, an end marker dropped) or SIGINT arrives, it
  * shuts the sockets down and sends datagram receivers an end marker (see kick()), which ends
- * every blocked read, write, epoll_wait and io_uring request. */
+ * every blocked read, write, epoll_wait and io_uring request. It also raises the cell's halt
+ * flag and interrupts the side threads with SIGURG on every tick: a wait that a shutdown does
+ * not end (a non-blocking datagram receiver whose end marker was lost, an io_uring wait for a
+ * zero-copy notification) returns EINTR and sees the flag. A side that still does not end
+ * within HALT_GIVE_UP_NS is a bug; the run is abandoned with a message rather than hanging. */
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +28,7 @@
  * far past its deadline a cell may run before the watchdog ends it. */
 #define DRAIN_GRACE_NS 300000000ull
 #define OVERSTAY_NS 2000000000ull
+#define HALT_GIVE_UP_NS 5000000000ull
 
 volatile sig_atomic_t probe_stop;
 
@@ -40,9 +46,14 @@ uint64_t probe_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+bool probe_side_halted(const struct probe_side *s)
+{
+    return probe_stopping() || __atomic_load_n(&s->cell->halt, __ATOMIC_RELAXED);
+}
+
 bool probe_side_should_stop(const struct probe_side *s)
 {
-    if (probe_stopping() || s->eof || s->err)
+    if (probe_side_halted(s) || s->eof || s->err)
         return true;
     if (!s->is_client)
         return false;
@@ -82,7 +93,7 @@ void probe_stream_finish(struct probe_side *s)
         return;
     }
     /* Three markers sent (one may be dropped), or 20 tries of 10 ms for room in the queue. */
-    for (int i = 0; i < 20 && !probe_stopping(); i++) {
+    for (int i = 0; i < 20 && !probe_side_halted(s); i++) {
         if (send(s->fd, "", 0, MSG_DONTWAIT | MSG_NOSIGNAL) == 0 && i >= 2)
             return;
         struct pollfd p = {.fd = s->fd, .events = POLLOUT};
@@ -111,9 +122,11 @@ void probe_fill_iov(const struct probe_side *s, size_t off, size_t len, struct i
     *cnt = n;
 }
 
+/* Once the side was halted, its failure is the watchdog's doing (a shut-down socket, an
+ * interrupted wait): the end of its run, which summarise() reports as the time-out. */
 void probe_side_fail(struct probe_side *s, ssize_t r, const char *what)
 {
-    if (r == 0) {
+    if (r == 0 || probe_side_halted(s)) {
         s->eof = true;
     } else if (!s->err) {
         s->err = (int)r;
@@ -355,10 +368,38 @@ static void kick(struct probe_cell *c, int fds[2], bool both, bool first)
 /* Waits for a thread; past limit_ns, or when the run is interrupted, kicks it out. With
  * progress (the receiver), the limit moves on while *progress keeps growing: a receiver still
  * draining a full socket on a busy machine is not stuck. */
+static void on_wake(int sig)
+{
+    (void)sig; /* only there to interrupt a blocking call with EINTR */
+}
+
+static void install_wake(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_wake; /* no SA_RESTART: the interrupted call returns EINTR */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGURG, &sa, NULL);
+}
+
+/* The last resort: a side that neither its socket's shutdown nor the halt flag and a signal
+ * every tick could end for HALT_GIVE_UP_NS. Its thread still uses the cell, so the run ends. */
+static void give_up(const struct probe_cell *c)
+{
+    fprintf(stderr,
+            "rill-probe: %s %s %s %zu B: a side did not end %.0f s after the watchdog "
+            "stopped it; giving up the run\n",
+            probe_transport_name(c->transport), probe_strategy_get(c->strategy)->name,
+            probe_mode_name(c->mode), c->size, HALT_GIVE_UP_NS / 1e9);
+    probe_netns_cleanup();
+    _exit(3);
+}
+
 static void join_watch(struct probe_cell *c, pthread_t t, int fds[2], uint64_t limit_ns,
                        bool both, const uint64_t *progress)
 {
     bool kicked = false;
+    uint64_t kicked_at = 0;
     uint64_t seen = progress ? __atomic_load_n(progress, __ATOMIC_RELAXED) : 0;
     for (;;) {
         struct timespec ts;
@@ -379,6 +420,12 @@ static void join_watch(struct probe_cell *c, pthread_t t, int fds[2], uint64_t l
             if (!probe_stopping() && both && !kicked)
                 c->res.timed_out = true;
             kick(c, fds, both || probe_stopping(), !kicked);
+            __atomic_store_n(&c->halt, 1, __ATOMIC_RELAXED);
+            pthread_kill(t, SIGURG);
+            if (!kicked)
+                kicked_at = probe_now_ns();
+            else if (probe_now_ns() - kicked_at > HALT_GIVE_UP_NS)
+                give_up(c);
             kicked = true;
         }
     }
@@ -483,7 +530,10 @@ static void open_error(struct probe_cell *c, int r, const char *why)
 
 void probe_run_cell(struct probe_cell *c)
 {
+    static pthread_once_t wake_once = PTHREAD_ONCE_INIT;
+    pthread_once(&wake_once, install_wake);
     memset(&c->res, 0, sizeof c->res);
+    c->halt = 0;
     if (!applicable(c))
         return;
     int fds[2], nsfds[2];

@@ -97,13 +97,16 @@ static ssize_t xfer(struct probe_side *s, enum sys_kind k, bool tx, size_t len)
     size_t off = 0;
     do {
         ssize_t r = one_call(s, k, tx, off, len);
-        if (r == -EINTR)
+        if (r == -EINTR) {
+            if (probe_side_halted(s))
+                return 0;
             continue;
+        }
         if (r == -EAGAIN && s->priv) {
             int w = ep_wait(s);
             if (w < 0)
                 return w;
-            if (probe_stopping())
+            if (probe_side_halted(s))
                 return 0;
             continue;
         }

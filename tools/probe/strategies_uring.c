@@ -158,6 +158,8 @@ int ur_enter(struct probe_side *s, unsigned wait_nr)
 {
     struct ur_state *u = s->priv;
     int r = PROBE_SYS(s, io_uring_submit_and_wait(&u->ring, wait_nr));
+    if (probe_side_halted(s))
+        return -ECANCELED; /* every caller ends its loop on an error */
     if (r == -EINTR || r == -ETIME || r == -EAGAIN || r == -EBUSY)
         return 0;
     return r < 0 ? r : 0;

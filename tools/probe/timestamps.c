@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 
 #include "probe.h"
@@ -63,6 +64,10 @@ static void warm_up(void)
         connect(warm_fd, (struct sockaddr *)&sa, sl) < 0 ||
         setsockopt(warm_fd, SOL_SOCKET, SO_TIMESTAMPING, &flags, sizeof flags) < 0)
         return;
+    /* This runs on the main thread, out of the watchdog's reach: a datagram to itself lost on
+     * a loaded machine ends the warm-up instead of blocking the run. */
+    struct timeval tmo = {.tv_usec = 200000};
+    setsockopt(warm_fd, SOL_SOCKET, SO_RCVTIMEO, &tmo, sizeof tmo);
     for (int i = 0; i < 200; i++) {
         char byte = 0;
         union {
@@ -107,17 +112,24 @@ void probe_ts_record_send(struct probe_side *s, uint64_t op, uint64_t user_send_
         s->cell->ts.user_send[op] = user_send_ns;
 }
 
-/* Reads the error queue to empty (counted calls); the first TX stamp belongs to this op. */
+/* Reads the error queue to empty (counted calls); the first TX stamp belongs to this op.
+ *
+ * Only TCP and UDP have an error queue. An AF_UNIX socket ignores MSG_ERRQUEUE and makes the
+ * call a zero-length read of the data itself: it returns 0 without consuming anything whenever
+ * data is queued (the rest of a reply read short) or the peer has shut down, forever. So a read
+ * ends the loop unless the kernel marks it as taken from the error queue, and the loop has a
+ * bound: the queue holds one stamp per send, and this runs after every reply. */
 void probe_ts_collect_tx(struct probe_side *s, uint64_t op)
 {
     uint64_t first = 0;
-    for (;;) {
+    for (int i = 0; i < 64; i++) {
         union {
             char buf[512];
             struct cmsghdr align;
         } control;
         struct msghdr m = {.msg_control = control.buf, .msg_controllen = sizeof control.buf};
-        if (PROBE_SYS(s, recvmsg(s->fd, &m, MSG_ERRQUEUE | MSG_DONTWAIT)) < 0)
+        if (PROBE_SYS(s, recvmsg(s->fd, &m, MSG_ERRQUEUE | MSG_DONTWAIT)) < 0 ||
+            !(m.msg_flags & MSG_ERRQUEUE))
             break;
         uint64_t t = stamp_of(&m);
         if (!first)

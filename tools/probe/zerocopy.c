@@ -120,7 +120,7 @@ static int mz_drain(struct probe_side *s, bool block)
             continue;
         if (errno != EAGAIN)
             return -errno;
-        if (!block || got || probe_stopping())
+        if (!block || got || probe_side_halted(s))
             return 0;
         /* An error queue entry shows as POLLERR, which poll reports without being asked. */
         struct pollfd p = {.fd = s->fd};
@@ -134,12 +134,14 @@ static ssize_t mz_send(struct probe_side *s, size_t len)
     bool stream = probe_transport_is_stream(s->cell->transport);
     while (m->next_id - m->completed >= ZC_SLOTS) {
         int r = mz_drain(s, true);
-        if (r < 0 || probe_stopping())
+        if (r < 0 || probe_side_halted(s))
             return r;
     }
     unsigned char *p = m->bufs + (m->next_id % ZC_SLOTS) * s->buf_len;
     size_t off = 0;
     while (off < len) {
+        if (probe_side_halted(s))
+            return 0;
         ssize_t r = PROBE_SYS(s, send(s->fd, p + off, len - off, MSG_ZEROCOPY | MSG_NOSIGNAL));
         if (r < 0 && errno == EINTR)
             continue;
@@ -173,7 +175,7 @@ static ssize_t mz_recv(struct probe_side *s, size_t len)
     size_t off = 0;
     do {
         ssize_t r = PROBE_SYS(s, recv(s->fd, s->buf + off, len - off, 0));
-        if (r < 0 && errno == EINTR)
+        if (r < 0 && errno == EINTR && !probe_side_halted(s))
             continue;
         if (r <= 0)
             return r < 0 ? -errno : 0;
