@@ -5,6 +5,7 @@
 #
 #   bash bench/macro/echo_ab.sh NAME_A "RILL_ECHO_ARGS_A" NAME_B "RILL_ECHO_ARGS_B"
 #   env: BUILD=build/release CONNS="1 100 1000" REPS=5 DURATION=3 WARMUP=1 SIZE=64
+#        TRANSPORT=tcp (or udp: one connected datagram socket per rill-load connection)
 #        SERVER_CPUS=0 (taskset list for the server; empty: no taskset)
 #        LOAD_ARGS="--pin 1" (extra rill-load options, e.g. the client's CPU)
 set -euo pipefail
@@ -14,6 +15,7 @@ name_a=$1 args_a=$2 name_b=$3 args_b=$4
 build=${BUILD:-build/release}
 echo_bin=$build/rill-echo load_bin=$build/rill-load
 [ -x "$echo_bin" ] && [ -x "$load_bin" ] || { echo "build first: cmake --preset release && cmake --build --preset release" >&2; exit 2; }
+TRANSPORT=${TRANSPORT:-tcp}
 CONNS=${CONNS:-"1 100 1000"} REPS=${REPS:-5} DURATION=${DURATION:-3} WARMUP=${WARMUP:-1} SIZE=${SIZE:-64}
 SERVER_CPUS=${SERVER_CPUS-0} LOAD_ARGS=${LOAD_ARGS-"--pin 1"}
 ulimit -n 8192 2>/dev/null || true
@@ -28,24 +30,24 @@ run() {
     local pre=()
     [ -n "$SERVER_CPUS" ] && pre=(taskset -c "$SERVER_CPUS")
     # shellcheck disable=SC2086 # the arguments are words on purpose
-    "${pre[@]}" "$echo_bin" $1 -l tcp://127.0.0.1:0 >"$out" 2>&1 &
+    "${pre[@]}" "$echo_bin" $1 -l "$TRANSPORT://127.0.0.1:0" >"$out" 2>&1 &
     server=$!
     for i in $(seq 100); do
-        port=$(sed -nE 's/^listening tcp:\/\/127\.0\.0\.1:([0-9]+) .*/\1/p' "$out")
+        port=$(sed -nE 's/^listening [a-z]+:\/\/127\.0\.0\.1:([0-9]+) .*/\1/p' "$out")
         [ -n "$port" ] && break
         sleep 0.05
     done
     [ -n "$port" ] || { cat "$out" >&2; exit 1; }
     # shellcheck disable=SC2086
     "$load_bin" -c "$2" -t 1 $LOAD_ARGS -d "$DURATION" --warmup "$WARMUP" -s "$SIZE" \
-        --server-pid "$server" "tcp://127.0.0.1:$port" >"$tmp/load.out" 2>&1 || true
+        --server-pid "$server" "$TRANSPORT://127.0.0.1:$port" >"$tmp/load.out" 2>&1 || true
     kill -INT "$server"; wait "$server" 2>/dev/null || true; server=""
     awk '/^requests\/s/ {r=$2} /^server CPU/ {c=$3} END {print r+0, c+0}' "$tmp/load.out"
 }
 
 stats() { sort -n -k"$2" "$1" | awk -v c="$2" '{v[NR]=$c} END {printf "%.1f %.1f %.1f", v[int((NR+1)/2)], v[1], v[NR]}'; }
 
-echo "rill-echo: $name_a ($args_a) vs $name_b ($args_b), ${SIZE}-byte echo,"
+echo "rill-echo: $name_a ($args_a) vs $name_b ($args_b), ${SIZE}-byte $TRANSPORT echo,"
 echo "server taskset '${SERVER_CPUS:-none}', rill-load $LOAD_ARGS; ${REPS} interleaved pairs of ${DURATION} s (+${WARMUP} s warm-up); median [min max]"
 printf '%-6s %-10s %-30s %-30s\n' conns config "requests/s" "server CPU us/request"
 for c in $CONNS; do
