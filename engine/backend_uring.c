@@ -36,6 +36,7 @@
 #include "cookie.h"
 #include "dgram.h"
 #include "probe.h"
+#include "uring.h"
 #include "sys.h"
 
 #ifdef RILL_HAVE_LIBURING
@@ -44,43 +45,10 @@
 #define BR_MAX_TARGET 512u  /* buffers kept in the ring at most */
 #define REAP_BATCH 64u
 
-struct uring_loop {
-    struct rill_loop base; /* first: recovered with container_of */
-    struct io_uring ring;
-    uint32_t caps;
-    int wakefd;
-    uint64_t wake_val;
-
-    struct io_uring_buf_ring *br; /* the provided buffer ring (page-aligned, mapped) */
-    size_t br_bytes;
-    uint32_t br_entries, br_target, br_count;
-    struct rill_buf **br_bufs; /* buffer id -> the slab buffer it names */
-    uint16_t *bid_free;        /* free buffer ids */
-    uint32_t bid_free_n;
-    bool bound;                /* enabled for the thread that runs the loop */
-    bool wake_unarmed;         /* the wake-up read could not be queued yet */
-    bool msg_ring;             /* IORING_OP_MSG_RING works (probed; off after a failure) */
-    uint64_t msg_sent[16];     /* targets already sent a wake-up in this iteration (bitmap) */
-    /* Buffer group ids of datagram sockets' own rings (BGID 0 is the loop's): a counter, and
-     * the ids of closed sockets for reuse, so ids stay below 65536 however many come and go. */
-    uint16_t bgid_next;
-    uint16_t *bgid_free;
-    uint32_t bgid_free_n, bgid_free_cap;
-    struct rill__list dgram_starved; /* datagram rings that could not be refilled (slab spent) */
-    uint64_t dgram_starve_mark;
-};
-
 struct connect_req {
     struct sockaddr_storage ss;
     struct __kernel_timespec ts;
 };
-
-static void u_dgram_rearm(struct uring_loop *u);
-
-static inline struct uring_loop *u_of(rill_loop *l)
-{
-    return rill__container_of(l, struct uring_loop, base);
-}
 
 /* Nothing is submitted before the loop's thread first runs it (set-up calls only prepare SQEs),
  * because the ring becomes that thread's own when it is enabled. */
@@ -96,7 +64,7 @@ static int u_bind(struct uring_loop *u)
 
 /* Returns an SQE, submitting the queue first when it is full. `need` > 1 keeps linked SQEs in
  * one submission: a link must not straddle two batches. */
-static struct io_uring_sqe *get_sqes(struct uring_loop *u, unsigned need)
+struct io_uring_sqe *rill__uring_get_sqes(struct uring_loop *u, unsigned need)
 {
     if (io_uring_sq_space_left(&u->ring) < need && u_bind(u) == 0) {
         int r = io_uring_submit(&u->ring);
@@ -193,7 +161,7 @@ static struct rill_buf *br_take(struct uring_loop *u, uint32_t cqe_flags)
 
 static void u_arm_wake(struct uring_loop *u)
 {
-    struct io_uring_sqe *sqe = get_sqes(u, 1);
+    struct io_uring_sqe *sqe = rill__uring_get_sqes(u, 1);
     u->wake_unarmed = !sqe; /* u_flush tries again */
     if (!sqe)
         return;
@@ -274,7 +242,7 @@ static int u_post_wake(rill_loop *src, rill_loop *dst)
     /* One wake-up per target per iteration: the target drains its whole mailbox anyway. */
     if (u->msg_sent[i / 64] & (1ull << (i % 64)))
         return 0;
-    struct io_uring_sqe *sqe = get_sqes(u, 1);
+    struct io_uring_sqe *sqe = rill__uring_get_sqes(u, 1);
     if (!sqe)
         return -1;
     io_uring_prep_msg_ring(sqe, v->ring.ring_fd, 0, rill__cookie(RILL__OP_MSG, 0, 0), 0);
@@ -296,7 +264,7 @@ static int u_flush(rill_loop *l)
     struct uring_loop *u = u_of(l);
     br_refill(u);
     if (!rill__list_empty(&l->dgram_read) || !rill__list_empty(&u->dgram_starved))
-        u_dgram_rearm(u);
+        rill__ud_rearm(u);
     if (u->wake_unarmed)
         u_arm_wake(u);
     memset(u->msg_sent, 0, sizeof u->msg_sent);
@@ -322,7 +290,7 @@ static int u_listener_start(rill_loop *l, rill_listener *ls)
     struct uring_loop *u = u_of(l);
     if (ls->registered) /* a multishot accept is armed already */
         return 0;
-    struct io_uring_sqe *sqe = get_sqes(u, 1);
+    struct io_uring_sqe *sqe = rill__uring_get_sqes(u, 1);
     if (!sqe)
         return -EAGAIN; /* a restart rests and tries again on the retry timer */
     io_uring_prep_multishot_accept(sqe, ls->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -338,7 +306,7 @@ static void u_listener_close(rill_loop *l, rill_listener *ls)
         /* Cancel now, not at the flush point, so the port is free when this returns: the
          * armed accept holds a reference to the socket until it is cancelled. (Before the
          * loop first ran, the accept was never submitted and fails on the closed fd.) */
-        struct io_uring_sqe *sqe = get_sqes(u, 1);
+        struct io_uring_sqe *sqe = rill__uring_get_sqes(u, 1);
         if (!sqe)
             goto close_fd; /* the accept ends with an error once the fd is gone */
         io_uring_prep_cancel64(sqe, rill__cookie(RILL__OP_ACCEPT, 0, ls->id), 0);
@@ -457,7 +425,7 @@ static void u_arm_urgent(struct uring_loop *u, rill_conn *c)
 {
     if (c->urg_armed || !u_urgent_mode(c) || (c->state & (RILL__C_CLOSING | RILL__C_RD_PAUSED)))
         return;
-    struct io_uring_sqe *sqe = get_sqes(u, 1);
+    struct io_uring_sqe *sqe = rill__uring_get_sqes(u, 1);
     if (!sqe) {
         rill__conn_starved(c); /* retried at a later flush point */
         return;
@@ -490,7 +458,7 @@ static void u_arm_recv(struct uring_loop *u, rill_conn *c)
     }
     if (c->recv_armed || !rill__conn_can_read(c) || c->held_head || c->held_eof)
         return;
-    struct io_uring_sqe *sqe = get_sqes(u, 1);
+    struct io_uring_sqe *sqe = rill__uring_get_sqes(u, 1);
     if (!sqe) {
         rill__conn_starved(c); /* retried at a later flush point, like a dry buffer ring */
         return;
@@ -531,7 +499,7 @@ static int u_conn_connect(rill_loop *l, rill_conn *c, const struct sockaddr *sa,
     cr->ts.tv_sec = timeout_ms / 1000;
     cr->ts.tv_nsec = (long long)(timeout_ms % 1000) * 1000000;
     c->creq = cr;
-    struct io_uring_sqe *sqe = get_sqes(u, timeout_ms ? 2 : 1);
+    struct io_uring_sqe *sqe = rill__uring_get_sqes(u, timeout_ms ? 2 : 1);
     if (!sqe) {
         rill__free(cr);
         c->creq = NULL;
@@ -555,7 +523,7 @@ static void u_recv_pause(rill_loop *l, rill_conn *c)
 {
     struct uring_loop *u = u_of(l);
     if (c->urg_armed) {
-        struct io_uring_sqe *sqe = get_sqes(u, 1);
+        struct io_uring_sqe *sqe = rill__uring_get_sqes(u, 1);
         if (sqe) {
             io_uring_prep_cancel64(sqe, rill__cookie(RILL__OP_URGENT, c->gen, c->slot), 0);
             io_uring_sqe_set_data64(sqe, rill__cookie(RILL__OP_CANCEL, c->gen, c->slot));
@@ -566,7 +534,7 @@ static void u_recv_pause(rill_loop *l, rill_conn *c)
         return;
     /* Completions already on their way still arrive; conn data for a paused connection is held
      * (u_on_recv) and delivered on resume, so "no on_data while paused" holds. */
-    struct io_uring_sqe *sqe = get_sqes(u, 1);
+    struct io_uring_sqe *sqe = rill__uring_get_sqes(u, 1);
     if (!sqe)
         return; /* the receive stays armed; what it brings is held until resume */
     io_uring_prep_cancel64(sqe, rill__cookie(RILL__OP_RECV, c->gen, c->slot), 0);
@@ -623,7 +591,7 @@ static void u_send(rill_loop *l, rill_conn *c)
         rill__conn_mark_flush(c); /* a pretended EINTR/EAGAIN: try again next iteration */
         return;
     }
-    struct io_uring_sqe *sqe = get_sqes(u, 1);
+    struct io_uring_sqe *sqe = rill__uring_get_sqes(u, 1);
     if (!sqe) {
         rill__conn_mark_flush(c); /* next iteration */
         return;
@@ -652,7 +620,7 @@ static void u_conn_close(rill_loop *l, rill_conn *c)
     if (c->fd < 0)
         return;
     /* Hard link: the close runs whether or not the cancel found anything (-ENOENT). */
-    struct io_uring_sqe *sqe = get_sqes(u, 2);
+    struct io_uring_sqe *sqe = rill__uring_get_sqes(u, 2);
     if (!sqe) {
         /* No room to cancel: close the descriptor directly. Armed requests keep the socket
          * until they end (the peer's FIN or reset ends a receive), and their completions
@@ -671,272 +639,6 @@ static void u_conn_close(rill_loop *l, rill_conn *c)
     rill__conn_op_start(c);
     l->stats.sys_other++;
     c->fd = -1;
-}
-
-/* ---- datagram sockets ----------------------------------------------------------------------- */
-
-/* Each socket gets a provided buffer ring of its own, because its buffers must hold a whole
- * datagram plus the recvmsg header the kernel writes in front of it (struct io_uring_recvmsg_out
- * and the source address), while the loop's ring holds stream-sized buffers. Buffer i of the
- * ring always has id i. */
-/* What the kernel writes before the payload: the recvmsg header and the source address. */
-#define D_HDR                                                                                      \
-    ((uint32_t)(sizeof(struct io_uring_recvmsg_out) + sizeof(struct sockaddr_storage) +            \
-                RILL__DGRAM_CTL))
-
-static void d_refill(struct uring_loop *u, rill_dgram *d)
-{
-    rill_loop *l = &u->base;
-    unsigned mask = (unsigned)io_uring_buf_ring_mask(d->br_entries);
-    int added = 0;
-    for (uint32_t i = 0; i < d->br_entries && d->br_count < d->br_entries; i++) {
-        if (d->br_bufs[i])
-            continue;
-        struct rill_buf *b;
-        if (rill__slab_lease(&l->slab, d->max_dgram + D_HDR, &b) < 0)
-            break;
-        d->br_bufs[i] = b;
-        /* Exactly header + max_datagram, though the slab's buffer may be larger: a datagram
-         * longer than max_datagram is cut there and flagged, as on the readiness backend. */
-        io_uring_buf_ring_add(d->br, b->data, d->max_dgram + D_HDR, (unsigned short)i, mask,
-                              added++);
-        d->br_count++;
-    }
-    if (added)
-        io_uring_buf_ring_advance(d->br, added);
-}
-
-static void d_arm_recv(struct uring_loop *u, rill_dgram *d)
-{
-    if (d->recv_armed || d->closing)
-        return;
-    d_refill(u, d);
-    if (d->br_count == 0) {
-        /* No buffer to lend: wait until the slab has some again (u_flush). */
-        if (!rill__list_linked(&d->rlink))
-            rill__list_push_back(&u->dgram_starved, &d->rlink);
-        return;
-    }
-    struct io_uring_sqe *sqe = get_sqes(u, 1);
-    if (!sqe) {
-        rill__list_del(&d->rlink);
-        rill__list_push_back(&u->base.dgram_read, &d->rlink); /* next flush point */
-        return;
-    }
-    io_uring_prep_recvmsg_multishot(sqe, d->fd, &d->rmsg, 0);
-    sqe->flags |= IOSQE_BUFFER_SELECT;
-    sqe->buf_group = d->bgid;
-    io_uring_sqe_set_data64(sqe, rill__cookie(RILL__OP_DRECV, 0, d->id));
-    d->recv_armed = true;
-    d->inflight++;
-    u->base.inflight++;
-}
-
-static int u_dgram_start(rill_loop *l, rill_dgram *d)
-{
-    struct uring_loop *u = u_of(l);
-    uint32_t entries = 1;
-    while (entries < d->batch)
-        entries <<= 1;
-    uint16_t bgid;
-    if (u->bgid_free_n)
-        bgid = u->bgid_free[--u->bgid_free_n];
-    else if (u->bgid_next < UINT16_MAX)
-        bgid = ++u->bgid_next;
-    else
-        return -ENOBUFS;
-    d->bgid = bgid;
-    d->br_entries = entries;
-    size_t bytes = entries * sizeof(struct io_uring_buf);
-    d->br = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    d->br_bufs = rill__calloc(entries, sizeof *d->br_bufs);
-    if (d->br == MAP_FAILED || !d->br_bufs) {
-        if (d->br == MAP_FAILED)
-            d->br = NULL;
-        return -ENOMEM;
-    }
-    io_uring_buf_ring_init(d->br);
-    struct io_uring_buf_reg reg = {.ring_addr = (uint64_t)(uintptr_t)d->br,
-                                   .ring_entries = entries,
-                                   .bgid = bgid};
-    int r = io_uring_register_buf_ring(&u->ring, &reg, 0);
-    if (r < 0) {
-        munmap(d->br, bytes);
-        d->br = NULL;
-        return r;
-    }
-    memset(&d->rmsg, 0, sizeof d->rmsg);
-    d->rmsg.msg_namelen = sizeof(struct sockaddr_storage);
-    d->rmsg.msg_controllen = RILL__DGRAM_CTL; /* room kept even without GRO: D_HDR is fixed */
-    d_arm_recv(u, d);
-    return 0;
-}
-
-static void u_dgram_send(rill_loop *l, rill_dgram *d)
-{
-    struct uring_loop *u = u_of(l);
-    while (d->tx_head && d->tx_inflight < RILL__DGRAM_TX_INFLIGHT) {
-        uint32_t i = 0;
-        while (d->tx_slot[i])
-            i++;
-        struct io_uring_sqe *sqe = get_sqes(u, 1);
-        if (!sqe) {
-            rill__dgram_mark_flush(d); /* next iteration */
-            return;
-        }
-        struct rill__dgram_tx *tx = rill__dgram_tx_pop(d);
-        io_uring_prep_sendmsg(sqe, d->fd, &tx->msg, MSG_NOSIGNAL);
-        io_uring_sqe_set_data64(sqe, rill__cookie(RILL__OP_DSEND, i, d->id));
-        d->tx_slot[i] = tx;
-        d->tx_inflight++;
-        d->inflight++;
-        l->inflight++;
-        l->stats.sys_write++;
-    }
-}
-
-static void u_dgram_close(rill_loop *l, rill_dgram *d)
-{
-    struct uring_loop *u = u_of(l);
-    rill__list_del(&d->rlink);
-    if (d->fd < 0)
-        return;
-    struct io_uring_sqe *sqe = d->inflight ? get_sqes(u, 2) : NULL;
-    if (!sqe) {
-        rill__sys_close(&l->stats, d->fd); /* nothing armed, or no room: armed requests end */
-        d->fd = -1;
-        return;
-    }
-    io_uring_prep_cancel_fd(sqe, d->fd, IORING_ASYNC_CANCEL_ALL);
-    sqe->flags |= IOSQE_IO_HARDLINK;
-    io_uring_sqe_set_data64(sqe, rill__cookie(RILL__OP_DCTL, 0, d->id));
-    sqe = io_uring_get_sqe(&u->ring);
-    io_uring_prep_close(sqe, d->fd);
-    io_uring_sqe_set_data64(sqe, rill__cookie(RILL__OP_DCTL, 0, d->id));
-    d->inflight += 2;
-    l->inflight += 2;
-    l->stats.sys_other++;
-    d->fd = -1;
-}
-
-static void u_dgram_free(rill_loop *l, rill_dgram *d)
-{
-    struct uring_loop *u = u_of(l);
-    rill__list_del(&d->rlink);
-    if (d->br) {
-        /* Unregistering needs the ring's own thread once it runs; a loop destroyed elsewhere
-         * (never run) or torn down releases every ring with io_uring_queue_exit anyway. */
-        if (u->bound)
-            io_uring_unregister_buf_ring(&u->ring, d->bgid);
-        munmap(d->br, d->br_entries * sizeof(struct io_uring_buf));
-        d->br = NULL;
-        if (u->bgid_free_n == u->bgid_free_cap) {
-            uint32_t cap = u->bgid_free_cap ? u->bgid_free_cap * 2 : 16;
-            uint16_t *f = rill__malloc(cap * sizeof *f);
-            if (f) {
-                if (u->bgid_free_n)
-                    memcpy(f, u->bgid_free, u->bgid_free_n * sizeof *f);
-                rill__free(u->bgid_free);
-                u->bgid_free = f;
-                u->bgid_free_cap = cap;
-            }
-        }
-        if (u->bgid_free_n < u->bgid_free_cap)
-            u->bgid_free[u->bgid_free_n++] = d->bgid;
-    }
-    for (uint32_t i = 0; d->br_bufs && i < d->br_entries; i++)
-        if (d->br_bufs[i])
-            rill__buf_put(d->br_bufs[i]);
-    rill__free(d->br_bufs);
-    d->br_bufs = NULL;
-}
-
-static void u_on_drecv(struct uring_loop *u, rill_dgram *d, int res, uint32_t flags)
-{
-    struct rill_buf *b = NULL;
-    if (flags & IORING_CQE_F_BUFFER) {
-        uint16_t bid = (uint16_t)(flags >> IORING_CQE_BUFFER_SHIFT);
-        b = d->br_bufs[bid];
-        d->br_bufs[bid] = NULL;
-        d->br_count--;
-    }
-    u->base.stats.sys_read++;
-    if (res >= 0 && b) {
-        struct io_uring_recvmsg_out *o = io_uring_recvmsg_validate(b->data, res, &d->rmsg);
-        if (o) {
-            socklen_t namelen = o->namelen < d->rmsg.msg_namelen ? o->namelen : d->rmsg.msg_namelen;
-            void *data = io_uring_recvmsg_payload(o, &d->rmsg);
-            /* For a cut datagram liburing reports the length it had (o->payloadlen); what
-             * the buffer holds ends at res. */
-            size_t len = (size_t)((char *)b->data + res - (char *)data);
-            struct cmsghdr *cm = io_uring_recvmsg_cmsg_firsthdr(o, &d->rmsg);
-            rill__dgram_on_recv(d, b, data, len, io_uring_recvmsg_name(o), namelen, (int)o->flags,
-                                cm ? rill__dgram_gro_size(cm) : 0);
-        }
-    } else if (res == -ENOBUFS) {
-        u->base.stats.buf_ring_empty++; /* re-armed below, after a refill */
-    } else if (res < 0 && res != -ECANCELED) {
-        rill__dgram_on_error(d, res);
-    }
-    if (b)
-        rill__buf_put(b);
-    if (!(flags & IORING_CQE_F_MORE)) {
-        d->recv_armed = false;
-        rill__dgram_op_end(d);
-    }
-    /* Refill and re-arm at the flush point, once per iteration however many arrived. */
-    if (!d->closing && !rill__list_linked(&d->rlink))
-        rill__list_push_back(&u->base.dgram_read, &d->rlink);
-}
-
-static void u_on_dgram_cqe(struct uring_loop *u, uint64_t ck, int res, uint32_t flags)
-{
-    rill_loop *l = &u->base;
-    rill_dgram *d = rill__dgram_lookup(l, rill__cookie_slot(ck));
-    if (!d || d->inflight == 0) {
-        l->stats.stale_completions++;
-        return;
-    }
-    switch (rill__cookie_op(ck)) {
-    case RILL__OP_DRECV:
-        u_on_drecv(u, d, res, flags);
-        break;
-    case RILL__OP_DSEND: {
-        uint32_t i = rill__cookie_gen(ck);
-        struct rill__dgram_tx *tx = i < RILL__DGRAM_TX_INFLIGHT ? d->tx_slot[i] : NULL;
-        if (tx) {
-            d->tx_slot[i] = NULL;
-            d->tx_inflight--;
-            rill__dgram_tx_done(d, tx, res);
-        }
-        rill__dgram_op_end(d);
-        break;
-    }
-    default: /* DCTL */
-        rill__dgram_op_end(d);
-        break;
-    }
-}
-
-/* At the flush point: refill and re-arm the sockets whose receive consumed buffers or ended. */
-static void u_dgram_rearm(struct uring_loop *u)
-{
-    rill_loop *l = &u->base;
-    struct rill__list todo, *n;
-    if (!rill__list_empty(&u->dgram_starved) && l->slab.releases != u->dgram_starve_mark) {
-        u->dgram_starve_mark = l->slab.releases;
-        rill__list_take(&u->dgram_starved, &todo);
-        while ((n = rill__list_pop_front(&todo)))
-            rill__list_push_back(&l->dgram_read, n);
-    }
-    rill__list_take(&l->dgram_read, &todo);
-    while ((n = rill__list_pop_front(&todo))) {
-        rill_dgram *d = rill__container_of(n, rill_dgram, rlink);
-        if (d->recv_armed)
-            d_refill(u, d);
-        else
-            d_arm_recv(u, d);
-    }
 }
 
 /* ---- completions ---------------------------------------------------------------------------- */
@@ -1078,7 +780,7 @@ static void u_dispatch(struct uring_loop *u, struct io_uring_cqe *cqe)
     case RILL__OP_DRECV:
     case RILL__OP_DSEND:
     case RILL__OP_DCTL:
-        u_on_dgram_cqe(u, ck, cqe->res, cqe->flags);
+        rill__ud_on_cqe(u, ck, cqe->res, cqe->flags);
         break;
     default:
         u_on_conn_cqe(u, ck, cqe->res, cqe->flags);
@@ -1179,10 +881,10 @@ const struct rill__backend_ops rill__backend_uring = {
     .send = u_send,
     .conn_detach = u_conn_detach,
     .conn_close = u_conn_close,
-    .dgram_start = u_dgram_start,
-    .dgram_send = u_dgram_send,
-    .dgram_close = u_dgram_close,
-    .dgram_free = u_dgram_free,
+    .dgram_start = rill__ud_start,
+    .dgram_send = rill__ud_send,
+    .dgram_close = rill__ud_close,
+    .dgram_free = rill__ud_free,
 };
 
 #else /* !RILL_HAVE_LIBURING: the backend exists and says why it cannot start */

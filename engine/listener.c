@@ -44,7 +44,8 @@ void rill__listener_on_accept(rill_listener *ls, int fd)
     l->stats.accepts++;
     int r = rill__conn_setup_socket(l, fd, ls->addr.ss_family, &ls->opts);
     if (r == 0)
-        r = rill__conn_accepted(l, fd, ls->addr.ss_family, ls->socktype, &ls->h, ls->ctx, &ls->opts, &c);
+        r = rill__conn_accepted(l, fd, ls->addr.ss_family, ls->socktype, &ls->h, ls->ctx,
+                                &ls->opts, &c);
     if (r < 0) {
         /* Over max_conns, or out of memory: the peer sees a reset, the loop carries on. */
         rill__sys_close(&l->stats, fd);

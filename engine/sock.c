@@ -101,7 +101,8 @@ static int opt_lookup(int fd, rill_sockopt opt, struct optname *o)
     case RILL_OPT_NOTSENT_LOWAT: *o = (struct optname){IPPROTO_TCP, TCP_NOTSENT_LOWAT}; break;
     case RILL_OPT_BUSY_POLL: *o = (struct optname){SOL_SOCKET, SO_BUSY_POLL}; return 0;
     case RILL_OPT_TOS:
-        *o = v6 ? (struct optname){IPPROTO_IPV6, IPV6_TCLASS} : (struct optname){IPPROTO_IP, IP_TOS};
+        *o = v6 ? (struct optname){IPPROTO_IPV6, IPV6_TCLASS}
+                : (struct optname){IPPROTO_IP, IP_TOS};
         return inet ? 0 : -ENOPROTOOPT;
     case RILL_OPT_V6ONLY:
         *o = (struct optname){IPPROTO_IPV6, IPV6_V6ONLY};

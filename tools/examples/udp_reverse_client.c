@@ -62,7 +62,8 @@ int main(int argc, char **argv)
     struct session s = {.req = argv + 2, .n = argc - 2};
     static const struct rill_dgram_handler h = {.on_datagram = on_datagram};
     /* Connected mode: requests need no address, and only the server's answers arrive. */
-    struct rill_dgram_config cfg = {.handler = &h, .ctx = &s, .peer = argv[1], .max_datagram = 2048};
+    struct rill_dgram_config cfg = {.handler = &h, .ctx = &s, .peer = argv[1],
+                                    .max_datagram = 2048};
     rill_loop *l = NULL;
     int r = rill_loop_create(NULL, &l);
     if (r == 0)

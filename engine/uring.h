@@ -1,0 +1,60 @@
+/* The io_uring backend's state (internal), shared by backend_uring.c and backend_uring_dgram.c:
+ * everything io_uring-specific stays in these three files. */
+#ifndef RILL_URING_H
+#define RILL_URING_H
+
+#ifdef RILL_HAVE_LIBURING
+
+#include <liburing.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "loop.h"
+
+struct uring_loop {
+    struct rill_loop base; /* first: recovered with container_of */
+    struct io_uring ring;
+    uint32_t caps;
+    int wakefd;
+    uint64_t wake_val;
+
+    struct io_uring_buf_ring *br; /* the provided buffer ring (page-aligned, mapped) */
+    size_t br_bytes;
+    uint32_t br_entries, br_target, br_count;
+    struct rill_buf **br_bufs; /* buffer id -> the slab buffer it names */
+    uint16_t *bid_free;        /* free buffer ids */
+    uint32_t bid_free_n;
+    bool bound;                /* enabled for the thread that runs the loop */
+    bool wake_unarmed;         /* the wake-up read could not be queued yet */
+    bool msg_ring;             /* IORING_OP_MSG_RING works (probed; off after a failure) */
+    uint64_t msg_sent[16];     /* targets already sent a wake-up in this iteration (bitmap) */
+    /* Buffer group ids of datagram sockets' own rings (BGID 0 is the loop's): a counter, and
+     * the ids of closed sockets for reuse, so ids stay below 65536 however many come and go. */
+    uint16_t bgid_next;
+    uint16_t *bgid_free;
+    uint32_t bgid_free_n, bgid_free_cap;
+    struct rill__list dgram_starved; /* datagram rings that could not be refilled (slab spent) */
+    uint64_t dgram_starve_mark;
+};
+
+static inline struct uring_loop *u_of(rill_loop *l)
+{
+    return rill__container_of(l, struct uring_loop, base);
+}
+
+/* Returns an SQE, submitting the queue first when it is full (`need` > 1 keeps linked SQEs in
+ * one submission), or NULL when there is no room: the caller retries later. */
+struct io_uring_sqe *rill__uring_get_sqes(struct uring_loop *u, unsigned need);
+
+/* Datagram sockets (backend_uring_dgram.c): the backend ops, the completions of their
+ * operations (RILL__OP_DRECV, DSEND, DCTL), and the flush point's refill and re-arm. */
+int rill__ud_start(rill_loop *l, rill_dgram *d);
+void rill__ud_send(rill_loop *l, rill_dgram *d);
+void rill__ud_close(rill_loop *l, rill_dgram *d);
+void rill__ud_free(rill_loop *l, rill_dgram *d);
+void rill__ud_on_cqe(struct uring_loop *u, uint64_t ck, int res, uint32_t flags);
+void rill__ud_rearm(struct uring_loop *u);
+
+#endif /* RILL_HAVE_LIBURING */
+
+#endif
