@@ -81,7 +81,7 @@ have() {
     *) false ;;
     esac
 }
-keep_have() { local x out=(); for x in $1; do if have "$x"; then out+=("$x"); else echo "matrix.sh: $x not available, skipped" >&2; fi; done; echo "${out[*]:-}"; }
+keep_have() { local x kept=(); for x in $1; do if have "$x"; then kept+=("$x"); else echo "matrix.sh: $x not available, skipped" >&2; fi; done; echo "${kept[*]:-}"; }
 SERVERS=$(keep_have "$SERVERS") HTTP_SERVERS=$(keep_have "$HTTP_SERVERS") HTTP_LOADS=$(keep_have "$HTTP_LOADS")
 
 # server_cmd NAME TRANSPORT SOCK: the command line of a server.
@@ -112,14 +112,14 @@ ticks() {
 # start_server NAME TRANSPORT: sets $server, $target_base (tcp://127.0.0.1:P or unix:PATH),
 # $port, $worker (the pid doing the work: nginx's worker, else the server) and $scmd.
 start_server() {
-    local out=$tmp/server.out i sock=$tmp/srv.sock
+    local out=$tmp/server.out sock=$tmp/srv.sock
     port="" worker=""
     rm -f "$out" "$tmp/server.err" "$sock"
     scmd="$(server_cmd "$1" "$2" "$sock")"
     # shellcheck disable=SC2086 # the command is words on purpose
     "${server_pre[@]}" $scmd >"$out" 2>"$tmp/server.err" &
     server=$!
-    for i in $(seq 200); do
+    for _ in $(seq 200); do
         port=$({ sed -nE 's/^listening tcp:\/\/127\.0\.0\.1:([0-9]+).*/\1/p' "$out" 2>/dev/null || true; } | head -1)
         if [ "$2" = unix ]; then
             grep -q '^listening' "$out" 2>/dev/null && [ -S "$sock" ] && break
@@ -130,7 +130,7 @@ start_server() {
     grep -q '^listening' "$out" 2>/dev/null || { echo "matrix.sh: $1 did not start" >&2; cat "$out" "$tmp/server.err" >&2; exit 1; }
     worker=$server
     if [ "$1" = nginx ]; then
-        for i in $(seq 50); do
+        for _ in $(seq 50); do
             worker=$(for p in $(descendants "$server"); do grep -qs 'worker process' "/proc/$p/cmdline" && echo "$p"; done | head -1)
             [ -n "$worker" ] && break
             sleep 0.05
@@ -157,7 +157,7 @@ run_load() {
     local lcmd=(rill-load -c "$c" -t 1 -d "$DURATION" --warmup "$WARMUP" --depth "$depth" "${ra[@]}" -q
                 --server-pid "$worker" --json "$tmp/load.json" "$target")
     rm -f "$tmp/load.json"
-    "${load_pre[@]}" "$BUILD/${lcmd[@]}" >"$tmp/load.out" 2>&1 || true
+    "${load_pre[@]}" "$BUILD/${lcmd[0]}" "${lcmd[@]:1}" >"$tmp/load.out" 2>&1 || true
     stop_server
     check "$tmp/load.out"
     if [ -s "$tmp/load.json" ]; then
@@ -221,9 +221,9 @@ py add-meta "$results" run="$run_id" invocation="$invocation" reps="$REPS" durat
 if [ "$PROBE" = 1 ] && [ -x "$BUILD/rill-probe" ]; then
     pin=()
     [ -n "$SERVER_CPU" ] && [ -n "$LOAD_CPU" ] && pin=(--pin "$LOAD_CPU,$SERVER_CPU")
-    pcmd=(rill-probe -t tcp4,socketpair -s rw-block -m pingpong,stream,pair -z 64 -r "$REPS" -T 0.5 "${pin[@]}" --json)
+    pcmd=(rill-probe -t "tcp4,socketpair" -s rw-block -m "pingpong,stream,pair" -z 64 -r "$REPS" -T 0.5 "${pin[@]}" --json)
     echo "B0: ${pcmd[*]}"
-    if "$BUILD/${pcmd[@]}" >"$tmp/probe.json" 2>"$tmp/probe.err"; then
+    if "$BUILD/${pcmd[0]}" "${pcmd[@]:1}" >"$tmp/probe.json" 2>"$tmp/probe.err"; then
         py add-probe "$tmp/probe.json" "$results" run="$run_id" kind=probe load_cmd="${pcmd[*]}"
     else
         echo "matrix.sh: rill-probe failed:" >&2; cat "$tmp/probe.err" >&2; failed=1

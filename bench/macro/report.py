@@ -214,7 +214,15 @@ class Cell:
         self.rps, self.p50, self.p99, self.p999 = g("rps"), g("p50"), g("p99"), g("p999")
         self.srv, self.cli = g("server_cpu_us"), g("client_cpu_us")
         self.errors = sum(r.get("errors") or 0 for r in recs)
-        lim = sorted({r.get("limited") for r in recs if r.get("limited")})
+        n = len(recs)
+        nload = [r for r in recs if r.get("saturated") or (r.get("client_busy") or 0) >= 0.9]
+        nsrv = [r for r in recs if (r.get("server_util") or 0) >= 0.9]
+        lim = []
+        if nload:
+            busy = max(r.get("client_busy") or 0 for r in nload)
+            lim.append("load generator (%d of %d runs; busy up to %.0f%%)" % (len(nload), n, 100 * busy))
+        if nsrv:
+            lim.append("server's CPU (%d of %d runs)" % (len(nsrv), n))
         self.limited = "; ".join(lim)
         self.n = len(recs)
 
@@ -390,15 +398,16 @@ def plot(groups, plots):
                 c = groups[k].get(s)
                 if c and c.p50:
                     lab = "%s %s c%s %sB d%s" % (s, k[2] if kind != "http" else k[1], k[3], k[4], k[5])
-                    rows.append((lab, c.v("p50"), c.v("p99"), c.v("p999") or 0))
+                    rows.append((lab, c.v("p50"), c.v("p99"), c.v("p999")))
         if not rows:
             continue
         dat = "latency-%s.dat" % kind
         with open(os.path.join(plots, dat), "w") as f:
             for lab, a, b, c in rows:
-                f.write('"%s" %g %g %g\n' % (lab, a, b, c))
+                f.write('"%s" %s %s %s\n' % (lab, *("?" if x is None else "%g" % x for x in (a, b, c))))
         name = "latency-%s.png" % kind
-        script = ("set terminal pngcairo size %d,520 noenhanced\nset output '%s'\nset style data histograms\n"
+        script = ("set terminal pngcairo size %d,600 noenhanced\nset output '%s'\nset style data histograms\n"
+                  "set datafile missing '?'\nset bmargin 12\n"
                   "set style histogram clustered gap 1\nset style fill solid 0.8 border -1\nset logscale y\n"
                   "set ylabel 'latency us (median of runs; log)'\nset xtics rotate by -60 font ',7'\n"
                   "set title '%s: p50, p99, p99.9 (wrk gives no p99.9)'\nset key top left\n"
@@ -419,7 +428,7 @@ def plot(groups, plots):
         with open(os.path.join(plots, "cpu.dat"), "w") as f:
             for lab, a, b in rows:
                 f.write('"%s" %g %g\n' % (lab, a, b))
-        script = ("set terminal pngcairo size %d,520 noenhanced\nset output 'cpu-per-request.png'\n"
+        script = ("set terminal pngcairo size %d,600 noenhanced\nset output 'cpu-per-request.png'\nset bmargin 12\n"
                   "set style data histograms\nset style histogram clustered gap 1\nset style fill solid 0.8 border -1\n"
                   "set ylabel 'CPU us/request (median)'\nset xtics rotate by -60 font ',7'\nset yrange [0:*]\n"
                   "set title 'CPU per request: fixed rate (equal load) and HTTP'\n"
@@ -507,7 +516,11 @@ def report(results, md_path, plots, update):
              "(open loop for the fixed-rate runs: measured from when each request was due); server CPU per "
              "request from /proc of the server (nginx: its worker); client CPU per request of the load "
              "generator. *limited by* names what held a figure down in any repetition: the load "
-             "generator (rill-load's saturated flag, or wrk over 90% of its CPU) or the server's one CPU.")
+             "generator (rill-load's saturated flag, or wrk over 90% of its CPU), or the server's CPU (over 90% of "
+             "it busy). Both are limits of having 2 CPUs: the server has one CPU and the load generator the other, "
+             "so a figure marked *load generator* measures rill-load or wrk rather than the server (the ratio "
+             "between servers then understates the difference), and one marked *server's CPU* is the "
+             "server's one-CPU maximum, as intended.")
     L.append("")
     kinds = {"echo": 0, "rate": 1, "http": 2}
     for k in sorted(groups, key=lambda k: (kinds[k[0]], str(k[1]), {"tcp": 0, "unix": 1}.get(k[2], 2), k[4] or 0, k[5], k[3])):
@@ -519,7 +532,8 @@ def report(results, md_path, plots, update):
         L.append("#### %s (%d repetitions)" % (workload_title(k), reps))
         L.append("")
         head = "| server | requests/s | p50 | p99 | p99.9 | server CPU us/req | client CPU us/req |"
-        head += "".join(" rps / %s |" % PEER_NAMES[p] for p in peers)
+        if k[0] != "rate":
+            head += "".join(" rps / %s |" % PEER_NAMES[p] for p in peers)
         if k[0] == "rate":
             head += "".join(" CPU / %s |" % PEER_NAMES[p] for p in peers)
         head += " limited by |"
@@ -530,7 +544,7 @@ def report(results, md_path, plots, update):
             row = "| %s | %s | %s | %s | %s | %s | %s |" % (
                 s, fmt3(c.rps, 0), fmt(c.v("p50")), fmt(c.v("p99")), fmt(c.v("p999")), fmt3(c.srv, 2),
                 fmt(c.v("cli"), 2))
-            for p in peers:
+            for p in peers if k[0] != "rate" else []:
                 r = ratio(c.v("rps"), g[p].v("rps"))
                 row += " %s |" % ("%.2f" % r if r else "–")
             if k[0] == "rate":
