@@ -45,10 +45,18 @@ def kv(args):
     return out
 
 
+def rounded(x):
+    if isinstance(x, float):
+        return float("%.5g" % x)
+    if isinstance(x, dict):
+        return {k: rounded(v) for k, v in x.items()}
+    return x
+
+
 def append(path, rec):
     rec.setdefault("time", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     with open(path, "a") as f:
-        f.write(json.dumps(rec, sort_keys=True) + "\n")
+        f.write(json.dumps(rounded(rec), sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n")
 
 
 def limited(rec):
@@ -93,8 +101,10 @@ def add_load(path, results, meta):
         "errors": r.get("errors", {}).get("total", 0), "saturated": bool(r.get("saturated")),
         "saturated_why": r.get("saturated_why", ""), "client_busy": r.get("client_busy_max"),
         "server_cpu_us": c.get("server_cpu_us_per_request"), "client_cpu_us": c.get("client_cpu_us_per_request"),
-        "machine": d.get("machine", {}),
     })
+    # The machine once per results file (the report takes the last one it finds).
+    if not os.path.exists(results) or '"machine"' not in open(results).read():
+        rec["machine"] = d.get("machine", {})
     rec["limited"] = limited(rec)
     append(results, rec)
     say(rec)
@@ -494,7 +504,9 @@ def report(results, md_path, plots, update):
         L.append("| %s | %s | %s | %s |" % (t, m, "%.2f" % r if r is not None else "–", v))
     L.append("")
     L.append("A ratio is of medians. *not measured*: the cell was not part of the runs above (see the commands); "
-             "a missed target stays missed here, the why is in the hand-written sections above.")
+             "a missed target stays missed here; what was found about why belongs in the hand-written sections above. "
+             "The 1-connection round trip of rill is measured by rill-load (a rill client), the B0 floor by two "
+             "blocking threads: the ratio charges rill for both ends.")
     L.append("")
     if probe:
         L.append("### B0 floor (rill-probe, blocking read/write, two threads)")
