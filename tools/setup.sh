@@ -21,6 +21,7 @@ PACKAGES=(
     clang libclang-rt-dev              # libFuzzer targets (the fuzz preset)
     libuv1-dev libevent-dev            # bench/peers: the libuv and libevent echo peers
     nginx wrk                          # bench/peers: the HTTP peer and its load generator
+    gnuplot-nox                        # bench/macro/report.py: the PNG plots
 )
 
 jobs=$(nproc 2>/dev/null || echo 2)
