@@ -458,13 +458,7 @@ int rill_dgram_local_addr(const rill_dgram *d, struct sockaddr_storage *ss, sock
 
 int rill_dgram_port(const rill_dgram *d)
 {
-    if (!d)
-        return 0;
-    if (d->local.ss_family == AF_INET)
-        return ntohs(((const struct sockaddr_in *)&d->local)->sin_port);
-    if (d->local.ss_family == AF_INET6)
-        return ntohs(((const struct sockaddr_in6 *)&d->local)->sin6_port);
-    return 0;
+    return d ? rill__sock_port(&d->local) : 0;
 }
 
 size_t rill_dgram_queued(const rill_dgram *d)

@@ -188,13 +188,7 @@ int rill_listener_addr(const rill_listener *ls, struct sockaddr_storage *ss, soc
 
 int rill_listener_port(const rill_listener *ls)
 {
-    if (!ls)
-        return 0;
-    if (ls->addr.ss_family == AF_INET)
-        return ntohs(((const struct sockaddr_in *)&ls->addr)->sin_port);
-    if (ls->addr.ss_family == AF_INET6)
-        return ntohs(((const struct sockaddr_in6 *)&ls->addr)->sin6_port);
-    return 0;
+    return ls ? rill__sock_port(&ls->addr) : 0;
 }
 
 int rill_listener_close(rill_listener *ls)

@@ -81,14 +81,11 @@ struct optname {
     int level, name;
 };
 
-/* Maps a named option to its level and name for this socket's family. */
-static int opt_lookup(int fd, rill_sockopt opt, struct optname *o)
+/* Maps a named option to its level and name for this socket's kind (the handle knows it; no
+ * system call is needed to ask). */
+static int opt_lookup(struct rill__sockkind k, rill_sockopt opt, struct optname *o)
 {
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
-        return -errno;
-    bool v6 = ss.ss_family == AF_INET6, inet = v6 || ss.ss_family == AF_INET;
+    bool v6 = k.family == AF_INET6, inet = v6 || k.family == AF_INET;
     switch (opt) {
     case RILL_OPT_NODELAY: *o = (struct optname){IPPROTO_TCP, TCP_NODELAY}; break;
     case RILL_OPT_KEEPALIVE: *o = (struct optname){SOL_SOCKET, SO_KEEPALIVE}; return 0;
@@ -111,17 +108,15 @@ static int opt_lookup(int fd, rill_sockopt opt, struct optname *o)
         return -EINVAL;
     }
     /* The TCP-level ones: only on TCP sockets (the kernel would say EOPNOTSUPP or worse). */
-    int type = 0;
-    len = sizeof type;
-    if (!inet || getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_STREAM)
-        return -ENOPROTOOPT;
-    return 0;
+    return inet && k.socktype == SOCK_STREAM ? 0 : -ENOPROTOOPT;
 }
 
-int rill__sockopt_set(struct rill_loop_stats *st, int fd, rill_sockopt opt, int value)
+int rill__sockopt_set(struct rill_loop_stats *st, struct rill__sockkind k, rill_sockopt opt,
+                      int value)
 {
     struct optname o;
-    int r = opt_lookup(fd, opt, &o);
+    int fd = k.fd;
+    int r = opt_lookup(k, opt, &o);
     if (r < 0)
         return r;
     if (opt == RILL_OPT_LINGER) {
@@ -131,10 +126,12 @@ int rill__sockopt_set(struct rill_loop_stats *st, int fd, rill_sockopt opt, int 
     return rill__sys_setsockopt(st, fd, o.level, o.name, &value, sizeof value);
 }
 
-int rill__sockopt_get(struct rill_loop_stats *st, int fd, rill_sockopt opt, int *value)
+int rill__sockopt_get(struct rill_loop_stats *st, struct rill__sockkind k, rill_sockopt opt,
+                      int *value)
 {
     struct optname o;
-    int r = opt_lookup(fd, opt, &o);
+    int fd = k.fd;
+    int r = opt_lookup(k, opt, &o);
     if (r < 0)
         return r;
     if (opt == RILL_OPT_LINGER) {
@@ -153,20 +150,20 @@ int rill__sockopt_get(struct rill_loop_stats *st, int fd, rill_sockopt opt, int 
 
 /* Each handle type reaches the same two calls through its descriptor and its loop's counters.
  * A handle that is closing has no descriptor any more: -ENOTCONN. */
-#define RILL__OPT_FNS(kind, type, FD, LOOP)                                                       \
+#define RILL__OPT_FNS(kind, type, FD, KIND, LOOP)                                                       \
     int rill_##kind##_setopt(type *h, rill_sockopt opt, int value)                              \
     {                                                                                            \
         if (!h)                                                                                  \
             return -EINVAL;                                                                      \
         int fd = FD(h);                                                                          \
-        return fd < 0 ? -ENOTCONN : rill__sockopt_set(&LOOP(h)->stats, fd, opt, value);         \
+        return fd < 0 ? -ENOTCONN : rill__sockopt_set(&LOOP(h)->stats, KIND(h, fd), opt, value);\
     }                                                                                            \
     int rill_##kind##_getopt(const type *h, rill_sockopt opt, int *value)                       \
     {                                                                                            \
         if (!h || !value)                                                                        \
             return -EINVAL;                                                                      \
         int fd = FD(h);                                                                          \
-        return fd < 0 ? -ENOTCONN : rill__sockopt_get(&LOOP(h)->stats, fd, opt, value);         \
+        return fd < 0 ? -ENOTCONN : rill__sockopt_get(&LOOP(h)->stats, KIND(h, fd), opt, value);\
     }                                                                                            \
     int rill_##kind##_setsockopt(type *h, int level, int name, const void *val, socklen_t len)  \
     {                                                                                            \
@@ -189,10 +186,13 @@ int rill__sockopt_get(struct rill_loop_stats *st, int fd, rill_sockopt opt, int 
 #define LISTENER_FD(ls) ((ls)->closed ? -1 : (ls)->fd)
 #define DGRAM_FD(d) rill_dgram_fd(d)
 #define LOOP_OF(h) ((h)->loop)
+#define CONN_KIND(c, fd) ((struct rill__sockkind){fd, (c)->family, (c)->socktype})
+#define LISTENER_KIND(ls, fd) ((struct rill__sockkind){fd, (ls)->addr.ss_family, (ls)->socktype})
+#define DGRAM_KIND(d, fd) ((struct rill__sockkind){fd, (d)->family, (d)->socktype})
 
-RILL__OPT_FNS(conn, rill_conn, CONN_FD, LOOP_OF)
-RILL__OPT_FNS(listener, rill_listener, LISTENER_FD, LOOP_OF)
-RILL__OPT_FNS(dgram, rill_dgram, DGRAM_FD, LOOP_OF)
+RILL__OPT_FNS(conn, rill_conn, CONN_FD, CONN_KIND, LOOP_OF)
+RILL__OPT_FNS(listener, rill_listener, LISTENER_FD, LISTENER_KIND, LOOP_OF)
+RILL__OPT_FNS(dgram, rill_dgram, DGRAM_FD, DGRAM_KIND, LOOP_OF)
 
 int rill_conn_tcp_info(const rill_conn *c, void *info, socklen_t *len)
 {
@@ -201,14 +201,7 @@ int rill_conn_tcp_info(const rill_conn *c, void *info, socklen_t *len)
     int fd = rill_conn_fd(c);
     if (fd < 0)
         return -ENOTCONN;
-    int type = 0;
-    socklen_t tl = sizeof type;
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof ss;
-    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 ||
-        getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
-        return -errno;
-    if (type != SOCK_STREAM || (ss.ss_family != AF_INET && ss.ss_family != AF_INET6))
+    if (c->socktype != SOCK_STREAM || (c->family != AF_INET && c->family != AF_INET6))
         return -ENOPROTOOPT;
     return rill__sys_getsockopt(&c->loop->stats, fd, IPPROTO_TCP, TCP_INFO, info, len);
 }
@@ -220,23 +213,27 @@ int rill_conn_peer_cred(const rill_conn *c, pid_t *pid, uid_t *uid, gid_t *gid)
     int fd = rill_conn_fd(c);
     if (fd < 0)
         return -ENOTCONN;
+    if (c->family != AF_UNIX)
+        return -EOPNOTSUPP; /* SO_PEERCRED on TCP "works" and says nobody */
     struct ucred cr;
     socklen_t len = sizeof cr;
     int r = rill__sys_getsockopt(&c->loop->stats, fd, SOL_SOCKET, SO_PEERCRED, &cr, &len);
-    if (r == -ENOPROTOOPT || r == -EOPNOTSUPP)
-        return -EOPNOTSUPP;
     if (r < 0)
         return r;
-    /* SO_PEERCRED on a TCP socket "works" and says nobody: reject it by family instead. */
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof ss;
-    if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0 || ss.ss_family != AF_UNIX)
-        return -EOPNOTSUPP;
     if (pid)
         *pid = cr.pid;
     if (uid)
         *uid = cr.uid;
     if (gid)
         *gid = cr.gid;
+    return 0;
+}
+
+int rill__sock_port(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)ss)->sin_port);
+    if (ss->ss_family == AF_INET6)
+        return ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
     return 0;
 }

@@ -19,8 +19,18 @@ int rill__sock_bind(struct rill_loop_stats *st, int fd, const struct rill__addr 
 /* Removes the Unix socket file named by ss if it still is a socket. */
 void rill__sock_unlink(const struct sockaddr_storage *ss, socklen_t len);
 
-/* The named options of rill.h on a descriptor. Returns 0 or a negative errno. */
-int rill__sockopt_set(struct rill_loop_stats *st, int fd, rill_sockopt opt, int value);
-int rill__sockopt_get(struct rill_loop_stats *st, int fd, rill_sockopt opt, int *value);
+/* What a handle knows of its socket: enough to map a named option to its level and name. */
+struct rill__sockkind {
+    int fd, family, socktype;
+};
+
+/* The named options of rill.h on a socket. Returns 0 or a negative errno. */
+int rill__sockopt_set(struct rill_loop_stats *st, struct rill__sockkind k, rill_sockopt opt,
+                      int value);
+int rill__sockopt_get(struct rill_loop_stats *st, struct rill__sockkind k, rill_sockopt opt,
+                      int *value);
+
+/* The port of an AF_INET/AF_INET6 address (host byte order), else 0. */
+int rill__sock_port(const struct sockaddr_storage *ss);
 
 #endif

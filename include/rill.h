@@ -574,17 +574,22 @@ RILL_API int rill_dgram_close(rill_dgram *d);
 RILL_API int rill_dgram_local_addr(const rill_dgram *d, struct sockaddr_storage *ss,
                                    socklen_t *len);
 
-/* Returns the bound port (host byte order) of a UDP socket, else 0. */
+/* Returns the bound port (host byte order) of a UDP socket, else 0 (also for NULL).
+ * Thread: the socket's loop thread. */
 RILL_API int rill_dgram_port(const rill_dgram *d);
 
 /* Bytes queued and not yet handed to the kernel, as counted against wq_limit: each datagram's
- * payload plus 64 bytes for its bookkeeping (so empty datagrams cannot queue without bound). */
+ * payload plus 64 bytes for its bookkeeping (so empty datagrams cannot queue without bound).
+ * Returns 0 for NULL. Thread: the socket's loop thread. */
 RILL_API size_t rill_dgram_queued(const rill_dgram *d);
 
-/* The socket's descriptor (for options; do not read, write or close it), or -EBADF. */
+/* The socket's descriptor (for options; do not read, write or close it), or -EBADF for NULL or
+ * once closing. Ownership: the descriptor stays the engine's. Thread: the socket's loop thread. */
 RILL_API int rill_dgram_fd(const rill_dgram *d);
 
-/* The context pointer passed to every callback, and the loop the socket belongs to. */
+/* The context pointer passed to every callback (set_ctx takes effect from the next callback),
+ * and the loop the socket belongs to. NULL handles are ignored / give NULL.
+ * Thread: the socket's loop thread. */
 RILL_API void rill_dgram_set_ctx(rill_dgram *d, void *ctx);
 RILL_API void *rill_dgram_ctx(const rill_dgram *d);
 RILL_API rill_loop *rill_dgram_loop(const rill_dgram *d);
