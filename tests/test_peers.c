@@ -16,7 +16,7 @@
 /* The peers are programs of their own, not rill loops: no test here is per backend. */
 static const void *const unused_backends __attribute__((unused)) = h_backends;
 
-#define START_MS 10000
+#define START_MS 20000 /* nginx may need a second port: its own bind retries take 2.5 s */
 #define IO_MS 20000
 
 struct proc {

@@ -6,7 +6,8 @@
 # Writes nginx.conf with the port and worker count into a temporary prefix, checks it with
 # nginx -t, prints "listening tcp://127.0.0.1:P" and runs nginx; SIGTERM or SIGINT to this
 # script stops nginx (master and workers) and removes the prefix. Port 0 is not supported by
-# nginx: a free port is picked here first. Exit 3 when nginx is not installed.
+# nginx: a free port below the ephemeral range is picked here, and another one if nginx cannot
+# bind it. Exit 3 when nginx is not installed, 1 when nginx does not start.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 port=8080 workers=1
@@ -20,25 +21,49 @@ while [ $# -gt 0 ]; do
 done
 nginx=$(command -v nginx || echo /usr/sbin/nginx)
 [ -x "$nginx" ] || { echo "run.sh: nginx not installed (apt-get install nginx)" >&2; exit 3; }
+# Port 0: nginx cannot bind it, so a port is chosen here, below the kernel's ephemeral range
+# (ip_local_port_range), where no outgoing connection of a concurrent test or load generator
+# can be holding it. Another program may still take it between the choice and nginx's bind;
+# nginx then exits (after its own five bind attempts) and the next random port is tried.
+auto=0
 if [ "$port" = 0 ]; then
-    # A random port in 20000-59999 that nothing answers on (nginx -t below fails if it was taken
-    # in between, and the caller sees that).
-    for _ in $(seq 50); do
-        port=$((20000 + RANDOM % 40000))
-        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || break
-    done
+    auto=1
 fi
+read -r eph_lo _ </proc/sys/net/ipv4/ip_local_port_range || eph_lo=32768
+lo=10000
+[ "$eph_lo" -gt $((lo + 1000)) ] || lo=1024
 prefix=$(mktemp -d /tmp/rill-nginx.XXXXXX)
-sed -e "s|@PORT@|$port|g" -e "s|@PREFIX@|$prefix|g" -e "s|@WORKERS@|$workers|g" \
-    "$here/nginx.conf" >"$prefix/nginx.conf"
-"$nginx" -t -q -c "$prefix/nginx.conf" -p "$prefix" -e stderr
-"$nginx" -c "$prefix/nginx.conf" -p "$prefix" -e stderr &
-pid=$!
-trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$prefix"; exit 0' TERM INT
-# Announce only once nginx accepts connections.
-for _ in $(seq 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
-    sleep 0.05
+pid=
+trap '[ -n "$pid" ] && kill -TERM $pid 2>/dev/null; wait 2>/dev/null; rm -rf "$prefix"; exit 0' TERM INT
+for attempt in 1 2 3 4 5; do
+    if [ $auto = 1 ]; then
+        for _ in $(seq 50); do
+            port=$((lo + RANDOM % (eph_lo - lo)))
+            (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || break
+        done
+    fi
+    sed -e "s|@PORT@|$port|g" -e "s|@PREFIX@|$prefix|g" -e "s|@WORKERS@|$workers|g" \
+        "$here/nginx.conf" >"$prefix/nginx.conf"
+    "$nginx" -t -q -c "$prefix/nginx.conf" -p "$prefix" -e stderr
+    "$nginx" -c "$prefix/nginx.conf" -p "$prefix" -e stderr &
+    pid=$!
+    # Announce only once nginx accepts connections; nginx exiting first means the bind failed.
+    up=0
+    for _ in $(seq 200); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then up=1; break; fi
+        kill -0 $pid 2>/dev/null || break
+        sleep 0.05
+    done
+    [ $up = 1 ] && break
+    kill -TERM $pid 2>/dev/null || true
+    wait $pid 2>/dev/null || true
+    pid=
+    if [ $auto = 0 ] || [ $attempt = 5 ]; then
+        echo "run.sh: nginx did not start on port $port" >&2
+        rm -rf "$prefix"
+        exit 1
+    fi
+    echo "run.sh: nginx could not bind port $port, trying another" >&2
 done
 echo "listening tcp://127.0.0.1:$port workers=$workers prefix=$prefix"
 wait $pid
