@@ -19,7 +19,10 @@
  *   generation it is counted and dropped.
  * - Batching: SQEs are prepared all iteration long and submitted at the flush point; poll
  *   submits anything left and waits in the same io_uring_enter, then reaps completions in
- *   batches. CQ overflow (IORING_FEAT_NODROP) is flushed with another GETEVENTS enter.
+ *   batches. Completions the flush point's enter already posted are reaped without entering.
+ *   CQ overflow (IORING_FEAT_NODROP) is flushed with another GETEVENTS enter.
+ * - Seqpacket, descriptor-taking and urgent-data connections are received differently:
+ *   backend_uring_msg.c. Datagram sockets: backend_uring_dgram.c.
  *
  * liburing here is 2.3; newer constants are defined in probe.c behind #ifndef and every opcode
  * is probed there before the backend starts. */
@@ -352,108 +355,10 @@ static void u_on_accept(struct uring_loop *u, uint64_t ck, int res, uint32_t fla
 
 /* ---- connections ---------------------------------------------------------------------------- */
 
-/* Message mode (seqpacket, or descriptors wanted): a one-shot recvmsg into a buffer of the
- * connection's own, because a multishot recv on the loop's ring cannot carry control messages
- * and its stream-sized buffers would cut a long message. */
-static bool u_prep_recvmsg(struct uring_loop *u, rill_conn *c, struct io_uring_sqe *sqe)
+void rill__uring_arm_recv(struct uring_loop *u, rill_conn *c)
 {
-    rill_loop *l = &u->base;
-    size_t size = rill__conn_rx_size(c);
-    if (!c->mrx && !(c->mrx = rill__calloc(1, sizeof *c->mrx)))
-        return false;
-    struct rill__msg_rx *x = c->mrx;
-    if (!x->buf && rill__slab_lease(&l->slab, size, &x->buf) < 0)
-        return false;
-    x->iov = (struct iovec){x->buf->data, size};
-    memset(&x->m, 0, sizeof x->m);
-    x->m.msg_iov = &x->iov;
-    x->m.msg_iovlen = 1;
-    if (c->h.on_fds) {
-        x->m.msg_control = x->ctl.b;
-        x->m.msg_controllen = sizeof x->ctl.b;
-    }
-    io_uring_prep_recvmsg(sqe, c->fd, &x->m, MSG_CMSG_CLOEXEC);
-    return true;
-}
-
-/* Urgent data. A TCP receive that passes the urgent mark discards the out-of-line byte, and a
- * multishot recv runs in the kernel as soon as data lands, ahead of any POLLPRI completion we
- * could act on. So a connection that takes urgent data is read the readiness way on this
- * backend: a multishot poll for POLLIN | POLLPRI, and on each completion the urgent byte first
- * (recv MSG_OOB), then the stream with plain reads until EAGAIN, as on epoll. Only connections
- * with on_urgent pay for it. */
-static bool u_urgent_mode(const rill_conn *c)
-{
-    return c->h.on_urgent && c->family != AF_UNIX && !c->rx_msg;
-}
-
-static void u_read_sync(struct uring_loop *u, rill_conn *c)
-{
-    rill_loop *l = &u->base;
-    size_t budget = RILL_READ_BUDGET;
-    while (rill__conn_can_read(c) && !c->held_head && !c->held_eof) {
-        struct rill_buf *b;
-        if (rill__slab_lease(&l->slab, l->cfg.recv_buf_size, &b) < 0) {
-            rill__conn_starved(c);
-            return;
-        }
-        struct iovec iov = {b->data, rill__buf_cap(b)};
-        ssize_t r = rill__sys_readv(&l->stats, c->fd, &iov, 1);
-        if (r > 0)
-            rill__conn_on_data(c, b, (size_t)r);
-        rill__buf_put(b);
-        if (r == 0) {
-            rill__conn_on_eof(c);
-        } else if (r == -EAGAIN) {
-            if (rill__sys_injected)
-                rill__conn_mark_read(c);
-        } else if (r < 0 && r != -EINTR) {
-            rill__conn_fail(c, (int)r);
-        } else if (r > 0 && budget > (size_t)r) {
-            budget -= (size_t)r;
-            continue;
-        } else if (r > 0) {
-            rill__conn_mark_read(c); /* budget spent: the rest next iteration */
-        } else {
-            continue; /* EINTR */
-        }
-        return;
-    }
-}
-
-static void u_arm_urgent(struct uring_loop *u, rill_conn *c)
-{
-    if (c->urg_armed || !u_urgent_mode(c) || (c->state & (RILL__C_CLOSING | RILL__C_RD_PAUSED)))
-        return;
-    struct io_uring_sqe *sqe = rill__uring_get_sqes(u, 1);
-    if (!sqe) {
-        rill__conn_starved(c); /* retried at a later flush point */
-        return;
-    }
-    io_uring_prep_poll_multishot(sqe, c->fd, POLLIN | POLLPRI | POLLRDHUP);
-    io_uring_sqe_set_data64(sqe, rill__cookie(RILL__OP_URGENT, c->gen, c->slot));
-    c->urg_armed = true;
-    rill__conn_op_start(c);
-}
-
-static void u_on_urgent_poll(struct uring_loop *u, rill_conn *c, int res, uint32_t flags)
-{
-    if (res > 0 && (res & POLLPRI))
-        rill__conn_read_urgent(c);
-    if (res > 0 && (res & (POLLIN | POLLRDHUP | POLLHUP | POLLERR)))
-        u_read_sync(u, c);
-    if (!(flags & IORING_CQE_F_MORE)) {
-        c->urg_armed = false;
-        if (res != -ECANCELED)
-            u_arm_urgent(u, c);
-        rill__conn_op_end(c);
-    }
-}
-
-static void u_arm_recv(struct uring_loop *u, rill_conn *c)
-{
-    if (u_urgent_mode(c)) {
-        u_arm_urgent(u, c);
+    if (rill__uring_urgent_mode(c)) {
+        rill__uring_arm_urgent(u, c);
         return;
     }
     if (c->recv_armed || !rill__conn_can_read(c) || c->held_head || c->held_eof)
@@ -464,7 +369,7 @@ static void u_arm_recv(struct uring_loop *u, rill_conn *c)
         return;
     }
     if (c->rx_msg) {
-        if (!u_prep_recvmsg(u, c, sqe)) {
+        if (!rill__uring_prep_recvmsg(u, c, sqe)) {
             io_uring_prep_nop(sqe); /* the SQE is taken; make it harmless */
             io_uring_sqe_set_data64(sqe, rill__cookie(RILL__OP_NONE, 0, 0));
             rill__conn_starved(c);
@@ -482,7 +387,7 @@ static void u_arm_recv(struct uring_loop *u, rill_conn *c)
 
 static int u_conn_start(rill_loop *l, rill_conn *c)
 {
-    u_arm_recv(u_of(l), c);
+    rill__uring_arm_recv(u_of(l), c);
     return 0;
 }
 
@@ -546,10 +451,10 @@ static void u_recv_resume(rill_loop *l, rill_conn *c)
 {
     if (c->held_head || c->held_eof)
         rill__conn_mark_read(c); /* deliver what was held first, from poll */
-    else if (u_urgent_mode(c) && c->urg_armed)
-        u_read_sync(u_of(l), c); /* the poll's edge has passed: read what waits */
+    else if (rill__uring_urgent_mode(c) && c->urg_armed)
+        rill__uring_read_sync(u_of(l), c); /* the poll's edge has passed: read what waits */
     else
-        u_arm_recv(u_of(l), c);
+        rill__uring_arm_recv(u_of(l), c);
 }
 
 /* Fault injection for tests: the hook may fail the send (EINTR, EAGAIN) or shorten it, as it
@@ -643,30 +548,11 @@ static void u_conn_close(rill_loop *l, rill_conn *c)
 
 /* ---- completions ---------------------------------------------------------------------------- */
 
-static void u_on_recvmsg(struct uring_loop *u, rill_conn *c, int res)
-{
-    struct rill__msg_rx *x = c->mrx;
-    struct rill_buf *b = x->buf;
-    c->recv_armed = false;
-    u->base.stats.sys_read++;
-    if (res > 0) {
-        x->buf = NULL; /* the next receive leases a fresh one; this one may be kept */
-        rill__conn_on_msg(c, b, (size_t)res, &x->m);
-        rill__buf_put(b);
-    } else if (res == 0) {
-        rill__conn_on_eof(c);
-    } else if (res != -ECANCELED && !(c->state & RILL__C_CLOSING)) {
-        rill__conn_fail(c, res);
-    }
-    u_arm_recv(u, c);
-    rill__conn_op_end(c);
-}
-
 static void u_on_recv(struct uring_loop *u, rill_conn *c, int res, uint32_t flags)
 {
     rill_loop *l = &u->base;
     if (c->rx_msg && !(flags & IORING_CQE_F_BUFFER)) {
-        u_on_recvmsg(u, c, res);
+        rill__uring_on_recvmsg(u, c, res);
         return;
     }
     struct rill_buf *b = (flags & IORING_CQE_F_BUFFER) ? br_take(u, flags) : NULL;
@@ -688,7 +574,7 @@ static void u_on_recv(struct uring_loop *u, rill_conn *c, int res, uint32_t flag
     if (b)
         rill__buf_put(b);
     if (!more) {
-        u_arm_recv(u, c); /* no-op unless the connection can still read */
+        rill__uring_arm_recv(u, c); /* no-op unless the connection can still read */
         rill__conn_op_end(c);
     }
 }
@@ -715,7 +601,7 @@ static void u_on_connect(struct uring_loop *u, rill_conn *c, int res)
     if (!(c->state & RILL__C_CLOSING)) {
         if (res == 0) {
             rill__conn_opened(c);
-            u_arm_recv(u, c);
+            rill__uring_arm_recv(u, c);
         } else {
             /* -ECANCELED here means the linked timeout fired first. */
             rill__conn_fail(c, res == -ECANCELED ? -ETIMEDOUT : res);
@@ -747,7 +633,7 @@ static void u_on_conn_cqe(struct uring_loop *u, uint64_t ck, int res, uint32_t f
         u_on_connect(u, c, res);
         break;
     case RILL__OP_URGENT:
-        u_on_urgent_poll(u, c, res, flags);
+        rill__uring_on_urgent(u, c, res, flags);
         break;
     default: /* TIMEOUT, CANCEL, CLOSE: bookkeeping only */
         rill__conn_op_end(c);
@@ -793,10 +679,10 @@ static void u_deliver_held(struct uring_loop *u, rill_conn *c)
 {
     if (!rill__conn_deliver_held(c))
         return;
-    if (u_urgent_mode(c) && c->urg_armed)
-        u_read_sync(u, c); /* a read budget spent, or a fault injected: go on reading */
+    if (rill__uring_urgent_mode(c) && c->urg_armed)
+        rill__uring_read_sync(u, c); /* a read budget spent, or a fault injected: go on reading */
     else
-        u_arm_recv(u, c);
+        rill__uring_arm_recv(u, c);
 }
 
 static int u_reap(struct uring_loop *u)

@@ -1,5 +1,5 @@
-/* Stream connections: the slot table, the state machine, the write queue with its water marks,
- * half-close, timeouts and asynchronous close.
+/* Stream connections: the slot table, the state machine, half-close, timeouts and asynchronous
+ * close. The write queue and its water marks are in conn_send.c.
  *
  * Everything here is backend-neutral. Backends report what happened (opened, data, eof, bytes
  * sent, failure) and conn.c turns it into the embedder's callbacks; conn.c asks the backend to
@@ -25,9 +25,6 @@
 #include "backend.h"
 #include "cookie.h"
 #include "sys.h"
-
-#define WQ_SMALL_IOV 4u   /* entries this small are recycled through l->wq_free */
-#define WQ_FREE_MAX 1024u /* ... up to this many, so an idle loop holds little */
 
 /* ---- slot table ----------------------------------------------------------------------------- */
 
@@ -116,297 +113,6 @@ void rill__conn_pool_fini(rill_loop *l)
     l->conn_chunks = NULL;
 }
 
-/* ---- write queue ---------------------------------------------------------------------------- */
-
-static struct rill__wq_entry *wq_entry_get(rill_loop *l, unsigned niov)
-{
-    struct rill__wq_entry *e;
-    unsigned cap = niov <= WQ_SMALL_IOV ? WQ_SMALL_IOV : niov;
-    if (cap == WQ_SMALL_IOV && l->wq_free) {
-        e = l->wq_free;
-        l->wq_free = e->next;
-        l->wq_free_len--;
-    } else {
-        e = rill__malloc(sizeof *e + cap * (sizeof(struct iovec) + sizeof(struct rill_buf *)));
-        if (!e)
-            return NULL;
-        e->cap = cap;
-        e->iov = (struct iovec *)(e + 1);
-        e->buf = (struct rill_buf **)(e->iov + cap);
-    }
-    e->next = NULL;
-    e->cur = 0;
-    e->niov = 0;
-    e->bufs = false;
-    e->fds = NULL;
-    e->cmsg = NULL;
-    e->nfds = 0;
-    e->fds_sent = false;
-    e->urgent = false;
-    return e;
-}
-
-static void wq_entry_put(rill_loop *l, struct rill__wq_entry *e)
-{
-    if (e->bufs)
-        for (uint32_t i = 0; i < e->niov; i++)
-            rill__buf_put(e->buf[i]);
-    /* Our duplicates: the peer has its own once the control message went out. */
-    for (uint32_t i = 0; i < e->nfds; i++)
-        close(e->fds[i]);
-    rill__free(e->cmsg);
-    if (e->cap == WQ_SMALL_IOV && l->wq_free_len < WQ_FREE_MAX) {
-        e->next = l->wq_free;
-        l->wq_free = e;
-        l->wq_free_len++;
-    } else {
-        rill__free(e);
-    }
-}
-
-/* Checks the arguments common to both send calls. Returns 0 or the error rill_send reports. */
-static int send_check(rill_conn *c, size_t total)
-{
-    if (c->state & (RILL__C_CLOSING | RILL__C_SHUT_WANTED))
-        return -ENOTCONN;
-    /* A send into an empty queue is always accepted, so one large send is never refused;
-     * otherwise the queue may not pass its hard limit. */
-    if (c->wq_bytes > 0 && c->wq_bytes + total > c->opts.wq_limit) {
-        /* Refused: mark the queue high so that on_drain tells the sender when to try again,
-         * even when wq_high is set at (or clamped to) the limit. */
-        c->state |= RILL__C_HIGH;
-        return -ENOBUFS;
-    }
-    return 0;
-}
-
-static void wq_append(rill_conn *c, struct rill__wq_entry *e, rill_send_cb cb, void *ctx,
-                      size_t total)
-{
-    e->cb = cb;
-    e->ctx = ctx;
-    e->total = total;
-    if (c->wq_tail)
-        c->wq_tail->next = e;
-    else
-        c->wq_head = e;
-    c->wq_tail = e;
-    c->wq_bytes += total;
-    if (c->wq_bytes >= c->opts.wq_high)
-        c->state |= RILL__C_HIGH;
-    rill__conn_mark_flush(c);
-}
-
-/* Duplicates the descriptors to pass and builds their SCM_RIGHTS message, in one block that
- * lives with the entry until it is sent. */
-static int wq_attach_fds(struct rill__wq_entry *e, const int *fds, unsigned n)
-{
-    size_t space = CMSG_SPACE(n * sizeof(int));
-    e->cmsg = rill__calloc(1, space + n * sizeof(int));
-    if (!e->cmsg)
-        return -ENOMEM;
-    e->fds = (int *)((char *)e->cmsg + space);
-    for (; e->nfds < n; e->nfds++) {
-        int fd = fcntl(fds[e->nfds], F_DUPFD_CLOEXEC, 0);
-        if (fd < 0)
-            return errno == EBADF ? -EBADF : -EMFILE;
-        e->fds[e->nfds] = fd;
-    }
-    struct msghdr m = {.msg_control = e->cmsg, .msg_controllen = space};
-    struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(n * sizeof(int));
-    memcpy(CMSG_DATA(cm), e->fds, n * sizeof(int));
-    return 0;
-}
-
-int rill_send(rill_conn *c, const struct iovec *iov, unsigned iovcnt, rill_send_cb cb, void *ctx)
-{
-    return rill_send_ex(c, iov, iovcnt, NULL, cb, ctx);
-}
-
-int rill_send_ex(rill_conn *c, const struct iovec *iov, unsigned iovcnt,
-                 const struct rill_send_opts *opts, rill_send_cb cb, void *ctx)
-{
-    if (!c || !c->loop || !iov || iovcnt == 0 || iovcnt > IOV_MAX)
-        return -EINVAL;
-    if (opts && ((opts->flags & ~RILL_SEND_F_URGENT) || opts->nfds > 253 ||
-                 (opts->nfds && (!opts->fds || c->family != AF_UNIX)) ||
-                 ((opts->flags & RILL_SEND_F_URGENT) &&
-                  (c->family == AF_UNIX || c->socktype != SOCK_STREAM))))
-        return -EINVAL;
-    size_t total = 0;
-    for (unsigned i = 0; i < iovcnt; i++) {
-        if (iov[i].iov_len && !iov[i].iov_base)
-            return -EINVAL;
-        total += iov[i].iov_len;
-        if (total > INT_MAX) /* the callback reports the count as an int */
-            return -EINVAL;
-    }
-    if (total == 0)
-        return -EINVAL;
-    int r = send_check(c, total);
-    if (r < 0)
-        return r;
-    struct rill__wq_entry *e = wq_entry_get(c->loop, iovcnt);
-    if (!e)
-        return -ENOMEM;
-    if (opts && opts->nfds && (r = wq_attach_fds(e, opts->fds, opts->nfds)) < 0) {
-        wq_entry_put(c->loop, e);
-        return r;
-    }
-    e->urgent = opts && (opts->flags & RILL_SEND_F_URGENT);
-    for (unsigned i = 0; i < iovcnt; i++)
-        if (iov[i].iov_len)
-            e->iov[e->niov++] = iov[i];
-    wq_append(c, e, cb, ctx, total);
-    return 0;
-}
-
-int rill_send_bufs(rill_conn *c, const struct rill_bufslice *s, unsigned n, rill_send_cb cb,
-                   void *ctx)
-{
-    if (!c || !c->loop || !s || n == 0 || n > IOV_MAX)
-        return -EINVAL;
-    size_t total = 0;
-    for (unsigned i = 0; i < n; i++) {
-        if (!s[i].buf || s[i].buf->refs == 0 ||
-            (size_t)s[i].off + s[i].len > rill__buf_cap(s[i].buf))
-            return -EINVAL;
-        total += s[i].len;
-        if (total > INT_MAX)
-            return -EINVAL;
-    }
-    if (total == 0)
-        return -EINVAL;
-    int r = send_check(c, total);
-    if (r < 0)
-        return r;
-    struct rill__wq_entry *e = wq_entry_get(c->loop, n);
-    if (!e)
-        return -ENOMEM;
-    e->bufs = true;
-    for (unsigned i = 0; i < n; i++) {
-        if (!s[i].len)
-            continue;
-        rill__buf_get(s[i].buf);
-        e->buf[e->niov] = s[i].buf;
-        e->iov[e->niov++] = (struct iovec){s[i].buf->data + s[i].off, s[i].len};
-    }
-    wq_append(c, e, cb, ctx, total);
-    return 0;
-}
-
-/* Gathers queued iovecs for one sendmsg. Entries are joined freely on a stream, except where
- * a join would change meaning: a seqpacket sendmsg is one message, so it carries one entry; an
- * urgent send goes alone (its last byte is the urgent one); descriptors ride with the first
- * byte of a sendmsg, so an entry that carries them starts one. */
-unsigned rill__conn_wq_iov(const rill_conn *c, struct iovec *iov, unsigned max)
-{
-    unsigned n = 0;
-    for (const struct rill__wq_entry *e = c->wq_head; e && n < max; e = e->next) {
-        if (e != c->wq_head && (e->urgent || (e->nfds && !e->fds_sent)))
-            break;
-        for (uint32_t i = e->cur; i < e->niov && n < max; i++)
-            iov[n++] = e->iov[i];
-        if (e->urgent || c->socktype == SOCK_SEQPACKET)
-            break;
-    }
-    return n;
-}
-
-unsigned rill__conn_wq_msg(rill_conn *c, struct msghdr *m, struct iovec *iov, unsigned max,
-                           int *flags)
-{
-    const struct rill__wq_entry *e = c->wq_head;
-    unsigned n = rill__conn_wq_iov(c, iov, max);
-    memset(m, 0, sizeof *m);
-    m->msg_iov = iov;
-    m->msg_iovlen = n;
-    *flags = 0;
-    if (e && e->nfds && !e->fds_sent) {
-        m->msg_control = e->cmsg;
-        m->msg_controllen = CMSG_SPACE(e->nfds * sizeof(int));
-    }
-    if (e && e->urgent)
-        *flags = MSG_OOB;
-    return n;
-}
-
-static void conn_check_drained(rill_conn *c)
-{
-    rill_loop *l = c->loop;
-    if ((c->state & RILL__C_HIGH) && c->wq_bytes < c->opts.wq_low) {
-        c->state &= ~RILL__C_HIGH;
-        if (c->h.on_drain && !(c->state & RILL__C_CLOSING))
-            c->h.on_drain(c, c->ctx);
-    }
-    if (c->wq_head || (c->state & RILL__C_CLOSING))
-        return;
-    if ((c->state & (RILL__C_SHUT_WANTED | RILL__C_SHUT_DONE)) == RILL__C_SHUT_WANTED) {
-        c->state |= RILL__C_SHUT_DONE;
-        int r = rill__sys_shutdown(&l->stats, c->fd, SHUT_WR);
-        if (r < 0 && r != -ENOTCONN) {
-            rill__conn_fail(c, r);
-            return;
-        }
-    }
-    /* Both directions finished (our FIN sent, the peer's received): nothing more can happen on
-     * this connection, so it closes by itself rather than leak until the embedder notices. */
-    if ((c->state & RILL__C_CLOSE_AFTER_WQ) ||
-        (c->state & (RILL__C_SHUT_DONE | RILL__C_RD_EOF)) == (RILL__C_SHUT_DONE | RILL__C_RD_EOF))
-        rill__conn_fail(c, 0);
-}
-
-void rill__conn_sent(rill_conn *c, size_t n)
-{
-    rill_loop *l = c->loop;
-    l->stats.bytes_out += n;
-    c->last_io = l->now_ms;
-    if (n > 0 && c->wq_head)
-        c->wq_head->fds_sent = true; /* the control message went with the first byte */
-    while (n > 0 && c->wq_head) {
-        struct rill__wq_entry *e = c->wq_head;
-        struct iovec *v = &e->iov[e->cur];
-        if (n < v->iov_len) {
-            v->iov_base = (char *)v->iov_base + n;
-            v->iov_len -= n;
-            c->wq_bytes -= n;
-            break;
-        }
-        n -= v->iov_len;
-        c->wq_bytes -= v->iov_len;
-        if (++e->cur < e->niov)
-            continue;
-        c->wq_head = e->next;
-        if (!c->wq_head)
-            c->wq_tail = NULL;
-        /* The entry leaves the queue before its callback, which may queue more or close. */
-        if (e->cb)
-            e->cb(c, (int)e->total, e->ctx);
-        wq_entry_put(l, e);
-    }
-    conn_check_drained(c);
-}
-
-/* Fails every queued send with status; used once the connection is closing. */
-static void wq_cancel_all(rill_conn *c, int status)
-{
-    rill_loop *l = c->loop;
-    while (c->wq_head) {
-        struct rill__wq_entry *e = c->wq_head;
-        c->wq_head = e->next;
-        if (!c->wq_head)
-            c->wq_tail = NULL;
-        c->wq_bytes -= e->total; /* approximate for a half-sent head; zeroed below */
-        if (e->cb)
-            e->cb(c, status, e->ctx);
-        wq_entry_put(l, e);
-    }
-    c->wq_bytes = 0;
-}
-
 /* ---- flush point work ----------------------------------------------------------------------- */
 
 void rill__conn_mark_flush(rill_conn *c)
@@ -439,7 +145,7 @@ void rill__conn_flush_all(rill_loop *l)
         if (c->wq_head)
             l->ops->send(l, c);
         else
-            conn_check_drained(c);
+            rill__conn_check_drained(c);
     }
 }
 
@@ -503,7 +209,7 @@ void rill__conn_close_all_due(rill_loop *l)
             rill__buf_put(b);
         }
         c->held_tail = NULL;
-        wq_cancel_all(c, c->wq_status);
+        rill__conn_wq_cancel_all(c, c->wq_status);
         c->state |= RILL__C_CLOSED;
         if (c->h.on_close)
             c->h.on_close(c, c->close_status, c->ctx);

@@ -183,8 +183,16 @@ void rill__conn_on_eof(rill_conn *c);
  * is held any more. */
 bool rill__conn_deliver_held(rill_conn *c);
 void rill__conn_fail(rill_conn *c, int status);
+/* The write queue (conn_send.c). Backends: the kernel took n bytes from the head; completes
+ * entries in order with their callbacks and checks the water marks. */
 void rill__conn_sent(rill_conn *c, size_t n);
+/* Gathers up to max iovecs from the head for one send. */
 unsigned rill__conn_wq_iov(const rill_conn *c, struct iovec *iov, unsigned max);
+/* Runs on_drain below the low water mark, and a wanted half-close (or a close that waited for
+ * the queue) once the queue is empty. */
+void rill__conn_check_drained(rill_conn *c);
+/* Fails every queued send with status; used once the connection is closing. */
+void rill__conn_wq_cancel_all(rill_conn *c, int status);
 void rill__conn_starved(rill_conn *c);
 void rill__conn_mark_flush(rill_conn *c);
 void rill__conn_mark_read(rill_conn *c); /* more to read: continue next iteration */

@@ -1,5 +1,5 @@
-/* The io_uring backend's state (internal), shared by backend_uring.c and backend_uring_dgram.c:
- * everything io_uring-specific stays in these three files. */
+/* The io_uring backend's state (internal), shared by backend_uring.c, backend_uring_msg.c and
+ * backend_uring_dgram.c: everything io_uring-specific stays in these files. */
 #ifndef RILL_URING_H
 #define RILL_URING_H
 
@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "conn.h"
 #include "loop.h"
 
 struct uring_loop {
@@ -45,6 +46,27 @@ static inline struct uring_loop *u_of(rill_loop *l)
 /* Returns an SQE, submitting the queue first when it is full (`need` > 1 keeps linked SQEs in
  * one submission), or NULL when there is no room: the caller retries later. */
 struct io_uring_sqe *rill__uring_get_sqes(struct uring_loop *u, unsigned need);
+
+/* Arms the connection's receive (multishot recv, recvmsg, or the urgent poll), unless it cannot
+ * read now or has one armed. */
+void rill__uring_arm_recv(struct uring_loop *u, rill_conn *c);
+
+/* Connections that are not plain byte streams (backend_uring_msg.c, which says why each is read
+ * the way it is). A connection with on_urgent is read the readiness way. */
+static inline bool rill__uring_urgent_mode(const rill_conn *c)
+{
+    return c->h.on_urgent && c->family != AF_UNIX && !c->rx_msg;
+}
+
+/* Message mode: prepares a one-shot recvmsg into the connection's own buffer; false when no
+ * memory for it. */
+bool rill__uring_prep_recvmsg(struct uring_loop *u, rill_conn *c, struct io_uring_sqe *sqe);
+void rill__uring_on_recvmsg(struct uring_loop *u, rill_conn *c, int res);
+/* Urgent mode: arms the multishot POLLIN | POLLPRI poll; handles its completions; reads the
+ * stream until EAGAIN or the read budget. */
+void rill__uring_arm_urgent(struct uring_loop *u, rill_conn *c);
+void rill__uring_on_urgent(struct uring_loop *u, rill_conn *c, int res, uint32_t flags);
+void rill__uring_read_sync(struct uring_loop *u, rill_conn *c);
 
 /* Datagram sockets (backend_uring_dgram.c): the backend ops, the completions of their
  * operations (RILL__OP_DRECV, DSEND, DCTL), and the flush point's refill and re-arm. */

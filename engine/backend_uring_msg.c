@@ -1,0 +1,131 @@
+/* The io_uring backend's receives for connections that are not plain byte streams (see
+ * backend_uring.c for the backend as a whole): message mode (seqpacket, or descriptors wanted)
+ * with a one-shot recvmsg into a buffer of the connection's own, and urgent data, read the
+ * readiness way. Plain connections never come here. */
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+
+#include "backend.h"
+#include "conn.h"
+#include "cookie.h"
+#include "sys.h"
+#include "uring.h"
+
+#ifdef RILL_HAVE_LIBURING
+
+/* Message mode (seqpacket, or descriptors wanted): a one-shot recvmsg into a buffer of the
+ * connection's own, because a multishot recv on the loop's ring cannot carry control messages
+ * and its stream-sized buffers would cut a long message. */
+bool rill__uring_prep_recvmsg(struct uring_loop *u, rill_conn *c, struct io_uring_sqe *sqe)
+{
+    rill_loop *l = &u->base;
+    size_t size = rill__conn_rx_size(c);
+    if (!c->mrx && !(c->mrx = rill__calloc(1, sizeof *c->mrx)))
+        return false;
+    struct rill__msg_rx *x = c->mrx;
+    if (!x->buf && rill__slab_lease(&l->slab, size, &x->buf) < 0)
+        return false;
+    x->iov = (struct iovec){x->buf->data, size};
+    memset(&x->m, 0, sizeof x->m);
+    x->m.msg_iov = &x->iov;
+    x->m.msg_iovlen = 1;
+    if (c->h.on_fds) {
+        x->m.msg_control = x->ctl.b;
+        x->m.msg_controllen = sizeof x->ctl.b;
+    }
+    io_uring_prep_recvmsg(sqe, c->fd, &x->m, MSG_CMSG_CLOEXEC);
+    return true;
+}
+
+/* Urgent data. A TCP receive that passes the urgent mark discards the out-of-line byte, and a
+ * multishot recv runs in the kernel as soon as data lands, ahead of any POLLPRI completion we
+ * could act on. So a connection that takes urgent data is read the readiness way on this
+ * backend: a multishot poll for POLLIN | POLLPRI, and on each completion the urgent byte first
+ * (recv MSG_OOB), then the stream with plain reads until EAGAIN, as on epoll. Only connections
+ * with on_urgent pay for it.
+ *
+ * Reads the stream with plain reads until EAGAIN or the read budget. */
+void rill__uring_read_sync(struct uring_loop *u, rill_conn *c)
+{
+    rill_loop *l = &u->base;
+    size_t budget = RILL_READ_BUDGET;
+    while (rill__conn_can_read(c) && !c->held_head && !c->held_eof) {
+        struct rill_buf *b;
+        if (rill__slab_lease(&l->slab, l->cfg.recv_buf_size, &b) < 0) {
+            rill__conn_starved(c);
+            return;
+        }
+        struct iovec iov = {b->data, rill__buf_cap(b)};
+        ssize_t r = rill__sys_readv(&l->stats, c->fd, &iov, 1);
+        if (r > 0)
+            rill__conn_on_data(c, b, (size_t)r);
+        rill__buf_put(b);
+        if (r == 0) {
+            rill__conn_on_eof(c);
+        } else if (r == -EAGAIN) {
+            if (rill__sys_injected)
+                rill__conn_mark_read(c);
+        } else if (r < 0 && r != -EINTR) {
+            rill__conn_fail(c, (int)r);
+        } else if (r > 0 && budget > (size_t)r) {
+            budget -= (size_t)r;
+            continue;
+        } else if (r > 0) {
+            rill__conn_mark_read(c); /* budget spent: the rest next iteration */
+        } else {
+            continue; /* EINTR */
+        }
+        return;
+    }
+}
+
+void rill__uring_arm_urgent(struct uring_loop *u, rill_conn *c)
+{
+    if (c->urg_armed || !rill__uring_urgent_mode(c) || (c->state & (RILL__C_CLOSING | RILL__C_RD_PAUSED)))
+        return;
+    struct io_uring_sqe *sqe = rill__uring_get_sqes(u, 1);
+    if (!sqe) {
+        rill__conn_starved(c); /* retried at a later flush point */
+        return;
+    }
+    io_uring_prep_poll_multishot(sqe, c->fd, POLLIN | POLLPRI | POLLRDHUP);
+    io_uring_sqe_set_data64(sqe, rill__cookie(RILL__OP_URGENT, c->gen, c->slot));
+    c->urg_armed = true;
+    rill__conn_op_start(c);
+}
+
+void rill__uring_on_urgent(struct uring_loop *u, rill_conn *c, int res, uint32_t flags)
+{
+    if (res > 0 && (res & POLLPRI))
+        rill__conn_read_urgent(c);
+    if (res > 0 && (res & (POLLIN | POLLRDHUP | POLLHUP | POLLERR)))
+        rill__uring_read_sync(u, c);
+    if (!(flags & IORING_CQE_F_MORE)) {
+        c->urg_armed = false;
+        if (res != -ECANCELED)
+            rill__uring_arm_urgent(u, c);
+        rill__conn_op_end(c);
+    }
+}
+
+void rill__uring_on_recvmsg(struct uring_loop *u, rill_conn *c, int res)
+{
+    struct rill__msg_rx *x = c->mrx;
+    struct rill_buf *b = x->buf;
+    c->recv_armed = false;
+    u->base.stats.sys_read++;
+    if (res > 0) {
+        x->buf = NULL; /* the next receive leases a fresh one; this one may be kept */
+        rill__conn_on_msg(c, b, (size_t)res, &x->m);
+        rill__buf_put(b);
+    } else if (res == 0) {
+        rill__conn_on_eof(c);
+    } else if (res != -ECANCELED && !(c->state & RILL__C_CLOSING)) {
+        rill__conn_fail(c, res);
+    }
+    rill__uring_arm_recv(u, c);
+    rill__conn_op_end(c);
+}
+
+#endif /* RILL_HAVE_LIBURING */
