@@ -7,8 +7,11 @@
  * RILL__C_WR_BLOCKED says a send came up short. That is "EPOLLOUT armed only after a short
  * write" without the two epoll_ctl calls per short write that arming it for real would cost.
  *
- * Reads: readv into up to RILL__RECV_IOVS slab buffers chosen here (the seam leaves the choice of
- * buffer to the backend). A read that comes back shorter than the buffers offered proves the
+ * Reads: into slab buffers chosen here (the seam leaves the choice of buffer to the backend). The
+ * first read of a readiness edge offers one buffer (a plain read(2)): most messages fit, and
+ * leasing a second buffer per read only to give it back costs time on every small request. A
+ * read that fills what it was offered shows a bulk stream, and the reads after it on that edge
+ * offer RILL__RECV_IOVS buffers to one readv. A read that comes back shorter than the buffers offered proves the
  * kernel's receive queue was empty at that instant, so the EAGAIN read is skipped, unless the
  * peer's FIN was signalled (RILL__C_RD_HUP): then we read on to see the end of stream. A
  * connection that used its RILL_READ_BUDGET goes on the loop's read list and continues in the
@@ -241,12 +244,13 @@ static void ep_read(rill_conn *c)
         ep_read_msg(c);
         return;
     }
+    unsigned width = 1; /* buffers to offer: see the top of this file */
     while (rill__conn_can_read(c) && (c->state & RILL__C_RD_READY)) {
         struct rill_buf *b[RILL__RECV_IOVS];
         struct iovec iov[RILL__RECV_IOVS];
         unsigned nb = 0;
         size_t offered = 0;
-        for (; nb < RILL__RECV_IOVS; nb++) {
+        for (; nb < width; nb++) {
             if (rill__slab_lease(&l->slab, l->cfg.recv_buf_size, &b[nb]) < 0)
                 break;
             iov[nb] = (struct iovec){b[nb]->data, rill__buf_cap(b[nb])};
@@ -274,6 +278,8 @@ static void ep_read(rill_conn *c)
                 c->state &= ~RILL__C_RD_READY;
                 return;
             }
+            if ((size_t)r == offered)
+                width = RILL__RECV_IOVS;
         }
         if (!read_goes_on(c, r, injected, &budget))
             return;
