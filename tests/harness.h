@@ -53,6 +53,14 @@ static inline uint64_t h_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+/* Sleeps ms milliseconds, resuming after a signal. */
+static inline void h_sleep_ms(unsigned ms)
+{
+    struct timespec ts = {ms / 1000u, (long)(ms % 1000u) * 1000000L};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
 /* Creates a loop on the named backend; skips the test when that backend cannot run here. */
 static inline rill_loop *h_loop_cfg(const char *backend, struct rill_loop_config *cfg)
 {
