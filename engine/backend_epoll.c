@@ -11,11 +11,11 @@
  * first read of a readiness edge offers one buffer (a plain read(2)): most messages fit, and
  * leasing a second buffer per read only to give it back costs time on every small request. A
  * read that fills what it was offered shows a bulk stream, and the reads after it on that edge
- * offer RILL__RECV_IOVS buffers to one readv. A read that comes back shorter than the buffers offered proves the
- * kernel's receive queue was empty at that instant, so the EAGAIN read is skipped, unless the
- * peer's FIN was signalled (RILL__C_RD_HUP): then we read on to see the end of stream. A
- * connection that used its RILL_READ_BUDGET goes on the loop's read list and continues in the
- * next iteration, so one fast sender cannot starve the others.
+ * offer RILL__RECV_IOVS buffers to one readv. A read that comes back shorter than the buffers
+ * offered proves the kernel's receive queue was empty at that instant, so the EAGAIN read is
+ * skipped, unless the peer's FIN was signalled (RILL__C_RD_HUP): then we read on to see the end
+ * of stream. A connection that used its RILL_READ_BUDGET goes on the loop's read list and
+ * continues in the next iteration, so one fast sender cannot starve the others.
  *
  * Event data carries a cookie {op | generation | slot}, never a pointer: an event for a
  * connection that a callback closed earlier in the same batch finds the closing flag, and one
