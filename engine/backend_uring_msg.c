@@ -82,7 +82,8 @@ void rill__uring_read_sync(struct uring_loop *u, rill_conn *c)
 
 void rill__uring_arm_urgent(struct uring_loop *u, rill_conn *c)
 {
-    if (c->urg_armed || !rill__uring_urgent_mode(c) || (c->state & (RILL__C_CLOSING | RILL__C_RD_PAUSED)))
+    if (c->urg_armed || !rill__uring_urgent_mode(c) ||
+        (c->state & (RILL__C_CLOSING | RILL__C_RD_PAUSED)))
         return;
     struct io_uring_sqe *sqe = rill__uring_get_sqes(u, 1);
     if (!sqe) {
