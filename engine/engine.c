@@ -36,7 +36,12 @@ struct rill_engine {
     struct rill_engine_config cfg;
     uint32_t n;
     struct engine_loop *loops;
-    pthread_barrier_t barrier;
+    /* The start gate: threads count themselves ready, then wait for `go` (1: run, -1: a later
+     * thread could not start, so return without touching the loop). */
+    pthread_mutex_t gate_mu;
+    pthread_cond_t gate_cv;
+    uint32_t ready;
+    int go;
     pthread_barrier_t exit_barrier; /* no loop is destroyed before stop has stopped touching it */
     bool running, joined;
     _Atomic bool shutting_down; /* posts are refused from the start of a stop */
@@ -144,7 +149,15 @@ static void *loop_thread(void *p)
         /* Best effort: a CPU taken away since create leaves the thread unpinned. */
         pthread_setaffinity_np(pthread_self(), sizeof set, &set);
     }
-    pthread_barrier_wait(&e->barrier);
+    pthread_mutex_lock(&e->gate_mu);
+    e->ready++;
+    pthread_cond_broadcast(&e->gate_cv);
+    while (e->go == 0)
+        pthread_cond_wait(&e->gate_cv, &e->gate_mu);
+    int go = e->go;
+    pthread_mutex_unlock(&e->gate_mu);
+    if (go < 0)
+        return NULL; /* the start failed: the loop never ran and stays the creator's */
     el->run_status = rill_loop_run(el->loop);
     pthread_barrier_wait(&e->exit_barrier);
     /* The loop ends on its own thread: an io_uring ring belongs to the thread that ran it. */
@@ -162,22 +175,40 @@ int rill_engine_start(rill_engine *e)
         return -EINVAL;
     if (e->running || e->joined)
         return -EALREADY;
-    pthread_barrier_init(&e->barrier, NULL, e->n + 1);
+    pthread_mutex_init(&e->gate_mu, NULL);
+    pthread_cond_init(&e->gate_cv, NULL);
     pthread_barrier_init(&e->exit_barrier, NULL, e->n + 1);
-    for (uint32_t i = 0; i < e->n; i++) {
+    e->ready = 0;
+    e->go = 0;
+    uint32_t started = 0;
+    int r = 0;
+    for (; started < e->n; started++) {
         struct thread_arg *ta = rill__malloc(sizeof *ta);
         if (ta)
-            *ta = (struct thread_arg){e, i};
-        int r = ta ? pthread_create(&e->loops[i].tid, NULL, loop_thread, ta) : ENOMEM;
-        if (r == 0)
-            continue;
-        /* Threads already created wait at the barrier; they cannot be released without it, so
-         * the engine is unusable: report and let destroy clean what it can. */
-        rill__free(ta);
-        rill__log("engine: thread %u: %s", i, strerror(r));
+            *ta = (struct thread_arg){e, started};
+        r = ta ? pthread_create(&e->loops[started].tid, NULL, loop_thread, ta) : ENOMEM;
+        if (r != 0) {
+            rill__free(ta);
+            rill__log("engine: thread %u: %s", started, strerror(r));
+            break;
+        }
+    }
+    /* Every thread started waits at the gate: all run, or (a later one could not start) all
+     * leave without running their loops, which stay the engine's to destroy or start again. */
+    pthread_mutex_lock(&e->gate_mu);
+    while (r == 0 && e->ready < e->n)
+        pthread_cond_wait(&e->gate_cv, &e->gate_mu);
+    e->go = r == 0 ? 1 : -1;
+    pthread_cond_broadcast(&e->gate_cv);
+    pthread_mutex_unlock(&e->gate_mu);
+    if (r != 0) {
+        for (uint32_t i = 0; i < started; i++)
+            pthread_join(e->loops[i].tid, NULL);
+        pthread_barrier_destroy(&e->exit_barrier);
+        pthread_cond_destroy(&e->gate_cv);
+        pthread_mutex_destroy(&e->gate_mu);
         return -r;
     }
-    pthread_barrier_wait(&e->barrier);
     e->running = true;
     return 0;
 }
@@ -433,7 +464,8 @@ static void join_all(rill_engine *e)
 {
     for (uint32_t i = 0; i < e->n; i++)
         pthread_join(e->loops[i].tid, NULL);
-    pthread_barrier_destroy(&e->barrier);
+    pthread_cond_destroy(&e->gate_cv);
+    pthread_mutex_destroy(&e->gate_mu);
     e->running = false;
     e->joined = true;
 }

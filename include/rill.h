@@ -644,8 +644,9 @@ RILL_API void rill_engine_config_init(struct rill_engine_config *cfg);
 RILL_API int rill_engine_create(const struct rill_engine_config *cfg, rill_engine **out);
 
 /* Starts one thread per loop (pinned unless RILL_ENGINE_F_NO_PIN). Returns once every loop is
- * ready; no loop serves before all are (a start barrier).
- * Returns: 0; -EALREADY if started; -EAGAIN/-ENOMEM if a thread cannot start (none runs then).
+ * ready; no loop serves before all are.
+ * Returns: 0; -EALREADY if started; -EAGAIN/-ENOMEM if a thread cannot start: then none runs,
+ * the threads that did start have ended, and the engine may be started again or destroyed.
  * Thread: the thread that created it, not a loop thread. */
 RILL_API int rill_engine_start(rill_engine *e);
 

@@ -258,6 +258,54 @@ H_BACKEND_TEST(engine, destroy_without_start, .timeout = 30)
     cr_assert_eq(h_count_fds(), fds0);
 }
 
+/* An allocator that fails every call from the `fail_at`-th one after it is armed. */
+static _Atomic int alloc_left = -1; /* -1: never fail */
+
+static void *failing_malloc(size_t n)
+{
+    int left = atomic_load(&alloc_left);
+    if (left == 0)
+        return NULL;
+    if (left > 0)
+        atomic_fetch_sub(&alloc_left, 1);
+    return malloc(n);
+}
+
+static void *failing_realloc(void *p, size_t n)
+{
+    return atomic_load(&alloc_left) == 0 ? NULL : realloc(p, n);
+}
+
+H_BACKEND_TEST(engine, failed_start_runs_no_loop, .timeout = 30)
+{
+    /* The third loop's thread cannot start (its start argument cannot be allocated): the two
+     * started before it must end without serving, and the engine must start cleanly later. */
+    cr_assert_eq(rill_set_allocator(failing_malloc, failing_realloc, free), 0);
+    int tasks0 = count_tasks();
+    rill_engine *e = eng_create(backend, 3, RILL_ENGINE_F_NO_PIN, 0);
+    int port = echo_listen(e, 0, NULL);
+    atomic_store(&alloc_left, 2);
+    cr_assert_eq(rill_engine_start(e), -ENOMEM);
+    atomic_store(&alloc_left, -1);
+    cr_assert_eq(wait_tasks(tasks0), tasks0, "the threads that started have ended");
+    /* The kernel queues the connection on a listener no loop serves: nothing echoes. */
+    int fd = cli_connect(port, 0);
+    cr_assert_geq(fd, 0, "the listener is still open: %s", fd < 0 ? strerror(-fd) : "");
+    cr_assert_eq(send(fd, "x", 1, MSG_NOSIGNAL), 1);
+    cr_assert_not(h_readable(fd, 100), "no loop served it");
+
+    cr_assert_eq(rill_engine_start(e), 0, "a second start after the failed one");
+    cr_assert_eq(count_tasks(), tasks0 + 3);
+    char c = 0;
+    cr_assert(h_readable(fd, 5000), "the started engine serves the waiting connection");
+    cr_assert_eq(recv(fd, &c, 1, 0), 1);
+    cr_assert_eq(c, 'x');
+    close(fd);
+    cr_assert_eq(eng_stop(e, 0), 0);
+    rill_engine_destroy(e);
+    cr_assert_eq(wait_tasks(tasks0), tasks0);
+}
+
 H_BACKEND_TEST(engine, destroy_while_running, .timeout = 60)
 {
     int tasks0 = count_tasks(), fds0 = h_count_fds();
