@@ -352,6 +352,75 @@ static void err_closed(rill_dgram *d, int status, void *ctx)
     ((struct errs *)ctx)->closed = true;
 }
 
+/* ---- a slab spent by the embedder: datagrams wait in the kernel, then arrive ---------------- */
+
+#define HOARD_MAX 128
+
+struct hoard {
+    rill_buf *held[HOARD_MAX];
+    unsigned nheld, got;
+};
+
+static void hoard_on_datagram(rill_dgram *d, rill_buf *buf, const void *data, size_t len,
+                              const struct sockaddr *from, socklen_t fromlen, uint32_t flags,
+                              void *ctx)
+{
+    (void)d, (void)data, (void)len, (void)from, (void)fromlen, (void)flags;
+    struct hoard *h = ctx;
+    h->got++;
+    cr_assert_lt(h->nheld, HOARD_MAX);
+    rill_buf_ref(buf); /* keep it: the slab runs dry */
+    h->held[h->nheld++] = buf;
+}
+
+H_BACKEND_TEST(dgram, spent_slab_resumes_when_buffers_come_back, .timeout = 30)
+{
+    /* The embedder keeps every buffer it is given, so the loop's 1 MiB of buffers (at most 64
+     * for 16 KiB datagrams; fewer on io_uring, whose buffers also hold the recvmsg header and
+     * whose stream ring takes half the budget) run out with datagrams still queued in the
+     * socket. When it lets them go, the rest must arrive with no new datagram to raise another
+     * readiness edge. */
+    enum { N = 100 };
+    struct rill_loop_config lcfg;
+    rill_loop_config_init(&lcfg);
+    lcfg.slab_budget = 1u << 20;
+    rill_loop *l = h_loop_cfg(backend, &lcfg);
+    struct hoard h = {0};
+    struct rill_dgram_handler dh = {.on_datagram = hoard_on_datagram};
+    struct rill_dgram_config cfg = {.handler = &dh, .ctx = &h, .max_datagram = 16384, .batch = 4};
+    rill_dgram *srv;
+    cr_assert_eq(rill_dgram_open(l, "udp://127.0.0.1:0", &cfg, &srv), 0);
+    h_run_for(l, 5);
+
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    cr_assert_geq(fd, 0);
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons((uint16_t)rill_dgram_port(srv)),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    static char msg[100];
+    for (int i = 0; i < N; i++)
+        cr_assert_eq(sendto(fd, msg, sizeof msg, 0, (struct sockaddr *)&to, sizeof to),
+                     (ssize_t)sizeof msg);
+    h_run_for(l, 200);
+    unsigned stalled = h.got;
+    cr_assert_lt(stalled, N, "1 MiB of buffers cannot hold %d datagrams", N);
+    cr_assert_gt(stalled, 0);
+
+    while (h.nheld)
+        rill_buf_release(h.held[--h.nheld]);
+    uint64_t end = h_now_ms() + 5000;
+    while (h.got < N && h_now_ms() < end) {
+        cr_assert_geq(rill_loop_run_once(l, 10), 0);
+        while (h.nheld) /* from now on the embedder gives every buffer back */
+            rill_buf_release(h.held[--h.nheld]);
+    }
+    cr_assert_eq(h.got, N, "%u of %d datagrams arrived after the buffers came back (%u before)",
+                 h.got, N, stalled);
+    close(fd);
+    rill_dgram_close(srv);
+    h_run_for(l, 20);
+    rill_loop_destroy(l);
+}
+
 H_BACKEND_TEST(dgram, connected_mode_rules_and_refused_peer, .timeout = 60)
 {
     rill_loop *l = h_loop(backend);
