@@ -6,6 +6,8 @@
  *
  * Server and clients share one loop where they can; plain blocking sockets play the peer when a
  * test needs a peer that misbehaves on purpose (never reads, reads late, half-closes). */
+#include <sys/wait.h>
+
 #include "uring_util.h"
 
 /* ---- an echo server on rill (as in test_conn.c) --------------------------------------------- */
@@ -225,6 +227,78 @@ H_BACKEND_TEST(uring, stats_after_echo, .timeout = 60)
         cr_expect_eq(st->buf_ring_empty, 0);
         cr_expect_gt(st->sys_ctl, 0);
     }
+}
+
+/* A blocking peer in a child process: n round trips of 64 bytes to 127.0.0.1:port, then close.
+ * Exits 0 when every reply came back whole and equal. */
+static void pingpong_child(int port, int n)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0)
+        _exit(2);
+    char out[64], in[64];
+    for (int i = 0; i < n; i++) {
+        memset(out, 'a' + i % 26, sizeof out);
+        if (send(fd, out, sizeof out, MSG_NOSIGNAL) != (ssize_t)sizeof out ||
+            recv(fd, in, sizeof in, MSG_WAITALL) != (ssize_t)sizeof in ||
+            memcmp(in, out, sizeof in) != 0)
+            _exit(3);
+    }
+    close(fd);
+    _exit(0);
+}
+
+static void pingpong_closed(rill_conn *c, int status, void *ctx)
+{
+    (void)c;
+    (void)status;
+    *(bool *)ctx = true;
+}
+
+H_BACKEND_TEST(uring, pingpong_enters_the_kernel_twice_per_round_trip, .timeout = 60)
+{
+    /* One request at a time: the loop waits for the request (one enter), and the flush point
+     * submits the reply and collects what is ready (a second). The reply's own completion is
+     * posted by that second enter, so the next wait must not take a third enter to reap it. */
+    enum { N = 2000 };
+    rill_loop *l = h_loop(backend);
+    bool closed = false;
+    const struct rill_conn_handler h = {.on_data = echo_data, .on_close = pingpong_closed};
+    rill_listener *ls;
+    struct rill_listen_config lc = {.handler = &h, .ctx = &closed};
+    cr_assert_eq(rill_listen(l, "tcp://127.0.0.1:0", &lc, &ls), 0);
+    int port = rill_listener_port(ls);
+    h_run_for(l, 20); /* the accept is armed and submitted before the peer connects */
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0)
+        pingpong_child(port, N);
+    struct rill_loop_stats s0 = stats_of(l);
+    /* Waits of a second: a wait that times out would be an enter no round trip asked for. */
+    uint64_t end = h_now_ms() + 30000;
+    while (!closed) {
+        cr_assert_geq(rill_loop_run_once(l, 1000), 0);
+        cr_assert_lt(h_now_ms(), end, "the peer never closed");
+    }
+    struct rill_loop_stats s1 = stats_of(l);
+    int st;
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the peer failed (status 0x%x)", st);
+    cr_assert_geq(s1.bytes_in - s0.bytes_in, (uint64_t)N * 64);
+    if (strcmp(backend, "uring") == 0) {
+        /* Slack for the accept and the close. Without reaping what the flush point's enter
+         * posted, this took about 2.3 enters per round trip (4653 here). */
+        uint64_t enters = s1.uring_enters - s0.uring_enters;
+        cr_expect_leq(enters, 2u * N + N / 20, "%llu enters for %d round trips",
+                      (unsigned long long)enters, N);
+    } else {
+        /* epoll: one wait per round trip. */
+        cr_expect_leq(s1.sys_poll - s0.sys_poll, (uint64_t)N + N / 20);
+    }
+    rill_listener_close(ls);
+    rill_loop_destroy(l);
 }
 
 H_BACKEND_TEST(uring, tiny_slab_budget_runs_the_ring_dry, .timeout = 120)
