@@ -149,7 +149,13 @@ static void print_stats(rill_engine *e, struct rill_loop_stats *prev)
     *prev = sum;
 }
 
-int main(int argc, char **argv)
+struct echo_opts {
+    struct rill_engine_config ecfg;
+    bool stats, steer;
+};
+
+/* Parses the command line. Returns -1 to go on, else the exit status (2: bad usage). */
+static int parse_args(int argc, char **argv, struct echo_opts *eo)
 {
     static const struct option opts[] = {
         {"listen", required_argument, 0, 'l'}, {"backend", required_argument, 0, 'b'},
@@ -157,9 +163,7 @@ int main(int argc, char **argv)
         {"pin", no_argument, 0, 'p'},          {"no-pin", no_argument, 0, 'P'},
         {"steer", no_argument, 0, 'S'},        {"stats", no_argument, 0, 's'},
         {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
-    struct rill_engine_config ecfg;
-    rill_engine_config_init(&ecfg);
-    bool stats = false, steer = false;
+    rill_engine_config_init(&eo->ecfg);
     int o;
     while ((o = getopt_long(argc, argv, "l:b:t:sh", opts, NULL)) != -1) {
         switch (o) {
@@ -172,11 +176,11 @@ int main(int argc, char **argv)
             break;
         case 'b':
             if (!strcmp(optarg, "epoll"))
-                ecfg.loop.backend = RILL_BACKEND_EPOLL;
+                eo->ecfg.loop.backend = RILL_BACKEND_EPOLL;
             else if (!strcmp(optarg, "uring") || !strcmp(optarg, "io_uring"))
-                ecfg.loop.backend = RILL_BACKEND_URING;
+                eo->ecfg.loop.backend = RILL_BACKEND_URING;
             else if (!strcmp(optarg, "auto"))
-                ecfg.loop.backend = RILL_BACKEND_AUTO;
+                eo->ecfg.loop.backend = RILL_BACKEND_AUTO;
             else {
                 fprintf(stderr, "rill-echo: --backend must be auto, epoll or uring\n");
                 return 2;
@@ -188,20 +192,20 @@ int main(int argc, char **argv)
                 fprintf(stderr, "rill-echo: --loops must be 1..1024\n");
                 return 2;
             }
-            ecfg.loops = (uint32_t)n;
+            eo->ecfg.loops = (uint32_t)n;
             break;
         }
         case 'p':
-            ecfg.flags &= ~RILL_ENGINE_F_NO_PIN;
+            eo->ecfg.flags &= ~RILL_ENGINE_F_NO_PIN;
             break;
         case 'P':
-            ecfg.flags |= RILL_ENGINE_F_NO_PIN;
+            eo->ecfg.flags |= RILL_ENGINE_F_NO_PIN;
             break;
         case 'S':
-            steer = true;
+            eo->steer = true;
             break;
         case 's':
-            stats = true;
+            eo->stats = true;
             break;
         case 'h':
             usage(stdout);
@@ -213,6 +217,59 @@ int main(int argc, char **argv)
     }
     if (n_listen == 0)
         listen_uris[n_listen++] = "tcp://127.0.0.1:7000";
+    return -1;
+}
+
+/* Opens every --listen address on the engine and prints its "listening" line. Returns 0 or the
+ * first error (printed). */
+static int open_all(rill_engine *e, bool steer)
+{
+    struct rill_listen_config lc = {.handler = &echo_handler,
+                                    .flags = RILL_LISTEN_F_UNLINK_STALE};
+    rill_loop *l0 = rill_engine_loop(e, 0);
+    for (int i = 0; i < n_listen; i++) {
+        const char *uri = listen_uris[i];
+        int r;
+        if (is_dgram_uri(uri)) {
+            char bound[256];
+            if ((r = serve_dgram(e, uri, bound, sizeof bound)) < 0) {
+                fprintf(stderr, "rill-echo: open %s: %s\n", uri, rill_strerror(r));
+                return r;
+            }
+            printf("listening %s loops=%u backend=%s caps=0x%x\n", bound,
+                   strncmp(bound, "unix", 4) == 0 ? 1 : rill_engine_loop_count(e),
+                   rill_loop_backend_name(l0), rill_loop_caps(l0));
+            continue;
+        }
+        rill_steering how;
+        r = rill_engine_listen(e, uri, &lc, steer ? RILL_ENGINE_LISTEN_F_STEER : 0, &how);
+        if (r < 0) {
+            fprintf(stderr, "rill-echo: listen %s: %s\n", uri, rill_strerror(r));
+            return r;
+        }
+        const char *colon = strrchr(uri, ':');
+        int plen = colon && !strcmp(colon, ":0") ? (int)(colon - uri) : -1;
+        if (plen >= 0)
+            printf("listening %.*s:%d", plen, uri, r);
+        else
+            printf("listening %s", uri);
+        printf(" loops=%u backend=%s caps=0x%x steering=%s\n",
+               strncmp(uri, "unix", 4) == 0 ? 1 : rill_engine_loop_count(e),
+               rill_loop_backend_name(l0), rill_loop_caps(l0),
+               how == RILL_STEER_BPF_CPU         ? "bpf-cpu"
+               : how == RILL_STEER_INCOMING_CPU ? "incoming-cpu"
+                                                : "hash");
+    }
+    fflush(stdout);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct echo_opts eo = {0};
+    int r = parse_args(argc, argv, &eo);
+    if (r >= 0)
+        return r;
 
     /* Signals are taken synchronously by the main thread only; the loops' threads inherit the
      * blocked mask. */
@@ -227,47 +284,14 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
     rill_engine *e;
-    int r = rill_engine_create(&ecfg, &e);
-    if (r < 0) {
+    if ((r = rill_engine_create(&eo.ecfg, &e)) < 0) {
         fprintf(stderr, "rill-echo: engine: %s\n", rill_strerror(r));
         return 1;
     }
-    struct rill_listen_config lc = {.handler = &echo_handler,
-                                    .flags = RILL_LISTEN_F_UNLINK_STALE};
-    for (int i = 0; i < n_listen; i++) {
-        rill_loop *l0 = rill_engine_loop(e, 0);
-        if (is_dgram_uri(listen_uris[i])) {
-            char bound[256];
-            r = serve_dgram(e, listen_uris[i], bound, sizeof bound);
-            if (r < 0) {
-                fprintf(stderr, "rill-echo: open %s: %s\n", listen_uris[i], rill_strerror(r));
-                rill_engine_destroy(e);
-                return 1;
-            }
-            printf("listening %s loops=%u backend=%s caps=0x%x\n", bound,
-                   strncmp(bound, "unix", 4) == 0 ? 1 : rill_engine_loop_count(e),
-                   rill_loop_backend_name(l0), rill_loop_caps(l0));
-            continue;
-        }
-        rill_steering how;
-        r = rill_engine_listen(e, listen_uris[i], &lc, steer ? RILL_ENGINE_LISTEN_F_STEER : 0, &how);
-        if (r < 0) {
-            fprintf(stderr, "rill-echo: listen %s: %s\n", listen_uris[i], rill_strerror(r));
-            rill_engine_destroy(e);
-            return 1;
-        }
-        const char *colon = strrchr(listen_uris[i], ':');
-        int plen = colon && !strcmp(colon, ":0") ? (int)(colon - listen_uris[i]) : -1;
-        if (plen >= 0)
-            printf("listening %.*s:%d", plen, listen_uris[i], r);
-        else
-            printf("listening %s", listen_uris[i]);
-        printf(" loops=%u backend=%s caps=0x%x steering=%s\n",
-               strncmp(listen_uris[i], "unix", 4) == 0 ? 1 : rill_engine_loop_count(e),
-               rill_loop_backend_name(l0), rill_loop_caps(l0),
-               how == RILL_STEER_BPF_CPU ? "bpf-cpu" : how == RILL_STEER_INCOMING_CPU ? "incoming-cpu" : "hash");
+    if (open_all(e, eo.steer) < 0) {
+        rill_engine_destroy(e);
+        return 1;
     }
-    fflush(stdout);
     if ((r = rill_engine_start(e)) < 0) {
         fprintf(stderr, "rill-echo: start: %s\n", rill_strerror(r));
         rill_engine_destroy(e);
@@ -279,7 +303,7 @@ int main(int argc, char **argv)
         int sig = sigtimedwait(&sigs, NULL, &one);
         if (sig == SIGINT || sig == SIGTERM)
             break;
-        if (stats)
+        if (eo.stats)
             print_stats(e, &prev);
     }
     rill_engine_stop(e, DRAIN_MS);
