@@ -8,7 +8,7 @@
  * write" without the two epoll_ctl calls per short write that arming it for real would cost.
  *
  * Reads: into slab buffers chosen here (the seam leaves the choice of buffer to the backend). The
- * first read of a readiness edge offers one buffer (a plain read(2)): most messages fit, and
+ * first read of each turn a connection gets offers one buffer (a plain read(2)): most fit, and
  * leasing a second buffer per read only to give it back costs time on every small request. A
  * read that fills what it was offered shows a bulk stream, and the reads after it on that edge
  * offer RILL__RECV_IOVS buffers to one readv. A read that comes back shorter than the buffers
@@ -40,10 +40,6 @@ struct epoll_loop {
     int epfd;
     int wakefd;
     struct epoll_event *events;
-    /* Datagram sockets that stopped reading with datagrams still queued because the slab was
-     * spent. No new edge may come, so they are read again once buffers have come back. */
-    struct rill__list dgram_starved;
-    uint64_t dgram_starve_mark; /* slab.releases when one last starved or all were retried */
 };
 
 static inline struct epoll_loop *ep_of(rill_loop *l)
@@ -78,7 +74,6 @@ static int ep_create(const struct rill_loop_config *cfg, rill_loop **out, const 
     if (!ep)
         return -ENOMEM;
     ep->epfd = ep->wakefd = -1;
-    rill__list_init(&ep->dgram_starved);
     rill_loop *l = &ep->base;
     l->ops = &rill__backend_epoll;
     int r = rill__loop_init_common(l, cfg);
@@ -127,15 +122,7 @@ static void ep_wake(rill_loop *l)
 
 static int ep_flush(rill_loop *l)
 {
-    /* Sends already went out in conn.c's flush walk; nothing is batched here. Datagram sockets
-     * starved of buffers read again (the poll that follows does not wait) once any came back. */
-    struct epoll_loop *ep = ep_of(l);
-    if (!rill__list_empty(&ep->dgram_starved) && l->slab.releases != ep->dgram_starve_mark) {
-        ep->dgram_starve_mark = l->slab.releases;
-        struct rill__list *n;
-        while ((n = rill__list_pop_front(&ep->dgram_starved)))
-            rill__list_push_back(&l->dgram_read, n);
-    }
+    (void)l; /* sends already went out in conn.c's flush walk; nothing is batched here */
     return 0;
 }
 
@@ -398,7 +385,7 @@ static void ep_conn_close(rill_loop *l, rill_conn *c)
 /* Reads with recvmmsg into the socket's leased buffers until the kernel queue is empty or the
  * budget is spent. Buffers not filled by one call stay leased for the next. A socket whose
  * buffers cannot be leased (the slab budget is spent) stops reading, and the kernel keeps (or
- * drops, as UDP does) what arrives; it reads again from the flush point once buffers come back,
+ * drops, as UDP does) what arrives; it reads again once buffers come back (rill__dgram_starved),
  * because edge triggering gives no new edge for datagrams already queued. */
 static void ep_dgram_read(rill_dgram *d)
 {
@@ -427,11 +414,7 @@ static void ep_dgram_read(rill_dgram *d)
             mm[n].msg_len = 0;
         }
         if (n == 0) {
-            struct epoll_loop *ep = ep_of(l);
-            l->stats.read_pauses++;
-            ep->dgram_starve_mark = l->slab.releases;
-            rill__list_del(&d->rlink);
-            rill__list_push_back(&ep->dgram_starved, &d->rlink);
+            rill__dgram_starved(d); /* read again once buffers come back */
             return;
         }
         int r = rill__sys_recvmmsg(&l->stats, d->fd, mm, n);

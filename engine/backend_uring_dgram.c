@@ -53,9 +53,7 @@ static void d_arm_recv(struct uring_loop *u, rill_dgram *d)
         return;
     d_refill(u, d);
     if (d->br_count == 0) {
-        /* No buffer to lend: wait until the slab has some again (u_flush). */
-        if (!rill__list_linked(&d->rlink))
-            rill__list_push_back(&u->dgram_starved, &d->rlink);
+        rill__dgram_starved(d); /* no buffer to lend: re-armed once the slab has some again */
         return;
     }
     struct io_uring_sqe *sqe = rill__uring_get_sqes(u, 1);
@@ -264,12 +262,6 @@ void rill__ud_rearm(struct uring_loop *u)
 {
     rill_loop *l = &u->base;
     struct rill__list todo, *n;
-    if (!rill__list_empty(&u->dgram_starved) && l->slab.releases != u->dgram_starve_mark) {
-        u->dgram_starve_mark = l->slab.releases;
-        rill__list_take(&u->dgram_starved, &todo);
-        while ((n = rill__list_pop_front(&todo)))
-            rill__list_push_back(&l->dgram_read, n);
-    }
     rill__list_take(&l->dgram_read, &todo);
     while ((n = rill__list_pop_front(&todo))) {
         rill_dgram *d = rill__container_of(n, rill_dgram, rlink);

@@ -414,6 +414,23 @@ static void dgram_free(rill_dgram *d)
     rill__free(d);
 }
 
+void rill__dgram_starved(rill_dgram *d)
+{
+    rill_loop *l = d->loop;
+    l->stats.read_pauses++;
+    l->dgram_starve_mark = l->slab.releases;
+    rill__list_del(&d->rlink);
+    rill__list_push_back(&l->dgram_starved, &d->rlink);
+}
+
+void rill__dgram_retry_starved(rill_loop *l)
+{
+    l->dgram_starve_mark = l->slab.releases;
+    struct rill__list *n;
+    while ((n = rill__list_pop_front(&l->dgram_starved)))
+        rill__list_push_back(&l->dgram_read, n);
+}
+
 void rill__dgram_flush_all(rill_loop *l)
 {
     struct rill__list todo, *n;

@@ -109,6 +109,14 @@ void rill__dgram_mark_flush(rill_dgram *d);
 /* Backends: an operation of this socket completed (completion backends count them). */
 void rill__dgram_op_end(rill_dgram *d);
 
+/* Backends: the socket could not lease receive buffers (the slab budget is spent). It waits on
+ * the loop's starve list, and reads again once buffers have come back: datagrams already queued
+ * raise no new readiness edge, and a dry buffer ring takes no new receive. */
+void rill__dgram_starved(rill_dgram *d);
+/* The flush point, once buffers came back since: starved sockets go to l->dgram_read, where
+ * each backend reads (epoll) or refills and re-arms (io_uring) them. */
+void rill__dgram_retry_starved(rill_loop *l);
+
 /* The loop's flush point: sends and callbacks of every marked socket, then closes that are due. */
 void rill__dgram_flush_all(rill_loop *l);
 /* Closes every datagram socket of the loop: on_close gets status (-ECANCELED when the loop is

@@ -196,6 +196,7 @@ int rill__loop_init_common(rill_loop *l, const struct rill_loop_config *cfg)
     rill__list_init(&l->dgrams);
     rill__list_init(&l->dgram_flush);
     rill__list_init(&l->dgram_read);
+    rill__list_init(&l->dgram_starved);
     l->index = -1;
     l->stats.buf_budget = cfg->slab_budget;
     atomic_fetch_add(&loops_alive, 1);
@@ -344,6 +345,7 @@ static bool has_pending_work(const rill_loop *l)
            !rill__list_empty(&l->accept_list) || !rill__list_empty(&l->dgram_flush) ||
            !rill__list_empty(&l->dgram_read) ||
            (!rill__list_empty(&l->starve_list) && l->slab.releases != l->starve_mark) ||
+           (!rill__list_empty(&l->dgram_starved) && l->slab.releases != l->dgram_starve_mark) ||
            atomic_load_explicit(&l->stop_requested, memory_order_relaxed);
 }
 
@@ -384,6 +386,8 @@ static int flush_point(rill_loop *l)
     rill__listeners_reap(l);
     if (!rill__list_empty(&l->dgram_flush))
         rill__dgram_flush_all(l);
+    if (!rill__list_empty(&l->dgram_starved) && l->slab.releases != l->dgram_starve_mark)
+        rill__dgram_retry_starved(l);
     int r = l->ops->flush(l);
     /* A graceful stop ends when the last connection has gone, in-flight work included. */
     if (l->draining && l->live_conns == 0 && l->inflight == 0)

@@ -54,6 +54,8 @@ struct rill_loop {
     struct rill__list dgrams;       /* open datagram sockets (closing ones until freed) */
     struct rill__list dgram_flush;  /* datagram sockets with sends or callbacks due */
     struct rill__list dgram_read;   /* datagram sockets with more to read (budget spent) */
+    struct rill__list dgram_starved; /* datagram sockets that could not lease receive buffers */
+    uint64_t dgram_starve_mark;     /* slab.releases when one last starved or all were retried */
     uint32_t dgram_serial;          /* ids for datagram socket cookies */
     struct rill__list timers;       /* every public rill_timer of this loop */
     uint64_t inflight;              /* completion-backend operations in flight, all handles */

@@ -34,8 +34,6 @@ struct uring_loop {
     uint16_t bgid_next;
     uint16_t *bgid_free;
     uint32_t bgid_free_n, bgid_free_cap;
-    struct rill__list dgram_starved; /* datagram rings that could not be refilled (slab spent) */
-    uint64_t dgram_starve_mark;
 };
 
 static inline struct uring_loop *u_of(rill_loop *l)
