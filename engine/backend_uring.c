@@ -202,7 +202,6 @@ static int u_create(const struct rill_loop_config *cfg, rill_loop **out, const c
     u->ring.ring_fd = -1;
     rill_loop *l = &u->base;
     l->ops = &rill__backend_uring;
-    rill__list_init(&u->dgram_starved);
     int r = rill__loop_init_common(l, cfg);
     if (r < 0) {
         *why = "loop state";
@@ -266,7 +265,7 @@ static int u_flush(rill_loop *l)
 {
     struct uring_loop *u = u_of(l);
     br_refill(u);
-    if (!rill__list_empty(&l->dgram_read) || !rill__list_empty(&u->dgram_starved))
+    if (!rill__list_empty(&l->dgram_read))
         rill__ud_rearm(u);
     if (u->wake_unarmed)
         u_arm_wake(u);
@@ -725,20 +724,22 @@ static int u_poll(rill_loop *l, int timeout_ms)
     int r = u_bind(u);
     if (r < 0)
         return r;
-    l->stats.sys_poll++;
     if (pending == 0 && io_uring_cq_ready(&u->ring)) {
-        /* Completions are posted already, by the enter that ended the last flush point (for
-         * a send on loopback that is usually its own completion): reap them without entering
-         * again. Nothing starves: this iteration reaps all of them, so the next one enters. */
+        /* Completions are posted already, by the enter with GETEVENTS that ended the last
+         * flush point (for a send on loopback that is usually its own completion): reap them
+         * without entering again. That enter ran the deferred task work too, and this
+         * iteration reaps every completion there is, so nothing waits behind the skip. */
         r = 0;
     } else if (timeout_ms == 0 || io_uring_cq_ready(&u->ring)) {
         /* With DEFER_TASKRUN completions are only posted when we enter with GETEVENTS. */
+        l->stats.sys_poll++;
         l->stats.uring_enters++;
         r = io_uring_submit_and_get_events(&u->ring);
     } else {
         struct io_uring_cqe *cqe;
         struct __kernel_timespec ts = {.tv_sec = timeout_ms / 1000,
                                        .tv_nsec = (long long)(timeout_ms % 1000) * 1000000};
+        l->stats.sys_poll++;
         l->stats.uring_enters++;
         r = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, timeout_ms < 0 ? NULL : &ts, NULL);
     }
