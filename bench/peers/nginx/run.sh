@@ -6,7 +6,7 @@
 # Writes nginx.conf with the port and worker count into a temporary prefix, checks it with
 # nginx -t, prints "listening tcp://127.0.0.1:P" and runs nginx; SIGTERM or SIGINT to this
 # script stops nginx (master and workers) and removes the prefix. Port 0 is not supported by
-# nginx: a free port below the ephemeral range is picked here, and another one if nginx cannot
+# nginx: a free port outside the ephemeral range is picked here, and another one if nginx cannot
 # bind it. Exit 3 when nginx is not installed, 1 when nginx does not start.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -15,55 +15,68 @@ while [ $# -gt 0 ]; do
     case $1 in
     --port) port=$2; shift 2 ;;
     --workers) workers=$2; shift 2 ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
 nginx=$(command -v nginx || echo /usr/sbin/nginx)
 [ -x "$nginx" ] || { echo "run.sh: nginx not installed (apt-get install nginx)" >&2; exit 3; }
-# Port 0: nginx cannot bind it, so a port is chosen here, below the kernel's ephemeral range
+# Port 0: nginx cannot bind it, so a port is chosen here outside the kernel's ephemeral range
 # (ip_local_port_range), where no outgoing connection of a concurrent test or load generator
 # can be holding it. Another program may still take it between the choice and nginx's bind;
 # nginx then exits (after its own five bind attempts) and the next random port is tried.
 auto=0
-if [ "$port" = 0 ]; then
-    auto=1
+[ "$port" = 0 ] && auto=1
+read -r eph_lo eph_hi </proc/sys/net/ipv4/ip_local_port_range || { eph_lo=32768 eph_hi=60999; }
+if [ "$eph_lo" -ge 11000 ]; then
+    lo=10000 hi=$((eph_lo - 1))
+elif [ "$eph_lo" -ge 2024 ]; then
+    lo=1024 hi=$((eph_lo - 1))
+elif [ "$eph_hi" -le 64535 ]; then
+    lo=$((eph_hi + 1)) hi=65535
+else
+    lo=20000 hi=59999 # no room outside the ephemeral range: probing alone must do
 fi
-read -r eph_lo _ </proc/sys/net/ipv4/ip_local_port_range || eph_lo=32768
-lo=10000
-[ "$eph_lo" -gt $((lo + 1000)) ] || lo=1024
 prefix=$(mktemp -d /tmp/rill-nginx.XXXXXX)
 pid=
-trap '[ -n "$pid" ] && kill -TERM $pid 2>/dev/null; wait 2>/dev/null; rm -rf "$prefix"; exit 0' TERM INT
+trap 'rm -rf "$prefix"' EXIT
+trap 'if [ -n "$pid" ]; then kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi; exit 0' TERM INT
 for attempt in 1 2 3 4 5; do
     if [ $auto = 1 ]; then
         for _ in $(seq 50); do
-            port=$((lo + RANDOM % (eph_lo - lo)))
+            port=$((lo + RANDOM % (hi - lo + 1)))
             (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || break
         done
     fi
     sed -e "s|@PORT@|$port|g" -e "s|@PREFIX@|$prefix|g" -e "s|@WORKERS@|$workers|g" \
         "$here/nginx.conf" >"$prefix/nginx.conf"
-    "$nginx" -t -q -c "$prefix/nginx.conf" -p "$prefix" -e stderr
-    "$nginx" -c "$prefix/nginx.conf" -p "$prefix" -e stderr &
-    pid=$!
-    # Announce only once nginx accepts connections; nginx exiting first means the bind failed.
+    rm -f "$prefix/nginx.pid"
     up=0
-    for _ in $(seq 200); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then up=1; break; fi
-        kill -0 $pid 2>/dev/null || break
-        sleep 0.05
-    done
+    if "$nginx" -t -q -c "$prefix/nginx.conf" -p "$prefix" -e stderr; then
+        "$nginx" -c "$prefix/nginx.conf" -p "$prefix" -e stderr &
+        pid=$!
+        # Up once nginx has written its pid file (it does after opening its sockets) and
+        # accepts; nginx exiting first means the bind failed.
+        for _ in $(seq 200); do
+            if [ -s "$prefix/nginx.pid" ] && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+                up=1
+                break
+            fi
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.05
+        done
+    fi
     [ $up = 1 ] && break
-    kill -TERM $pid 2>/dev/null || true
-    wait $pid 2>/dev/null || true
-    pid=
+    if [ -n "$pid" ]; then
+        kill -TERM "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+        pid=
+    fi
     if [ $auto = 0 ] || [ $attempt = 5 ]; then
         echo "run.sh: nginx did not start on port $port" >&2
-        rm -rf "$prefix"
         exit 1
     fi
-    echo "run.sh: nginx could not bind port $port, trying another" >&2
+    echo "run.sh: nginx could not start on port $port, trying another" >&2
 done
 echo "listening tcp://127.0.0.1:$port workers=$workers prefix=$prefix"
-wait $pid
+wait "$pid" || true
