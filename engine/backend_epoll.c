@@ -10,7 +10,7 @@
  * Reads: into slab buffers chosen here (the seam leaves the choice of buffer to the backend). The
  * first read of each turn a connection gets offers one buffer (a plain read(2)): most fit, and
  * leasing a second buffer per read only to give it back costs time on every small request. A
- * read that fills what it was offered shows a bulk stream, and the reads after it on that edge
+ * read that fills what it was offered shows a bulk stream, and the reads after it in that turn
  * offer RILL__RECV_IOVS buffers to one readv. A read that comes back shorter than the buffers
  * offered proves the kernel's receive queue was empty at that instant, so the EAGAIN read is
  * skipped, unless the peer's FIN was signalled (RILL__C_RD_HUP): then we read on to see the end
