@@ -325,6 +325,24 @@ static void ep_send(rill_loop *l, rill_conn *c)
     }
 }
 
+/* Sends what the callbacks of this connection's read just queued, now, instead of at the flush
+ * point after every other ready connection has been read. Each connection still makes one send
+ * per turn (its callbacks' sends are joined), so this costs no system call; what it changes is
+ * when the reply leaves. Replying only at the end of the batch makes server and peer take turns:
+ * the peer gets every reply at once, the server finds nothing ready when it next waits, and
+ * both sleep and wake each round (measured with 10 Unix connections: 0.4 epoll_wait per read
+ * and 17 k context switches a second, against 0.1 and 0.4 k for a server that writes inline,
+ * at half its rate). io_uring keeps the flush point: there, deferring is what lets one enter
+ * carry every send. */
+static void ep_send_now(rill_loop *l, rill_conn *c)
+{
+    if (!c->wq_head || !rill__list_linked(&c->flush_link) ||
+        (c->state & (RILL__C_CLOSING | RILL__C_CONNECTING | RILL__C_WR_BLOCKED)))
+        return;
+    rill__list_del(&c->flush_link);
+    ep_send(l, c);
+}
+
 /* EPOLLPRI (urgent data) only for those who asked: it costs nothing, but says nothing to others. */
 static uint32_t conn_events(const rill_conn *c)
 {
@@ -556,6 +574,7 @@ static void ep_conn_event(rill_loop *l, uint64_t cookie, uint32_t ev)
         if (!(c->state & RILL__C_RD_STARVED))
             rill__list_del(&c->read_link); /* read now, not again from the read list */
         ep_read(c);
+        ep_send_now(l, c);
     }
     if ((ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)) && (c->state & RILL__C_WR_BLOCKED)) {
         c->state &= ~RILL__C_WR_BLOCKED;
@@ -624,8 +643,10 @@ static int ep_poll(rill_loop *l, int timeout_ms)
     }
     while ((n = rill__list_pop_front(&reads))) {
         rill_conn *c = rill__container_of(n, rill_conn, read_link);
-        if (!(c->state & (RILL__C_CLOSING | RILL__C_RD_PAUSED)))
+        if (!(c->state & (RILL__C_CLOSING | RILL__C_RD_PAUSED))) {
             ep_read(c);
+            ep_send_now(l, c);
+        }
         extra++;
     }
     return got + extra;
