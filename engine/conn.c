@@ -3,8 +3,10 @@
  *
  * Everything here is backend-neutral. Backends report what happened (opened, data, eof, bytes
  * sent, failure) and conn.c turns it into the embedder's callbacks; conn.c asks the backend to
- * send only at the flush point (rill__conn_flush_all), so sends queued by many callbacks in one
- * iteration leave together.
+ * send at the flush point (rill__conn_flush_all), so sends queued by many callbacks in one
+ * iteration leave together. (The epoll backend sends a connection's queue sooner, right after
+ * that connection's read turn, when the reply would otherwise wait for the whole batch: see
+ * ep_send_now.)
  *
  * Lifetime: a connection is "closing" from rill__conn_begin_close() until its on_close has run at
  * the flush point, and its memory is reused only when, in addition, the backend has no operation
