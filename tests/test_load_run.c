@@ -314,6 +314,32 @@ static void need_backend(const char *backend)
     rill_loop_destroy(l);
 }
 
+/* Runs rill-load on `backend` against uri with opts (NULL-terminated; -q, -b and --json are
+ * added) for at most 20 s, and returns its parsed JSON report, the file already removed, and
+ * its exit status in *rc. Free the report with report_free(). */
+static struct jv *run_report(const char *backend, const char *uri, const char *const *opts,
+                             int *rc)
+{
+    char js[128];
+    json_path(js, sizeof js, "report");
+    const char *args[48];
+    int n = 0;
+    for (; opts[n] && n < 40; n++)
+        args[n] = opts[n];
+    const char *tail[] = {"-q", "-b", BACKEND_ARG(backend), "--json", js, uri, NULL};
+    memcpy(&args[n], tail, sizeof tail);
+    *rc = run_load(args, 20);
+    struct jv *j = load_json(js);
+    unlink(js);
+    return j;
+}
+
+static void report_free(struct jv *j)
+{
+    jv_free(j);
+    free(j);
+}
+
 /* ---- the load models ----------------------------------------------------------------------- */
 
 /* The schedule's accuracy is only defined while the client keeps up with it: a run in which
@@ -323,14 +349,13 @@ H_BACKEND_TEST(load_run, open_loop_rate_within_one_percent, .timeout = 45)
 {
     need_backend(backend);
     struct srv *s = srv_start(M_ECHO, false);
-    char uri[128], js[128];
+    char uri[128];
     srv_uri(s, "tcp", "", uri, sizeof uri);
-    json_path(js, sizeof js, "rate");
-    const char *args[] = {"-c", "4", "-R", "2000", "-d", "2", "--warmup", "1", "-q", "-b",
-                          BACKEND_ARG(backend), "--json", js, uri, NULL};
+    const char *opts[] = {"-c", "4", "-R", "2000", "-d", "2", "--warmup", "1", NULL};
     for (int attempt = 1; attempt <= 3; attempt++) {
-        cr_assert_eq(run_load(args, 20), 0);
-        struct jv *j = load_json(js);
+        int rc;
+        struct jv *j = run_report(backend, uri, opts, &rc);
+        cr_assert_eq(rc, 0);
         double rps = num(j, "results.requests_per_s"), offered = num(j, "results.offered_per_s");
         double sent = num(j, "results.sent"), late = num(j, "results.late");
         bool kept_up = late <= 0.01 * sent;
@@ -347,9 +372,7 @@ H_BACKEND_TEST(load_run, open_loop_rate_within_one_percent, .timeout = 45)
             cr_assert_eq(num(j, "results.skipped"), 0);
             cr_assert_eq(num(j, "results.errors.total"), 0);
         }
-        jv_free(j);
-        free(j);
-        unlink(js);
+        report_free(j);
         if (kept_up) {
             srv_stop(s);
             return;
@@ -365,15 +388,14 @@ H_BACKEND_TEST(load_run, coordinated_omission_is_corrected, .timeout = 30)
 {
     need_backend(backend);
     struct srv *s = srv_start(M_STALL, false);
-    char uri[128], js[128];
+    char uri[128];
     srv_uri(s, "tcp", "", uri, sizeof uri);
-    json_path(js, sizeof js, "co");
     /* 1000/s on one connection: the 500 ms stall (1 s in) holds up ~500 requests. */
-    const char *args[] = {"-c", "1", "-R", "1000", "-d", "3", "--warmup", "0", "-q", "-b",
-                          BACKEND_ARG(backend), "--json", js, uri, NULL};
-    cr_assert_eq(run_load(args, 20), 0);
+    const char *opts[] = {"-c", "1", "-R", "1000", "-d", "3", "--warmup", "0", NULL};
+    int rc;
+    struct jv *j = run_report(backend, uri, opts, &rc);
+    cr_assert_eq(rc, 0);
     srv_stop(s);
-    struct jv *j = load_json(js);
     double corr = num(j, "results.latency.p99_9_us");
     double unc = num(j, "results.latency_uncorrected.p99_9_us");
     double unc_max = num(j, "results.latency_uncorrected.max_us");
@@ -382,44 +404,38 @@ H_BACKEND_TEST(load_run, coordinated_omission_is_corrected, .timeout = 30)
     cr_assert_geq(unc_max, 400000, "the one request caught in the stall is its max (%.0f)",
                   unc_max);
     cr_assert_geq(num(j, "results.held"), 100, "the stalled requests were held back");
-    jv_free(j);
-    free(j);
-    unlink(js);
+    report_free(j);
 }
 
 H_BACKEND_TEST(load_run, request_count_ends_the_run, .timeout = 30)
 {
     need_backend(backend);
     struct srv *s = srv_start(M_ECHO, false);
-    char uri[128], js[128];
+    char uri[128];
     srv_uri(s, "tcp", "", uri, sizeof uri);
-    json_path(js, sizeof js, "n");
-    const char *args[] = {"-c", "4", "-n", "3000", "--warmup", "0", "-q", "-s", "1:300", "-b",
-                          BACKEND_ARG(backend), "--json", js, uri, NULL};
+    const char *opts[] = {"-c", "4", "-n", "3000", "--warmup", "0", "-s", "1:300", NULL};
     uint64_t t0 = h_now_ms();
-    cr_assert_eq(run_load(args, 20), 0);
+    int rc;
+    struct jv *j = run_report(backend, uri, opts, &rc);
+    cr_assert_eq(rc, 0);
     cr_assert_lt(h_now_ms() - t0, 15000, "-n 3000 must end the run long before its 1 h bound");
     srv_stop(s);
-    struct jv *j = load_json(js);
     cr_assert_eq(num(j, "results.requests"), 3000);
     cr_assert_eq(num(j, "results.errors.total"), 0);
-    jv_free(j);
-    free(j);
-    unlink(js);
+    report_free(j);
 }
 
 H_BACKEND_TEST(load_run, churn_reports_connect_latency, .timeout = 30)
 {
     need_backend(backend);
     struct srv *s = srv_start(M_ECHO, false);
-    char uri[128], js[128];
+    char uri[128];
     srv_uri(s, "tcp", "", uri, sizeof uri);
-    json_path(js, sizeof js, "churn");
-    const char *args[] = {"-c", "2", "--churn", "5", "-d", "1", "--warmup", "0", "-q", "-b",
-                          BACKEND_ARG(backend), "--json", js, uri, NULL};
-    cr_assert_eq(run_load(args, 20), 0);
+    const char *opts[] = {"-c", "2", "--churn", "5", "-d", "1", "--warmup", "0", NULL};
+    int rc;
+    struct jv *j = run_report(backend, uri, opts, &rc);
+    cr_assert_eq(rc, 0);
     srv_stop(s);
-    struct jv *j = load_json(js);
     double reqs = num(j, "results.requests"), connects = num(j, "results.connects");
     cr_assert_gt(reqs, 50);
     /* Every 5 requests a connection is replaced (the first two opened before the window
@@ -428,47 +444,39 @@ H_BACKEND_TEST(load_run, churn_reports_connect_latency, .timeout = 30)
     cr_assert_eq(num(j, "results.connect_latency.count"), connects);
     cr_assert_gt(num(j, "results.connect_latency.p50_us"), 0);
     cr_assert_eq(num(j, "results.errors.total"), 0);
-    jv_free(j);
-    free(j);
-    unlink(js);
+    report_free(j);
 }
 
 H_BACKEND_TEST(load_run, unix_stream, .timeout = 30)
 {
     need_backend(backend);
     struct srv *s = srv_start(M_ECHO, true);
-    char uri[160], js[128];
+    char uri[160];
     srv_uri(s, "", "", uri, sizeof uri);
-    json_path(js, sizeof js, "unix");
-    const char *args[] = {"-c", "2", "-d", "1", "--warmup", "0", "-q", "-s", "4k", "--depth", "4",
-                          "-b", BACKEND_ARG(backend), "--json", js, uri, NULL};
-    cr_assert_eq(run_load(args, 20), 0);
+    const char *opts[] = {"-c", "2", "-d", "1", "--warmup", "0", "-s", "4k", "--depth", "4", NULL};
+    int rc;
+    struct jv *j = run_report(backend, uri, opts, &rc);
+    cr_assert_eq(rc, 0);
     srv_stop(s);
-    struct jv *j = load_json(js);
     cr_assert_gt(num(j, "results.requests"), 100);
     cr_assert_eq(num(j, "results.errors.total"), 0);
-    jv_free(j);
-    free(j);
-    unlink(js);
+    report_free(j);
 }
 
 H_BACKEND_TEST(load_run, unix_seqpacket, .timeout = 30)
 {
     need_backend(backend);
     struct srv *s = srv_start_type(M_ECHO, true, SOCK_SEQPACKET);
-    char uri[160], js[128];
+    char uri[160];
     snprintf(uri, sizeof uri, "unix+seqpacket:%s", s->path);
-    json_path(js, sizeof js, "seqpacket");
-    const char *args[] = {"-c", "2", "-d", "1", "--warmup", "0", "-q", "-s", "1:8k", "--depth",
-                          "3", "-b", BACKEND_ARG(backend), "--json", js, uri, NULL};
-    cr_assert_eq(run_load(args, 20), 0);
+    const char *opts[] = {"-c", "2", "-d", "1", "--warmup", "0", "-s", "1:8k", "--depth", "3", NULL};
+    int rc;
+    struct jv *j = run_report(backend, uri, opts, &rc);
+    cr_assert_eq(rc, 0);
     srv_stop(s);
-    struct jv *j = load_json(js);
     cr_assert_gt(num(j, "results.requests"), 100);
     cr_assert_eq(num(j, "results.errors.total"), 0);
-    jv_free(j);
-    free(j);
-    unlink(js);
+    report_free(j);
 }
 
 H_BACKEND_TEST(load_run, udp_echo_and_loss, .timeout = 40)
@@ -477,14 +485,13 @@ H_BACKEND_TEST(load_run, udp_echo_and_loss, .timeout = 40)
     static const enum mode modes[] = {M_UDP, M_UDP_DROP};
     for (int i = 0; i < 2; i++) {
         struct srv *s = srv_start(modes[i], false);
-        char uri[128], js[128];
+        char uri[128];
         srv_uri(s, "udp", "", uri, sizeof uri);
-        json_path(js, sizeof js, "udp");
-        const char *args[] = {"-c", "4", "-d", "2", "--warmup", "0", "-q", "-s", "8:1400", "-b",
-                              BACKEND_ARG(backend), "--json", js, uri, NULL};
-        cr_assert_eq(run_load(args, 20), 0);
+        const char *opts[] = {"-c", "4", "-d", "2", "--warmup", "0", "-s", "8:1400", NULL};
+        int rc;
+        struct jv *j = run_report(backend, uri, opts, &rc);
+        cr_assert_eq(rc, 0);
         srv_stop(s);
-        struct jv *j = load_json(js);
         cr_assert_gt(num(j, "results.requests"), 100);
         if (modes[i] == M_UDP) {
             cr_assert_eq(num(j, "results.errors.total"), 0);
@@ -493,9 +500,7 @@ H_BACKEND_TEST(load_run, udp_echo_and_loss, .timeout = 40)
             cr_assert_geq(num(j, "results.errors.lost"), 2);
             cr_assert_eq(num(j, "results.errors.total"), num(j, "results.errors.lost"));
         }
-        jv_free(j);
-        free(j);
-        unlink(js);
+        report_free(j);
     }
 }
 
@@ -505,21 +510,18 @@ H_BACKEND_TEST(load_run, http_keepalive_pipelined, .timeout = 30)
 {
     need_backend(backend);
     struct srv *s = srv_start(M_HTTP, false);
-    char uri[128], js[128];
+    char uri[128];
     srv_uri(s, "http", "/plaintext", uri, sizeof uri);
-    json_path(js, sizeof js, "http");
-    const char *args[] = {"-c", "4", "--depth", "8", "-d", "1", "--warmup", "0", "-q", "-b",
-                          BACKEND_ARG(backend), "--json", js, uri, NULL};
-    cr_assert_eq(run_load(args, 20), 0);
+    const char *opts[] = {"-c", "4", "--depth", "8", "-d", "1", "--warmup", "0", NULL};
+    int rc;
+    struct jv *j = run_report(backend, uri, opts, &rc);
+    cr_assert_eq(rc, 0);
     srv_stop(s);
-    struct jv *j = load_json(js);
     double reqs = num(j, "results.requests");
     cr_assert_gt(reqs, 100);
     cr_assert_eq(num(j, "results.http_status.2xx"), reqs);
     cr_assert_eq(num(j, "results.errors.total"), 0);
-    jv_free(j);
-    free(j);
-    unlink(js);
+    report_free(j);
 }
 
 H_BACKEND_TEST(load_run, http_errors_counted, .timeout = 30)
@@ -531,21 +533,17 @@ H_BACKEND_TEST(load_run, http_errors_counted, .timeout = 30)
     } cases[] = {{M_HTTP_404, "results.errors.status"}, {M_HTTP_GARBAGE, "results.errors.garbage"}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         struct srv *s = srv_start(cases[i].m, false);
-        char uri[128], js[128];
+        char uri[128];
         srv_uri(s, "http", "/", uri, sizeof uri);
-        json_path(js, sizeof js, "httperr");
-        const char *args[] = {"-c", "2", "-d", "1", "--warmup", "0", "-q", "-b",
-                              BACKEND_ARG(backend), "--json", js, uri, NULL};
-        int rc = run_load(args, 20);
+        const char *opts[] = {"-c", "2", "-d", "1", "--warmup", "0", NULL};
+        int rc;
+        struct jv *j = run_report(backend, uri, opts, &rc);
         srv_stop(s);
         cr_assert(rc == 0 || rc == 1, "exit %d", rc);
-        struct jv *j = load_json(js);
         cr_assert_gt(num(j, cases[i].field), 0, "%s", cases[i].field);
         if (cases[i].m == M_HTTP_404)
             cr_assert_eq(num(j, "results.http_status.4xx"), num(j, "results.requests"));
-        jv_free(j);
-        free(j);
-        unlink(js);
+        report_free(j);
     }
 }
 
@@ -566,23 +564,19 @@ H_BACKEND_TEST(load_run, misbehaving_servers_counted_by_kind, .timeout = 50)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         struct srv *s = srv_start(cases[i].m, false);
-        char uri[128], js[128];
+        char uri[128];
         srv_uri(s, "tcp", "", uri, sizeof uri);
-        json_path(js, sizeof js, "bad");
-        const char *args[] = {"-c", "2", "-d", "1", "--warmup", "0", "-q", "-b",
-                              BACKEND_ARG(backend), "--json", js, uri, NULL};
-        int rc = run_load(args, 20);
+        const char *opts[] = {"-c", "2", "-d", "1", "--warmup", "0", NULL};
+        int rc;
+        struct jv *j = run_report(backend, uri, opts, &rc);
         srv_stop(s);
         /* 1: no request completed, or (garbage) a reply's bytes differed; never a crash. */
         cr_assert(rc == 0 || rc == 1, "%s: exit %d", cases[i].field, rc);
-        struct jv *j = load_json(js);
         const struct jv *v = jv_get(j, cases[i].field);
         cr_assert(v && v->type == JV_NUM && v->num > 0, "%s not counted", cases[i].field);
         /* Reopened after every failure: more than a handful of attempts in the second. */
         cr_assert_geq(num(j, "results.errors.total"), 2, "%s", cases[i].field);
-        jv_free(j);
-        free(j);
-        unlink(js);
+        report_free(j);
     }
 }
 
@@ -684,8 +678,7 @@ H_BACKEND_TEST(load_run, json_holds_every_documented_field, .timeout = 30)
     cr_assert_eq(num(j, "config.rate"), 500);
     cr_assert_str_eq(jv_get(j, "machine.backend")->str,
                      strcmp(backend, "uring") == 0 ? "io_uring" : "epoll");
-    jv_free(j);
-    free(j);
+    report_free(j);
     /* A field that is not there must fail the check, or the check proves nothing. */
     char cmd[512], bad[160];
     snprintf(bad, sizeof bad, "%s.bad", js);
