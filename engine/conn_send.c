@@ -68,9 +68,13 @@ static void wq_entry_put(rill_loop *l, struct rill__wq_entry *e)
     }
 }
 
-/* Checks the arguments common to both send calls. Returns 0 or the error rill_send reports. */
-static int send_check(rill_conn *c, size_t total)
+/* What both send calls do once they have added up their bytes: refuse an empty send, a
+ * connection that no longer sends, or a queue past its hard limit; then take an entry with room
+ * for niov spans. Returns 0 and *out, or the error rill_send reports. */
+static int wq_begin(rill_conn *c, size_t total, unsigned niov, struct rill__wq_entry **out)
 {
+    if (total == 0)
+        return -EINVAL;
     if (c->state & (RILL__C_CLOSING | RILL__C_SHUT_WANTED))
         return -ENOTCONN;
     /* A send into an empty queue is always accepted, so one large send is never refused;
@@ -81,7 +85,8 @@ static int send_check(rill_conn *c, size_t total)
         c->state |= RILL__C_HIGH;
         return -ENOBUFS;
     }
-    return 0;
+    *out = wq_entry_get(c->loop, niov);
+    return *out ? 0 : -ENOMEM;
 }
 
 static void wq_append(rill_conn *c, struct rill__wq_entry *e, rill_send_cb cb, void *ctx,
@@ -148,14 +153,10 @@ int rill_send_ex(rill_conn *c, const struct iovec *iov, unsigned iovcnt,
         if (total > INT_MAX) /* the callback reports the count as an int */
             return -EINVAL;
     }
-    if (total == 0)
-        return -EINVAL;
-    int r = send_check(c, total);
+    struct rill__wq_entry *e;
+    int r = wq_begin(c, total, iovcnt, &e);
     if (r < 0)
         return r;
-    struct rill__wq_entry *e = wq_entry_get(c->loop, iovcnt);
-    if (!e)
-        return -ENOMEM;
     if (opts && opts->nfds && (r = wq_attach_fds(e, opts->fds, opts->nfds)) < 0) {
         wq_entry_put(c->loop, e);
         return r;
@@ -182,14 +183,10 @@ int rill_send_bufs(rill_conn *c, const struct rill_bufslice *s, unsigned n, rill
         if (total > INT_MAX)
             return -EINVAL;
     }
-    if (total == 0)
-        return -EINVAL;
-    int r = send_check(c, total);
+    struct rill__wq_entry *e;
+    int r = wq_begin(c, total, n, &e);
     if (r < 0)
         return r;
-    struct rill__wq_entry *e = wq_entry_get(c->loop, n);
-    if (!e)
-        return -ENOMEM;
     e->bufs = true;
     for (unsigned i = 0; i < n; i++) {
         if (!s[i].len)
