@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "rill.h"
+#include "../server_cli.h"
 
 #define MAX_LISTEN 16
 #define DRAIN_MS 2000 /* how long SIGINT/SIGTERM lets queued replies go out */
@@ -175,13 +176,7 @@ static int parse_args(int argc, char **argv, struct echo_opts *eo)
             listen_uris[n_listen++] = optarg;
             break;
         case 'b':
-            if (!strcmp(optarg, "epoll"))
-                eo->ecfg.loop.backend = RILL_BACKEND_EPOLL;
-            else if (!strcmp(optarg, "uring") || !strcmp(optarg, "io_uring"))
-                eo->ecfg.loop.backend = RILL_BACKEND_URING;
-            else if (!strcmp(optarg, "auto"))
-                eo->ecfg.loop.backend = RILL_BACKEND_AUTO;
-            else {
+            if (server_cli_backend(optarg, &eo->ecfg.loop.backend) < 0) {
                 fprintf(stderr, "rill-echo: --backend must be auto, epoll or uring\n");
                 return 2;
             }
@@ -271,17 +266,8 @@ int main(int argc, char **argv)
     if (r >= 0)
         return r;
 
-    /* Signals are taken synchronously by the main thread only; the loops' threads inherit the
-     * blocked mask. */
-    /* A shell without job control starts background jobs with SIGINT ignored, and an ignored
-     * signal is discarded even while blocked: take the default back before waiting for it. */
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    sigset_t sigs; /* taken by this thread only, synchronously */
+    server_cli_block_stop_signals(&sigs);
 
     rill_engine *e;
     if ((r = rill_engine_create(&eo.ecfg, &e)) < 0) {

@@ -24,6 +24,7 @@
 
 #include "parser.h"
 #include "rill.h"
+#include "../server_cli.h"
 
 #define OUT_BUF (16 * 1024) /* responses batched per send; a batch that fills it is sent early */
 #define MAX_RESPONSE 512    /* room one response needs at most */
@@ -228,13 +229,7 @@ int main(int argc, char **argv)
             uri = optarg;
             break;
         case 'b':
-            if (!strcmp(optarg, "epoll"))
-                ecfg.loop.backend = RILL_BACKEND_EPOLL;
-            else if (!strcmp(optarg, "uring") || !strcmp(optarg, "io_uring"))
-                ecfg.loop.backend = RILL_BACKEND_URING;
-            else if (!strcmp(optarg, "auto"))
-                ecfg.loop.backend = RILL_BACKEND_AUTO;
-            else {
+            if (server_cli_backend(optarg, &ecfg.loop.backend) < 0) {
                 fprintf(stderr, "rill-http: --backend must be auto, epoll or uring\n");
                 return 2;
             }
@@ -268,16 +263,8 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    /* As in rill-echo: signals are taken synchronously by this thread; the loops' threads
-     * inherit the blocked mask. The default dispositions come back first, since a shell without
-     * job control starts background jobs with SIGINT ignored. */
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    sigset_t sigs; /* taken by this thread only, synchronously */
+    server_cli_block_stop_signals(&sigs);
 
     rill_engine *e;
     int r = rill_engine_create(&ecfg, &e);

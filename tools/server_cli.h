@@ -1,0 +1,39 @@
+/* Command-line pieces shared by the servers built on rill_engine (rill-echo, rill-http). */
+#ifndef RILL_TOOLS_SERVER_CLI_H
+#define RILL_TOOLS_SERVER_CLI_H
+
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+
+#include "rill.h"
+
+/* Parses a --backend value: auto, epoll, uring or io_uring. Returns 0, or -1 for anything else. */
+static inline int server_cli_backend(const char *name, rill_backend *out)
+{
+    if (!strcmp(name, "epoll"))
+        *out = RILL_BACKEND_EPOLL;
+    else if (!strcmp(name, "uring") || !strcmp(name, "io_uring"))
+        *out = RILL_BACKEND_URING;
+    else if (!strcmp(name, "auto"))
+        *out = RILL_BACKEND_AUTO;
+    else
+        return -1;
+    return 0;
+}
+
+/* Makes SIGINT and SIGTERM something the main thread waits for (sigwait on *sigs): blocked here,
+ * so the loops' threads, created later, inherit the blocked mask. Their default dispositions
+ * come back first: a shell without job control starts background jobs with SIGINT ignored, and
+ * an ignored signal is discarded even while blocked. */
+static inline void server_cli_block_stop_signals(sigset_t *sigs)
+{
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    sigemptyset(sigs);
+    sigaddset(sigs, SIGINT);
+    sigaddset(sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, sigs, NULL);
+}
+
+#endif
