@@ -110,7 +110,8 @@ RILL_API void rill_loop_config_init(struct rill_loop_config *cfg);
  * it; create it (and set up listeners, connections, timers) on any thread before that.
  * Returns: 0 and *out; -EINVAL for a bad argument or config value; -ENOSYS/-EPERM/-ENOMEM when
  * the forced backend cannot start (the reason is logged on stderr); -ENOMEM; -EMFILE.
- * Ownership: the caller owns the loop and destroys it with rill_loop_destroy(). */
+ * Ownership: the caller owns the loop and destroys it with rill_loop_destroy().
+ * Thread: any (the loop then belongs to the thread that first runs it). */
 RILL_API int rill_loop_create(const struct rill_loop_config *cfg, rill_loop **out);
 
 /* Destroys a loop that is not running. Open connections and listeners are closed first (their
@@ -148,7 +149,8 @@ typedef void (*rill_defer_cb)(rill_loop *l, void *arg);
  * Thread: the loop's thread only (use the engine's mailbox to reach another loop). */
 RILL_API int rill_loop_defer(rill_loop *l, rill_defer_cb fn, void *arg);
 
-/* Returns the loop's cached monotonic clock in milliseconds, updated once per iteration. */
+/* Returns the loop's cached monotonic clock in milliseconds, updated once per iteration.
+ * Thread: the loop's thread. */
 RILL_API uint64_t rill_loop_now(const rill_loop *l);
 
 /* Returns "epoll" or "io_uring": the backend this loop really runs on. Thread: any. */
@@ -218,10 +220,10 @@ RILL_API rill_buf *rill_buf_ref(rill_buf *buf);
 /* Drops a reference; at zero the buffer returns to the slab. NULL is ignored. Thread: loop's. */
 RILL_API void rill_buf_release(rill_buf *buf);
 
-/* Returns the first byte of the buffer's memory. */
+/* Returns the first byte of the buffer's memory. Thread: whoever holds a reference. */
 RILL_API void *rill_buf_data(const rill_buf *buf);
 
-/* Returns the buffer's capacity in bytes. */
+/* Returns the buffer's capacity in bytes. Thread: whoever holds a reference. */
 RILL_API size_t rill_buf_capacity(const rill_buf *buf);
 
 /* A byte range inside a slab buffer, for rill_send_bufs(). */
@@ -320,7 +322,7 @@ RILL_API int rill_listen(rill_loop *l, const char *uri, const struct rill_listen
 RILL_API int rill_listener_addr(const rill_listener *ls, struct sockaddr_storage *ss,
                                 socklen_t *len);
 
-/* Returns the bound port (host byte order), or 0 if ls is NULL. */
+/* Returns the bound port (host byte order), or 0 if ls is NULL. Thread: the loop's thread. */
 RILL_API int rill_listener_port(const rill_listener *ls);
 
 /* Stops accepting and closes the socket; connections already accepted stay open. The handle is
@@ -395,27 +397,29 @@ RILL_API int rill_shutdown(rill_conn *c);
 RILL_API int rill_close(rill_conn *c);
 
 /* Stops reading (no on_data) until rill_read_resume(); the kernel's receive buffer then fills
- * and TCP flow control slows the peer. Returns: 0; -ENOTCONN when closing; -EINVAL for NULL. */
+ * and TCP flow control slows the peer. Returns: 0; -ENOTCONN when closing; -EINVAL for NULL.
+ * Thread: the loop's thread (callbacks included). */
 RILL_API int rill_read_pause(rill_conn *c);
 RILL_API int rill_read_resume(rill_conn *c);
 
-/* Returns the number of bytes queued and not yet sent. */
+/* Returns the number of bytes queued and not yet sent. Thread: the loop's thread. */
 RILL_API size_t rill_conn_write_queued(const rill_conn *c);
 
 /* Write the local or peer address to *ss and its length to *len.
- * Returns: 0; -EINVAL for NULL; -ENOTCONN before connect completed or after close. */
+ * Returns: 0; -EINVAL for NULL; -ENOTCONN before connect completed or after close.
+ * Thread: the loop's thread. */
 RILL_API int rill_conn_local_addr(const rill_conn *c, struct sockaddr_storage *ss, socklen_t *len);
 RILL_API int rill_conn_peer_addr(const rill_conn *c, struct sockaddr_storage *ss, socklen_t *len);
 
-/* The connection's context pointer, passed to every callback. */
+/* The connection's context pointer, passed to every callback. Thread: the loop's thread. */
 RILL_API void rill_conn_set_ctx(rill_conn *c, void *ctx);
 RILL_API void *rill_conn_ctx(const rill_conn *c);
 
-/* Returns the loop the connection belongs to. */
+/* Returns the loop the connection belongs to. Thread: the loop's thread. */
 RILL_API rill_loop *rill_conn_loop(const rill_conn *c);
 
 /* Returns the socket descriptor (for getsockopt and the like; do not read, write or close it),
- * or -EBADF after close. */
+ * or -EBADF after close. Thread: the loop's thread. */
 RILL_API int rill_conn_fd(const rill_conn *c);
 
 /* The peer's credentials at connect time (SO_PEERCRED), for Unix stream and seqpacket sockets.
@@ -611,13 +615,14 @@ RILL_API int rill_timer_create(rill_loop *l, rill_timer_cb cb, void *ctx, rill_t
 RILL_API int rill_timer_start(rill_timer *t, uint64_t timeout_ms, uint64_t repeat_ms);
 
 /* Stops the timer; it does not fire again until restarted. Stopping a stopped timer is a no-op.
- * Returns: 0; -EINVAL for NULL. */
+ * Returns: 0; -EINVAL for NULL. Thread: the loop's thread. */
 RILL_API int rill_timer_stop(rill_timer *t);
 
-/* Returns true when the timer is scheduled. */
+/* Returns true when the timer is scheduled. Thread: the loop's thread. */
 RILL_API bool rill_timer_active(const rill_timer *t);
 
-/* Stops and frees the timer; allowed from inside its own callback. NULL is ignored. */
+/* Stops and frees the timer; allowed from inside its own callback. NULL is ignored.
+ * Ownership: t is gone when this returns. Thread: the loop's thread. */
 RILL_API void rill_timer_destroy(rill_timer *t);
 
 /* ---------------------------------------------------------------------------------------------
@@ -665,17 +670,18 @@ RILL_API void rill_engine_destroy(rill_engine *e);
 /* Returns the number of loops (0 for NULL). Thread: any. */
 RILL_API uint32_t rill_engine_loop_count(const rill_engine *e);
 
-/* Returns loop `index` (NULL when out of range). Use it from that loop's thread (in its
- * callbacks or posted functions), or before start. */
+/* Returns loop `index` (NULL when out of range). Thread: any, but use the loop itself only from
+ * its own thread (in its callbacks or posted functions), or before start. */
 RILL_API rill_loop *rill_engine_loop(const rill_engine *e, uint32_t index);
 
 /* Returns the CPU loop `index` is pinned to, or -1 when unpinned or out of range. Thread: any. */
 RILL_API int rill_engine_loop_cpu(const rill_engine *e, uint32_t index);
 
-/* Returns the index of a loop within its engine, or -1 for a loop not owned by an engine. */
+/* Returns the index of a loop within its engine, or -1 for a loop not owned by an engine.
+ * Thread: any (fixed when the engine creates the loop). */
 RILL_API int rill_loop_index(const rill_loop *l);
 
-/* Returns the engine a loop belongs to, or NULL. */
+/* Returns the engine a loop belongs to, or NULL. Thread: any. */
 RILL_API rill_engine *rill_loop_engine(const rill_loop *l);
 
 #define RILL_ENGINE_LISTEN_F_STEER (1u << 0) /* serve each connection on the loop of its CPU */
