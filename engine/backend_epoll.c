@@ -7,14 +7,17 @@
  * RILL__C_WR_BLOCKED says a send came up short. That is "EPOLLOUT armed only after a short
  * write" without the two epoll_ctl calls per short write that arming it for real would cost.
  *
+ * Per-handle state lives here, in structs that embed the handle first (ep_conn, ep_dgram,
+ * ep_listener): what readiness was seen, whether a send waits for EPOLLOUT.
+ *
  * Reads: into slab buffers chosen here (the seam leaves the choice of buffer to the backend). The
  * first read of each turn a connection gets offers one buffer (a plain read(2)): most fit, and
  * leasing a second buffer per read only to give it back costs time on every small request. A
  * read that fills what it was offered shows a bulk stream, and the reads after it in that turn
  * offer RILL__RECV_IOVS buffers to one readv. A read that comes back shorter than the buffers
  * offered proves the kernel's receive queue was empty at that instant, so the EAGAIN read is
- * skipped, unless the peer's FIN was signalled (RILL__C_RD_HUP): then we read on to see the end
- * of stream. A connection that used its RILL_READ_BUDGET goes on the loop's read list and
+ * skipped, unless the peer's FIN was signalled (EP_RD_HUP): then we read on to see the end of
+ * stream. A connection that used its RILL_READ_BUDGET goes on the loop's read list and
  * continues in the next iteration, so one fast sender cannot starve the others.
  *
  * Event data carries a cookie {op | generation | slot}, never a pointer: an event for a
@@ -40,11 +43,62 @@ struct epoll_loop {
     int epfd;
     int wakefd;
     struct epoll_event *events;
+    struct rill__list accept_list; /* listeners with more to accept (budget spent, restarted) */
+};
+
+/* Connection readiness, as the edges told it. */
+enum {
+    EP_RD_READY = 1u << 0,    /* unread data may be waiting */
+    EP_RD_HUP = 1u << 1,      /* the peer's FIN or an error was signalled, so a short read no
+                               * longer proves the queue is drained */
+    EP_WR_BLOCKED = 1u << 2,  /* a short write: waiting for EPOLLOUT */
+    EP_URG_PENDING = 1u << 3, /* urgent data was signalled but its byte has not arrived yet */
+};
+
+struct ep_conn {
+    struct rill_conn c; /* first */
+    uint32_t f;         /* EP_* */
+};
+
+struct ep_dgram {
+    struct rill_dgram d; /* first */
+    bool rd_ready;       /* datagrams may be waiting */
+    bool wr_blocked;     /* sendmmsg hit EAGAIN; waiting for EPOLLOUT */
+    struct rill_buf **rx_bufs; /* receive buffers leased ahead for the next recvmmsg (batch) */
+};
+
+struct ep_listener {
+    struct rill_listener ls; /* first */
+    bool ready;              /* a connection may be waiting */
+    bool registered;         /* the descriptor is in the interest set */
+    struct rill__list work;  /* on accept_list */
 };
 
 static inline struct epoll_loop *ep_of(rill_loop *l)
 {
     return rill__container_of(l, struct epoll_loop, base);
+}
+
+static inline struct ep_conn *epc(rill_conn *c)
+{
+    return rill__container_of(c, struct ep_conn, c);
+}
+
+static inline struct ep_dgram *epd(rill_dgram *d)
+{
+    return rill__container_of(d, struct ep_dgram, d);
+}
+
+static inline struct ep_listener *epl(rill_listener *ls)
+{
+    return rill__container_of(ls, struct ep_listener, ls);
+}
+
+/* More to read than one turn's budget: the connection goes on in the next iteration. */
+static void ep_mark_read(rill_conn *c)
+{
+    rill__list_del(&c->read_link);
+    rill__list_push_back(&c->loop->read_list, &c->read_link);
 }
 
 static int ep_add(rill_loop *l, int fd, uint32_t events, uint64_t cookie)
@@ -74,6 +128,7 @@ static int ep_create(const struct rill_loop_config *cfg, rill_loop **out, const 
     if (!ep)
         return -ENOMEM;
     ep->epfd = ep->wakefd = -1;
+    rill__list_init(&ep->accept_list);
     rill_loop *l = &ep->base;
     l->ops = &rill__backend_epoll;
     int r = rill__loop_init_common(l, cfg);
@@ -131,6 +186,7 @@ static int ep_flush(rill_loop *l)
 static void ep_accept(rill_listener *ls)
 {
     rill_loop *l = ls->loop;
+    struct ep_listener *el = epl(ls);
     for (unsigned i = 0; i < RILL_ACCEPT_BUDGET; i++) {
         if (ls->closed || ls->paused)
             return;
@@ -138,66 +194,69 @@ static void ep_accept(rill_listener *ls)
         if (fd >= 0) {
             rill__listener_on_accept(ls, fd);
         } else if (fd == -EAGAIN) {
-            ls->ready = false;
+            el->ready = false;
             return;
         } else if (fd != -EINTR && fd != -ECONNABORTED) {
             rill__listener_on_accept_error(ls, fd);
         }
     }
     /* Budget spent with connections still waiting: continue next iteration. */
-    if (!ls->closed && !ls->paused && !rill__list_linked(&ls->work))
-        rill__list_push_back(&l->accept_list, &ls->work);
+    if (!ls->closed && !ls->paused && !rill__list_linked(&el->work))
+        rill__list_push_back(&ep_of(l)->accept_list, &el->work);
 }
 
 static int ep_listener_start(rill_loop *l, rill_listener *ls)
 {
-    if (!ls->registered) {
+    struct ep_listener *el = epl(ls);
+    if (!el->registered) {
         int r = ep_add(l, ls->fd, EPOLLIN | EPOLLET, rill__cookie(RILL__OP_LISTENER, 0, ls->id));
         if (r < 0)
             return r;
-        ls->registered = true;
+        el->registered = true;
     }
     /* Try accepting in the next iteration: after a rest for EMFILE the edge that announced the
      * waiting connections has long passed, and none may come again. */
-    ls->ready = true;
-    if (!rill__list_linked(&ls->work))
-        rill__list_push_back(&l->accept_list, &ls->work);
+    el->ready = true;
+    if (!rill__list_linked(&el->work))
+        rill__list_push_back(&ep_of(l)->accept_list, &el->work);
     return 0;
 }
 
 static void ep_listener_close(rill_loop *l, rill_listener *ls)
 {
+    rill__list_del(&epl(ls)->work);
     rill__sys_close(&l->stats, ls->fd);
     ls->fd = -1;
 }
 
 /* ---- connections ---------------------------------------------------------------------------- */
 
-/* What a read's result means for the reading loop: true to read again. Data spends the
- * budget (the rest waits on the read list), end of stream and errors end the connection's
- * reading, and EAGAIN waits for the next edge, except an injected one, for which no edge will
- * come. */
-static bool read_goes_on(rill_conn *c, ssize_t r, bool injected, size_t *budget)
+/* What a read's result means for the reading loop, once its bytes have been handed over: true
+ * to read again. Data spends the budget (the rest waits on the read list), end of stream and
+ * errors end the connection's reading, and EAGAIN waits for the next edge, except an injected
+ * one, for which no edge will come. */
+static bool read_goes_on(struct ep_conn *e, ssize_t r, bool injected, size_t *budget)
 {
+    rill_conn *c = &e->c;
     if (r > 0) {
         if (*budget > (size_t)r) {
             *budget -= (size_t)r;
             return true;
         }
         if (rill__conn_can_read(c))
-            rill__conn_mark_read(c);
+            ep_mark_read(c);
     } else if (r == 0) {
-        c->state &= ~RILL__C_RD_READY;
-        rill__conn_on_eof(c);
+        e->f &= ~EP_RD_READY;
+        rill__conn_recv(c, NULL, 0);
     } else if (r == -EAGAIN) {
         if (injected)
-            rill__conn_mark_read(c);
+            ep_mark_read(c);
         else
-            c->state &= ~RILL__C_RD_READY;
+            e->f &= ~EP_RD_READY;
     } else if (r == -EINTR) {
         return true;
     } else {
-        rill__conn_fail(c, (int)r);
+        rill__conn_recv(c, NULL, r);
     }
     return false;
 }
@@ -205,15 +264,16 @@ static bool read_goes_on(rill_conn *c, ssize_t r, bool injected, size_t *budget)
 /* Message mode (seqpacket, or a Unix stream that takes descriptors): one recvmsg into one
  * whole buffer, with room for SCM_RIGHTS. A short read proves nothing here (each call returns
  * one message), so reading goes on until EAGAIN or the budget. */
-static void ep_read_msg(rill_conn *c)
+static void ep_read_msg(struct ep_conn *e)
 {
+    rill_conn *c = &e->c;
     rill_loop *l = c->loop;
     size_t budget = RILL_READ_BUDGET;
     union {
         char buf[RILL__FD_CMSG_SPACE];
         struct cmsghdr align;
     } ctl;
-    while (rill__conn_can_read(c) && (c->state & RILL__C_RD_READY)) {
+    while (rill__conn_can_read(c) && (e->f & EP_RD_READY)) {
         struct rill_buf *b;
         size_t size = rill__conn_rx_size(c);
         if (rill__slab_lease(&l->slab, size, &b) < 0) {
@@ -229,23 +289,22 @@ static void ep_read_msg(rill_conn *c)
         ssize_t r = rill__sys_recvmsg(&l->stats, c->fd, &m, MSG_DONTWAIT);
         bool ok = r <= 0 || rill__conn_on_msg(c, b, (size_t)r, &m);
         rill__buf_put(b);
-        if (!ok || !read_goes_on(c, r, rill__sys_injected, &budget))
+        if (!ok || !read_goes_on(e, r, rill__sys_injected, &budget))
             return;
     }
 }
 
-static void ep_read(rill_conn *c)
+static void ep_read(struct ep_conn *e)
 {
+    rill_conn *c = &e->c;
     rill_loop *l = c->loop;
     size_t budget = RILL_READ_BUDGET;
-    if ((c->held_head || c->held_eof) && !rill__conn_deliver_held(c))
-        return; /* paused again while catching up */
     if (c->rx_msg) {
-        ep_read_msg(c);
+        ep_read_msg(e);
         return;
     }
     unsigned width = 1; /* buffers to offer: see the top of this file */
-    while (rill__conn_can_read(c) && (c->state & RILL__C_RD_READY)) {
+    while (rill__conn_can_read(c) && (e->f & EP_RD_READY)) {
         struct rill_buf *b[RILL__RECV_IOVS];
         struct iovec iov[RILL__RECV_IOVS];
         unsigned nb = 0;
@@ -267,28 +326,30 @@ static void ep_read(rill_conn *c)
             size_t n = left < iov[i].iov_len ? left : iov[i].iov_len;
             left -= n;
             if (n)
-                rill__conn_on_data(c, b[i], n); /* held, in order, if a callback paused */
+                rill__conn_recv(c, b[i], (ssize_t)n); /* held, in order, if a callback paused */
             rill__buf_put(b[i]);
         }
         if (r > 0) {
             /* Urgent data breaks the rule: a read stops short at the urgent mark with more
              * bytes behind it, so a connection that takes urgent data reads on to EAGAIN. */
-            if ((size_t)r < offered && !injected && !(c->state & RILL__C_RD_HUP) &&
-                !c->h.on_urgent) {
-                c->state &= ~RILL__C_RD_READY;
+            if ((size_t)r < offered && !injected && !(e->f & EP_RD_HUP) && !c->h.on_urgent) {
+                e->f &= ~EP_RD_READY;
                 return;
             }
             if ((size_t)r == offered)
                 width = RILL__RECV_IOVS;
         }
-        if (!read_goes_on(c, r, injected, &budget))
+        if (!read_goes_on(e, r, injected, &budget))
             return;
     }
 }
 
 static void ep_send(rill_loop *l, rill_conn *c)
 {
+    struct ep_conn *e = epc(c);
     size_t budget = RILL_WRITE_BUDGET;
+    if (e->f & EP_WR_BLOCKED)
+        return; /* EPOLLOUT's edge marks it again */
     while (c->wq_head && !(c->state & RILL__C_CLOSING)) {
         struct iovec iov[RILL__MAX_IOV];
         struct msghdr m;
@@ -304,7 +365,7 @@ static void ep_send(rill_loop *l, rill_conn *c)
             /* A real short send means the socket buffer is full: wait for the EPOLLOUT edge. */
             if ((size_t)r < want && !injected) {
                 if (c->wq_head && !(c->state & RILL__C_CLOSING))
-                    c->state |= RILL__C_WR_BLOCKED;
+                    e->f |= EP_WR_BLOCKED;
                 return;
             }
             if (budget <= (size_t)r) {
@@ -316,7 +377,7 @@ static void ep_send(rill_loop *l, rill_conn *c)
             if (injected)
                 rill__conn_mark_flush(c); /* no edge will come for a fake EAGAIN */
             else
-                c->state |= RILL__C_WR_BLOCKED;
+                e->f |= EP_WR_BLOCKED;
             return;
         } else if (r != -EINTR) {
             rill__conn_fail(c, (int)r);
@@ -334,10 +395,11 @@ static void ep_send(rill_loop *l, rill_conn *c)
  * and 17 k context switches a second, against 0.1 and 0.4 k for a server that writes inline,
  * at half its rate). io_uring keeps the flush point: there, deferring is what lets one enter
  * carry every send. */
-static void ep_send_now(rill_loop *l, rill_conn *c)
+static void ep_send_now(rill_loop *l, struct ep_conn *e)
 {
-    if (!c->wq_head || !rill__list_linked(&c->flush_link) ||
-        (c->state & (RILL__C_CLOSING | RILL__C_CONNECTING | RILL__C_WR_BLOCKED)))
+    rill_conn *c = &e->c;
+    if (!c->wq_head || !rill__list_linked(&c->flush_link) || (e->f & EP_WR_BLOCKED) ||
+        (c->state & (RILL__C_CLOSING | RILL__C_CONNECTING)))
         return;
     rill__list_del(&c->flush_link);
     ep_send(l, c);
@@ -354,7 +416,7 @@ static uint32_t conn_events(const rill_conn *c)
 
 static int ep_conn_start(rill_loop *l, rill_conn *c)
 {
-    c->state |= RILL__C_RD_READY;
+    epc(c)->f |= EP_RD_READY;
     return ep_add(l, c->fd, conn_events(c), rill__cookie(RILL__OP_CONN, c->gen, c->slot));
 }
 
@@ -373,14 +435,27 @@ static int ep_conn_connect(rill_loop *l, rill_conn *c, const struct sockaddr *sa
 static void ep_recv_pause(rill_loop *l, rill_conn *c)
 {
     (void)l;
-    (void)c; /* edge-triggered: not reading is enough; RD_READY remembers the pending edge */
+    (void)c; /* edge-triggered: not reading is enough; EP_RD_READY remembers the pending edge */
 }
 
 static void ep_recv_resume(rill_loop *l, rill_conn *c)
 {
     (void)l;
-    if ((c->state & RILL__C_RD_READY) || c->held_head || c->held_eof)
-        rill__conn_mark_read(c);
+    if (epc(c)->f & EP_RD_READY)
+        ep_mark_read(c);
+}
+
+/* Nothing of a connection is ever in the kernel's hands here: a send completes inside the call. */
+static uint32_t ep_conn_busy(const rill_conn *c)
+{
+    (void)c;
+    return 0;
+}
+
+static void ep_conn_free(rill_loop *l, rill_conn *c)
+{
+    (void)l;
+    (void)c; /* nothing beyond the slot */
 }
 
 static void ep_conn_detach(rill_loop *l, rill_conn *c)
@@ -408,9 +483,10 @@ static void ep_conn_close(rill_loop *l, rill_conn *c)
 static void ep_dgram_read(rill_dgram *d)
 {
     rill_loop *l = d->loop;
+    struct ep_dgram *e = epd(d);
     unsigned budget = RILL_DGRAM_BUDGET;
     unsigned want = d->batch < EP_MMSG ? d->batch : EP_MMSG;
-    while (d->rd_ready && !d->closing && budget > 0) {
+    while (e->rd_ready && !d->closing && budget > 0) {
         struct mmsghdr mm[EP_MMSG];
         struct iovec iov[EP_MMSG];
         struct sockaddr_storage from[EP_MMSG];
@@ -420,9 +496,9 @@ static void ep_dgram_read(rill_dgram *d)
         } ctl[EP_MMSG];
         unsigned n = 0;
         for (; n < want; n++) {
-            if (!d->rx_bufs[n] && rill__slab_lease(&l->slab, d->max_dgram, &d->rx_bufs[n]) < 0)
+            if (!e->rx_bufs[n] && rill__slab_lease(&l->slab, d->max_dgram, &e->rx_bufs[n]) < 0)
                 break;
-            iov[n] = (struct iovec){d->rx_bufs[n]->data, d->max_dgram};
+            iov[n] = (struct iovec){e->rx_bufs[n]->data, d->max_dgram};
             mm[n].msg_hdr = (struct msghdr){.msg_name = &from[n], .msg_namelen = sizeof from[n],
                                             .msg_iov = &iov[n], .msg_iovlen = 1};
             if (d->gro) {
@@ -438,7 +514,7 @@ static void ep_dgram_read(rill_dgram *d)
         int r = rill__sys_recvmmsg(&l->stats, d->fd, mm, n);
         if (r < 0) {
             if (r == -EAGAIN) {
-                d->rd_ready = false;
+                e->rd_ready = false;
                 return;
             }
             budget--;
@@ -447,8 +523,8 @@ static void ep_dgram_read(rill_dgram *d)
             continue;
         }
         for (int i = 0; i < r; i++) {
-            struct rill_buf *b = d->rx_bufs[i];
-            d->rx_bufs[i] = NULL;
+            struct rill_buf *b = e->rx_bufs[i];
+            e->rx_bufs[i] = NULL;
             struct cmsghdr *cm = d->gro ? CMSG_FIRSTHDR(&mm[i].msg_hdr) : NULL;
             rill__dgram_on_recv(d, b, b->data, mm[i].msg_len, (struct sockaddr *)&from[i],
                                 mm[i].msg_hdr.msg_namelen, mm[i].msg_hdr.msg_flags,
@@ -457,20 +533,22 @@ static void ep_dgram_read(rill_dgram *d)
         }
         /* Keep the unused buffers at the front, where the next call looks first. */
         for (unsigned i = (unsigned)r, j = 0; i < n; i++, j++) {
-            d->rx_bufs[j] = d->rx_bufs[i];
-            d->rx_bufs[i] = NULL;
+            e->rx_bufs[j] = e->rx_bufs[i];
+            e->rx_bufs[i] = NULL;
         }
         if ((unsigned)r < n)
-            d->rd_ready = false; /* the queue is empty: wait for the next edge */
+            e->rd_ready = false; /* the queue is empty: wait for the next edge */
         budget = budget > (unsigned)r ? budget - (unsigned)r : 0;
     }
-    if (d->rd_ready && !d->closing && !rill__list_linked(&d->rlink))
+    if (e->rd_ready && !d->closing && !rill__list_linked(&d->rlink))
         rill__list_push_back(&l->dgram_read, &d->rlink);
 }
 
 static void ep_dgram_send(rill_loop *l, rill_dgram *d)
 {
     unsigned budget = RILL_DGRAM_BUDGET * 4;
+    if (epd(d)->wr_blocked)
+        return; /* EPOLLOUT's edge marks it again */
     while (d->tx_head && budget > 0) {
         struct mmsghdr mm[EP_MMSG];
         struct rill__dgram_tx *tx[EP_MMSG];
@@ -490,7 +568,7 @@ static void ep_dgram_send(rill_loop *l, rill_dgram *d)
         for (unsigned i = n; i > done; i--)
             rill__dgram_tx_unpop(d, tx[i - 1]);
         if (r == -EAGAIN) {
-            d->wr_blocked = true; /* EPOLLOUT's edge brings us back */
+            epd(d)->wr_blocked = true; /* EPOLLOUT's edge brings us back */
             return;
         }
         budget = budget > n ? budget - n : 0;
@@ -501,7 +579,11 @@ static void ep_dgram_send(rill_loop *l, rill_dgram *d)
 
 static int ep_dgram_start(rill_loop *l, rill_dgram *d)
 {
-    d->rd_ready = true;
+    struct ep_dgram *e = epd(d);
+    e->rx_bufs = rill__calloc(d->batch, sizeof *e->rx_bufs);
+    if (!e->rx_bufs)
+        return -ENOMEM;
+    e->rd_ready = true;
     return ep_add(l, d->fd, EPOLLIN | EPOLLOUT | EPOLLET, rill__cookie(RILL__OP_DGRAM, 0, d->id));
 }
 
@@ -512,10 +594,21 @@ static void ep_dgram_close(rill_loop *l, rill_dgram *d)
     d->fd = -1;
 }
 
+static uint32_t ep_dgram_busy(const rill_dgram *d)
+{
+    (void)d;
+    return 0; /* sendmmsg and recvmmsg complete inside the call */
+}
+
 static void ep_dgram_free(rill_loop *l, rill_dgram *d)
 {
     (void)l;
-    (void)d; /* nothing beyond what dgram.c frees */
+    struct ep_dgram *e = epd(d);
+    for (uint32_t i = 0; e->rx_bufs && i < d->batch; i++)
+        if (e->rx_bufs[i])
+            rill__buf_put(e->rx_bufs[i]);
+    rill__free(e->rx_bufs);
+    e->rx_bufs = NULL;
 }
 
 static void ep_dgram_event(rill_loop *l, uint32_t id, uint32_t ev)
@@ -525,21 +618,23 @@ static void ep_dgram_event(rill_loop *l, uint32_t id, uint32_t ev)
         l->stats.stale_completions++;
         return;
     }
+    struct ep_dgram *e = epd(d);
     if (ev & (EPOLLIN | EPOLLERR)) {
-        d->rd_ready = true;
+        e->rd_ready = true;
         rill__list_del(&d->rlink);
         ep_dgram_read(d);
     }
-    if ((ev & (EPOLLOUT | EPOLLERR)) && d->wr_blocked) {
-        d->wr_blocked = false;
+    if ((ev & (EPOLLOUT | EPOLLERR)) && e->wr_blocked) {
+        e->wr_blocked = false;
         rill__dgram_mark_flush(d);
     }
 }
 
 /* ---- dispatch ------------------------------------------------------------------------------- */
 
-static void ep_connected(rill_conn *c)
+static void ep_connected(struct ep_conn *e)
 {
+    rill_conn *c = &e->c;
     int err = 0;
     socklen_t len = sizeof err;
     int r = rill__sys_getsockopt(&c->loop->stats, c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
@@ -547,7 +642,7 @@ static void ep_connected(rill_conn *c)
         rill__conn_fail(c, r < 0 ? r : -err);
         return;
     }
-    c->state |= RILL__C_RD_READY;
+    e->f |= EP_RD_READY;
     rill__conn_opened(c);
 }
 
@@ -558,26 +653,30 @@ static void ep_conn_event(rill_loop *l, uint64_t cookie, uint32_t ev)
         l->stats.stale_completions++;
         return;
     }
+    struct ep_conn *e = epc(c);
     if (c->state & RILL__C_CONNECTING) {
         if (!(ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
             return;
-        ep_connected(c);
+        ep_connected(e);
         if (c->state & RILL__C_CLOSING)
             return;
     }
-    if ((ev & EPOLLPRI) || (c->urg_pending && (ev & EPOLLIN)))
-        rill__conn_read_urgent(c);
+    if ((ev & EPOLLPRI) || ((e->f & EP_URG_PENDING) && (ev & EPOLLIN))) {
+        e->f &= ~EP_URG_PENDING;
+        if (rill__conn_read_urgent(c))
+            e->f |= EP_URG_PENDING;
+    }
     if (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-        c->state |= RILL__C_RD_HUP;
+        e->f |= EP_RD_HUP;
     if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
-        c->state |= RILL__C_RD_READY;
+        e->f |= EP_RD_READY;
         if (!(c->state & RILL__C_RD_STARVED))
             rill__list_del(&c->read_link); /* read now, not again from the read list */
-        ep_read(c);
-        ep_send_now(l, c);
+        ep_read(e);
+        ep_send_now(l, e);
     }
-    if ((ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)) && (c->state & RILL__C_WR_BLOCKED)) {
-        c->state &= ~RILL__C_WR_BLOCKED;
+    if ((ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)) && (e->f & EP_WR_BLOCKED)) {
+        e->f &= ~EP_WR_BLOCKED;
         rill__conn_mark_flush(c);
     }
 }
@@ -588,7 +687,10 @@ static int ep_poll(rill_loop *l, int timeout_ms)
     struct rill__list reads, accepts, dreads, *n;
     rill__list_take(&l->read_list, &reads);
     rill__list_take(&l->dgram_read, &dreads);
-    rill__list_take(&l->accept_list, &accepts);
+    rill__list_take(&ep->accept_list, &accepts);
+    /* Work carried over from the last iteration is done after this wait: don't block. */
+    if (!rill__list_empty(&reads) || !rill__list_empty(&dreads) || !rill__list_empty(&accepts))
+        timeout_ms = 0;
 
     l->stats.sys_poll++;
     int got = epoll_wait(ep->epfd, ep->events, (int)l->cfg.max_events, timeout_ms);
@@ -610,8 +712,8 @@ static int ep_poll(rill_loop *l, int timeout_ms)
                 l->stats.stale_completions++;
                 break;
             }
-            ls->ready = true;
-            rill__list_del(&ls->work);
+            epl(ls)->ready = true;
+            rill__list_del(&epl(ls)->work);
             ep_accept(ls);
             break;
         }
@@ -632,9 +734,9 @@ static int ep_poll(rill_loop *l, int timeout_ms)
     /* Work carried over from the previous iteration (budgets spent, EMFILE retries). */
     int extra = 0;
     while ((n = rill__list_pop_front(&accepts))) {
-        rill_listener *ls = rill__container_of(n, rill_listener, work);
-        if (ls->ready && !ls->paused && !ls->closed)
-            ep_accept(ls);
+        struct ep_listener *el = rill__container_of(n, struct ep_listener, work);
+        if (el->ready && !el->ls.paused && !el->ls.closed)
+            ep_accept(&el->ls);
         extra++;
     }
     while ((n = rill__list_pop_front(&dreads))) {
@@ -644,8 +746,8 @@ static int ep_poll(rill_loop *l, int timeout_ms)
     while ((n = rill__list_pop_front(&reads))) {
         rill_conn *c = rill__container_of(n, rill_conn, read_link);
         if (!(c->state & (RILL__C_CLOSING | RILL__C_RD_PAUSED))) {
-            ep_read(c);
-            ep_send_now(l, c);
+            ep_read(epc(c));
+            ep_send_now(l, epc(c));
         }
         extra++;
     }
@@ -654,6 +756,9 @@ static int ep_poll(rill_loop *l, int timeout_ms)
 
 const struct rill__backend_ops rill__backend_epoll = {
     .name = "epoll",
+    .conn_size = sizeof(struct ep_conn),
+    .dgram_size = sizeof(struct ep_dgram),
+    .listener_size = sizeof(struct ep_listener),
     .create = ep_create,
     .destroy = ep_destroy,
     .caps = ep_caps,
@@ -662,6 +767,8 @@ const struct rill__backend_ops rill__backend_epoll = {
     .wake = ep_wake,
     .listener_start = ep_listener_start,
     .listener_close = ep_listener_close,
+    .conn_busy = ep_conn_busy,
+    .conn_free = ep_conn_free,
     .conn_start = ep_conn_start,
     .conn_connect = ep_conn_connect,
     .recv_pause = ep_recv_pause,
@@ -669,6 +776,7 @@ const struct rill__backend_ops rill__backend_epoll = {
     .send = ep_send,
     .conn_detach = ep_conn_detach,
     .conn_close = ep_conn_close,
+    .dgram_busy = ep_dgram_busy,
     .dgram_start = ep_dgram_start,
     .dgram_send = ep_dgram_send,
     .dgram_close = ep_dgram_close,

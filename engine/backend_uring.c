@@ -14,7 +14,7 @@
  * - Connect: IORING_OP_CONNECT linked to a timeout.
  * - Close: cancel everything on the fd, hard-linked to IORING_OP_CLOSE so the descriptor stays
  *   valid until the cancellation has looked it up. Every operation is counted on its connection
- *   (rill__conn_op_start/end); the slot is reused only after the last completion, so a late
+ *   (u_op_start/end, in struct u_conn); the slot is reused only after the last completion, so a late
  *   completion can never reach the next connection in that slot, and if one ever carries a stale
  *   generation it is counted and dropped.
  * - Batching: SQEs are prepared all iteration long and submitted at the flush point; poll
@@ -23,6 +23,8 @@
  *   CQ overflow (IORING_FEAT_NODROP) is flushed with another GETEVENTS enter.
  * - Seqpacket, descriptor-taking and urgent-data connections are received differently:
  *   backend_uring_msg.c. Datagram sockets: backend_uring_dgram.c.
+ * - Per-handle state (what is armed, in flight, the send's msghdr) is in uring.h's u_conn,
+ *   u_dgram and u_listener, which embed the handles first.
  *
  * liburing here is 2.3; newer constants are defined in probe.c behind #ifndef and every opcode
  * is probed there before the backend starts. */
@@ -144,7 +146,7 @@ static void br_refill(struct uring_loop *u)
      * whenever it has, not only when this call added them (a retry may have met an empty ring
      * whose refill happened before its ENOBUFS was reaped). At most as many as there are
      * buffers, so a crowd of starved connections does not turn into a storm of ENOBUFS. */
-    if (u->br_count > 0 && !rill__list_empty(&l->starve_list))
+    if (u->br_count > 0)
         rill__conn_retry_starved(l, u->br_count);
 }
 
@@ -287,24 +289,29 @@ static int u_flush(rill_loop *l)
 
 /* ---- accepting ------------------------------------------------------------------------------ */
 
+static inline struct u_listener *ul(rill_listener *ls)
+{
+    return rill__container_of(ls, struct u_listener, ls);
+}
+
 static int u_listener_start(rill_loop *l, rill_listener *ls)
 {
     struct uring_loop *u = u_of(l);
-    if (ls->registered) /* a multishot accept is armed already */
+    if (ul(ls)->registered) /* a multishot accept is armed already */
         return 0;
     struct io_uring_sqe *sqe = rill__uring_get_sqes(u, 1);
     if (!sqe)
         return -EAGAIN; /* a restart rests and tries again on the retry timer */
     io_uring_prep_multishot_accept(sqe, ls->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     io_uring_sqe_set_data64(sqe, rill__cookie(RILL__OP_ACCEPT, 0, ls->id));
-    ls->registered = true;
+    ul(ls)->registered = true;
     return 0;
 }
 
 static void u_listener_close(rill_loop *l, rill_listener *ls)
 {
     struct uring_loop *u = u_of(l);
-    if (ls->registered && u->bound) {
+    if (ul(ls)->registered && u->bound) {
         /* Cancel now, not at the flush point, so the port is free when this returns: the
          * armed accept holds a reference to the socket until it is cancelled. (Before the
          * loop first ran, the accept was never submitted and fails on the closed fd.) */
@@ -341,7 +348,7 @@ static void u_on_accept(struct uring_loop *u, uint64_t ck, int res, uint32_t fla
         rill__listener_on_accept_error(ls, res);
     if (flags & IORING_CQE_F_MORE)
         return;
-    ls->registered = false;
+    ul(ls)->registered = false;
     if (ls->closed || ls->paused)
         return; /* the retry timer restarts a resting listener */
     if (res < 0 && res != -ECANCELED && res != -EINTR && res != -ECONNABORTED) {
@@ -360,7 +367,7 @@ void rill__uring_arm_recv(struct uring_loop *u, rill_conn *c)
         rill__uring_arm_urgent(u, c);
         return;
     }
-    if (c->recv_armed || !rill__conn_can_read(c) || c->held_head || c->held_eof)
+    if (uc(c)->recv_armed || !rill__conn_can_read(c))
         return;
     struct io_uring_sqe *sqe = rill__uring_get_sqes(u, 1);
     if (!sqe) {
@@ -380,8 +387,8 @@ void rill__uring_arm_recv(struct uring_loop *u, rill_conn *c)
         sqe->buf_group = BGID;
     }
     io_uring_sqe_set_data64(sqe, rill__cookie(RILL__OP_RECV, c->gen, c->slot));
-    c->recv_armed = true;
-    rill__conn_op_start(c);
+    uc(c)->recv_armed = true;
+    u_op_start(c);
 }
 
 static int u_conn_start(rill_loop *l, rill_conn *c)
@@ -402,22 +409,22 @@ static int u_conn_connect(rill_loop *l, rill_conn *c, const struct sockaddr *sa,
     memcpy(&cr->ss, sa, len);
     cr->ts.tv_sec = timeout_ms / 1000;
     cr->ts.tv_nsec = (long long)(timeout_ms % 1000) * 1000000;
-    c->creq = cr;
+    uc(c)->creq = cr;
     struct io_uring_sqe *sqe = rill__uring_get_sqes(u, timeout_ms ? 2 : 1);
     if (!sqe) {
         rill__free(cr);
-        c->creq = NULL;
+        uc(c)->creq = NULL;
         return -EAGAIN; /* reported through on_close */
     }
     io_uring_prep_connect(sqe, c->fd, (struct sockaddr *)&cr->ss, len);
     io_uring_sqe_set_data64(sqe, rill__cookie(RILL__OP_CONNECT, c->gen, c->slot));
-    rill__conn_op_start(c);
+    u_op_start(c);
     if (timeout_ms) {
         sqe->flags |= IOSQE_IO_LINK;
         sqe = io_uring_get_sqe(&u->ring);
         io_uring_prep_link_timeout(sqe, &cr->ts, 0);
         io_uring_sqe_set_data64(sqe, rill__cookie(RILL__OP_TIMEOUT, c->gen, c->slot));
-        rill__conn_op_start(c);
+        u_op_start(c);
     }
     l->stats.sys_connect++;
     return 0;
@@ -426,15 +433,15 @@ static int u_conn_connect(rill_loop *l, rill_conn *c, const struct sockaddr *sa,
 static void u_recv_pause(rill_loop *l, rill_conn *c)
 {
     struct uring_loop *u = u_of(l);
-    if (c->urg_armed) {
+    if (uc(c)->urg_armed) {
         struct io_uring_sqe *sqe = rill__uring_get_sqes(u, 1);
         if (sqe) {
             io_uring_prep_cancel64(sqe, rill__cookie(RILL__OP_URGENT, c->gen, c->slot), 0);
             io_uring_sqe_set_data64(sqe, rill__cookie(RILL__OP_CANCEL, c->gen, c->slot));
-            rill__conn_op_start(c);
+            u_op_start(c);
         }
     }
-    if (!c->recv_armed)
+    if (!uc(c)->recv_armed)
         return;
     /* Completions already on their way still arrive; conn data for a paused connection is held
      * (u_on_recv) and delivered on resume, so "no on_data while paused" holds. */
@@ -443,14 +450,12 @@ static void u_recv_pause(rill_loop *l, rill_conn *c)
         return; /* the receive stays armed; what it brings is held until resume */
     io_uring_prep_cancel64(sqe, rill__cookie(RILL__OP_RECV, c->gen, c->slot), 0);
     io_uring_sqe_set_data64(sqe, rill__cookie(RILL__OP_CANCEL, c->gen, c->slot));
-    rill__conn_op_start(c);
+    u_op_start(c);
 }
 
 static void u_recv_resume(rill_loop *l, rill_conn *c)
 {
-    if (c->held_head || c->held_eof)
-        rill__conn_mark_read(c); /* deliver what was held first, from poll */
-    else if (rill__uring_urgent_mode(c) && c->urg_armed)
+    if (rill__uring_urgent_mode(c) && uc(c)->urg_armed)
         rill__uring_read_sync(u_of(l), c); /* the poll's edge has passed: read what waits */
     else
         rill__uring_arm_recv(u_of(l), c);
@@ -462,7 +467,7 @@ static int inject_send(rill_conn *c, unsigned *n)
 {
     size_t want = 0, len;
     for (unsigned i = 0; i < *n; i++)
-        want += c->siov[i].iov_len;
+        want += uc(c)->siov[i].iov_len;
     len = want;
     int e = rill__sys_inject(RILL__SYS_SENDMSG, c->fd, &len);
     if (e == -EINTR || e == -EAGAIN)
@@ -472,12 +477,12 @@ static int inject_send(rill_conn *c, unsigned *n)
         return e;
     }
     for (unsigned i = 0; i < *n && len < want; i++) {
-        if (c->siov[i].iov_len >= len) {
-            c->siov[i].iov_len = len;
+        if (uc(c)->siov[i].iov_len >= len) {
+            uc(c)->siov[i].iov_len = len;
             *n = i + 1;
             break;
         }
-        len -= c->siov[i].iov_len;
+        len -= uc(c)->siov[i].iov_len;
     }
     return 0;
 }
@@ -485,10 +490,10 @@ static int inject_send(rill_conn *c, unsigned *n)
 static void u_send(rill_loop *l, rill_conn *c)
 {
     struct uring_loop *u = u_of(l);
-    if (c->state & (RILL__C_WR_INFLIGHT | RILL__C_CLOSING))
-        return;
+    if (uc(c)->send_inflight || (c->state & RILL__C_CLOSING))
+        return; /* its completion marks the connection again */
     int flags;
-    unsigned n = rill__conn_wq_msg(c, &c->smsg, c->siov, RILL__SEND_IOV, &flags);
+    unsigned n = rill__conn_wq_msg(c, &uc(c)->smsg, uc(c)->siov, RILL__SEND_IOV, &flags);
     if (n == 0)
         return;
     if (__builtin_expect(inject_send(c, &n) < 0, 0)) {
@@ -500,16 +505,34 @@ static void u_send(rill_loop *l, rill_conn *c)
         rill__conn_mark_flush(c); /* next iteration */
         return;
     }
-    if (n == 1 && !c->smsg.msg_controllen && !flags) {
-        io_uring_prep_send(sqe, c->fd, c->siov[0].iov_base, c->siov[0].iov_len, MSG_NOSIGNAL);
+    if (n == 1 && !uc(c)->smsg.msg_controllen && !flags) {
+        io_uring_prep_send(sqe, c->fd, uc(c)->siov[0].iov_base, uc(c)->siov[0].iov_len, MSG_NOSIGNAL);
     } else {
-        c->smsg.msg_iovlen = n; /* inject_send may have cut it */
-        io_uring_prep_sendmsg(sqe, c->fd, &c->smsg, MSG_NOSIGNAL | flags);
+        uc(c)->smsg.msg_iovlen = n; /* inject_send may have cut it */
+        io_uring_prep_sendmsg(sqe, c->fd, &uc(c)->smsg, MSG_NOSIGNAL | flags);
     }
     io_uring_sqe_set_data64(sqe, rill__cookie(RILL__OP_SEND, c->gen, c->slot));
-    c->state |= RILL__C_WR_INFLIGHT;
-    rill__conn_op_start(c);
+    uc(c)->send_inflight = true;
+    u_op_start(c);
     l->stats.sys_write++;
+}
+
+static uint32_t u_conn_busy(const rill_conn *c)
+{
+    const struct u_conn *x = rill__container_of(c, struct u_conn, c);
+    return (x->send_inflight ? RILL__BUSY_SEND : 0) | (x->inflight ? RILL__BUSY_OPS : 0);
+}
+
+static void u_conn_free(rill_loop *l, rill_conn *c)
+{
+    (void)l;
+    struct u_conn *x = uc(c);
+    if (x->mrx) {
+        if (x->mrx->buf)
+            rill__buf_put(x->mrx->buf);
+        rill__free(x->mrx);
+        x->mrx = NULL;
+    }
 }
 
 static void u_conn_detach(rill_loop *l, rill_conn *c)
@@ -536,11 +559,11 @@ static void u_conn_close(rill_loop *l, rill_conn *c)
     io_uring_prep_cancel_fd(sqe, c->fd, IORING_ASYNC_CANCEL_ALL);
     sqe->flags |= IOSQE_IO_HARDLINK;
     io_uring_sqe_set_data64(sqe, rill__cookie(RILL__OP_CANCEL, c->gen, c->slot));
-    rill__conn_op_start(c);
+    u_op_start(c);
     sqe = io_uring_get_sqe(&u->ring);
     io_uring_prep_close(sqe, c->fd);
     io_uring_sqe_set_data64(sqe, rill__cookie(RILL__OP_CLOSE, c->gen, c->slot));
-    rill__conn_op_start(c);
+    u_op_start(c);
     l->stats.sys_other++;
     c->fd = -1;
 }
@@ -557,30 +580,28 @@ static void u_on_recv(struct uring_loop *u, rill_conn *c, int res, uint32_t flag
     struct rill_buf *b = (flags & IORING_CQE_F_BUFFER) ? br_take(u, flags) : NULL;
     bool more = flags & IORING_CQE_F_MORE;
     if (!more)
-        c->recv_armed = false;
+        uc(c)->recv_armed = false;
     l->stats.sys_read++;
-    if (res > 0 && b) {
-        rill__conn_on_data(c, b, (size_t)res); /* held if paused: completions already sent */
-    } else if (res == 0) {
-        rill__conn_on_eof(c);
+    if ((res > 0 && b) || res == 0) {
+        rill__conn_recv(c, b, res); /* held if paused: completions already sent */
     } else if (res == -ENOBUFS) {
         l->stats.buf_ring_empty++;
         if (!(c->state & (RILL__C_CLOSING | RILL__C_RD_PAUSED)))
             rill__conn_starved(c);
-    } else if (res < 0 && res != -ECANCELED && !(c->state & RILL__C_CLOSING)) {
-        rill__conn_fail(c, res);
+    } else if (res < 0 && res != -ECANCELED) {
+        rill__conn_recv(c, NULL, res);
     }
     if (b)
         rill__buf_put(b);
     if (!more) {
         rill__uring_arm_recv(u, c); /* no-op unless the connection can still read */
-        rill__conn_op_end(c);
+        u_op_end(c);
     }
 }
 
 static void u_on_send(rill_conn *c, int res)
 {
-    c->state &= ~RILL__C_WR_INFLIGHT;
+    uc(c)->send_inflight = false;
     if (c->state & RILL__C_CLOSING) {
         rill__conn_close_ready(c);
     } else if (res >= 0) {
@@ -590,13 +611,13 @@ static void u_on_send(rill_conn *c, int res)
     } else {
         rill__conn_fail(c, res);
     }
-    rill__conn_op_end(c);
+    u_op_end(c);
 }
 
 static void u_on_connect(struct uring_loop *u, rill_conn *c, int res)
 {
-    rill__free(c->creq);
-    c->creq = NULL;
+    rill__free(uc(c)->creq);
+    uc(c)->creq = NULL;
     if (!(c->state & RILL__C_CLOSING)) {
         if (res == 0) {
             rill__conn_opened(c);
@@ -606,14 +627,14 @@ static void u_on_connect(struct uring_loop *u, rill_conn *c, int res)
             rill__conn_fail(c, res == -ECANCELED ? -ETIMEDOUT : res);
         }
     }
-    rill__conn_op_end(c);
+    u_op_end(c);
 }
 
 static void u_on_conn_cqe(struct uring_loop *u, uint64_t ck, int res, uint32_t flags)
 {
     rill_loop *l = &u->base;
     rill_conn *c = rill__conn_lookup(l, rill__cookie_slot(ck), rill__cookie_gen(ck));
-    if (!c || c->inflight == 0) {
+    if (!c || uc(c)->inflight == 0) {
         /* Never expected, since slots wait for their last completion; if it happens, the
          * completion is dropped and its buffer returned rather than delivered to a stranger. */
         l->stats.stale_completions++;
@@ -635,7 +656,7 @@ static void u_on_conn_cqe(struct uring_loop *u, uint64_t ck, int res, uint32_t f
         rill__uring_on_urgent(u, c, res, flags);
         break;
     default: /* TIMEOUT, CANCEL, CLOSE: bookkeeping only */
-        rill__conn_op_end(c);
+        u_op_end(c);
         break;
     }
 }
@@ -673,13 +694,14 @@ static void u_dispatch(struct uring_loop *u, struct io_uring_cqe *cqe)
     }
 }
 
-/* Delivers data held while reading was paused, then re-arms the receive. */
-static void u_deliver_held(struct uring_loop *u, rill_conn *c)
+/* A connection on the read list spent its read budget (urgent mode, read the readiness way) or
+ * met an injected fault: it goes on reading. */
+static void u_read_on(struct uring_loop *u, rill_conn *c)
 {
-    if (!rill__conn_deliver_held(c))
+    if (c->state & (RILL__C_CLOSING | RILL__C_RD_PAUSED))
         return;
-    if (rill__uring_urgent_mode(c) && c->urg_armed)
-        rill__uring_read_sync(u, c); /* a read budget spent, or a fault injected: go on reading */
+    if (rill__uring_urgent_mode(c) && uc(c)->urg_armed)
+        rill__uring_read_sync(u, c);
     else
         rill__uring_arm_recv(u, c);
 }
@@ -749,7 +771,7 @@ static int u_poll(rill_loop *l, int timeout_ms)
     rill__loop_update_time(l);
     int n = u_reap(u);
     while ((node = rill__list_pop_front(&held))) {
-        u_deliver_held(u, rill__container_of(node, rill_conn, read_link));
+        u_read_on(u, rill__container_of(node, rill_conn, read_link));
         n++;
     }
     return n;
@@ -758,6 +780,9 @@ static int u_poll(rill_loop *l, int timeout_ms)
 const struct rill__backend_ops rill__backend_uring = {
     .name = "io_uring",
     .links_connect_timeout = true,
+    .conn_size = sizeof(struct u_conn),
+    .dgram_size = sizeof(struct u_dgram),
+    .listener_size = sizeof(struct u_listener),
     .create = u_create,
     .destroy = u_destroy,
     .caps = u_caps,
@@ -767,6 +792,8 @@ const struct rill__backend_ops rill__backend_uring = {
     .post_wake = u_post_wake,
     .listener_start = u_listener_start,
     .listener_close = u_listener_close,
+    .conn_busy = u_conn_busy,
+    .conn_free = u_conn_free,
     .conn_start = u_conn_start,
     .conn_connect = u_conn_connect,
     .recv_pause = u_recv_pause,
@@ -774,6 +801,7 @@ const struct rill__backend_ops rill__backend_uring = {
     .send = u_send,
     .conn_detach = u_conn_detach,
     .conn_close = u_conn_close,
+    .dgram_busy = rill__ud_busy,
     .dgram_start = rill__ud_start,
     .dgram_send = rill__ud_send,
     .dgram_close = rill__ud_close,

@@ -28,31 +28,31 @@
 static void d_refill(struct uring_loop *u, rill_dgram *d)
 {
     rill_loop *l = &u->base;
-    unsigned mask = (unsigned)io_uring_buf_ring_mask(d->br_entries);
+    unsigned mask = (unsigned)io_uring_buf_ring_mask(ud(d)->br_entries);
     int added = 0;
-    for (uint32_t i = 0; i < d->br_entries && d->br_count < d->br_entries; i++) {
-        if (d->br_bufs[i])
+    for (uint32_t i = 0; i < ud(d)->br_entries && ud(d)->br_count < ud(d)->br_entries; i++) {
+        if (ud(d)->br_bufs[i])
             continue;
         struct rill_buf *b;
         if (rill__slab_lease(&l->slab, d->max_dgram + D_HDR, &b) < 0)
             break;
-        d->br_bufs[i] = b;
+        ud(d)->br_bufs[i] = b;
         /* Exactly header + max_datagram, though the slab's buffer may be larger: a datagram
          * longer than max_datagram is cut there and flagged, as on the readiness backend. */
-        io_uring_buf_ring_add(d->br, b->data, d->max_dgram + D_HDR, (unsigned short)i, mask,
+        io_uring_buf_ring_add(ud(d)->br, b->data, d->max_dgram + D_HDR, (unsigned short)i, mask,
                               added++);
-        d->br_count++;
+        ud(d)->br_count++;
     }
     if (added)
-        io_uring_buf_ring_advance(d->br, added);
+        io_uring_buf_ring_advance(ud(d)->br, added);
 }
 
 static void d_arm_recv(struct uring_loop *u, rill_dgram *d)
 {
-    if (d->recv_armed || d->closing)
+    if (ud(d)->recv_armed || d->closing)
         return;
     d_refill(u, d);
-    if (d->br_count == 0) {
+    if (ud(d)->br_count == 0) {
         rill__dgram_starved(d); /* no buffer to lend: re-armed once the slab has some again */
         return;
     }
@@ -62,13 +62,12 @@ static void d_arm_recv(struct uring_loop *u, rill_dgram *d)
         rill__list_push_back(&u->base.dgram_read, &d->rlink); /* next flush point */
         return;
     }
-    io_uring_prep_recvmsg_multishot(sqe, d->fd, &d->rmsg, 0);
+    io_uring_prep_recvmsg_multishot(sqe, d->fd, &ud(d)->rmsg, 0);
     sqe->flags |= IOSQE_BUFFER_SELECT;
-    sqe->buf_group = d->bgid;
+    sqe->buf_group = ud(d)->bgid;
     io_uring_sqe_set_data64(sqe, rill__cookie(RILL__OP_DRECV, 0, d->id));
-    d->recv_armed = true;
-    d->inflight++;
-    u->base.inflight++;
+    ud(d)->recv_armed = true;
+    u_dop_start(d, 1);
 }
 
 int rill__ud_start(rill_loop *l, rill_dgram *d)
@@ -84,29 +83,29 @@ int rill__ud_start(rill_loop *l, rill_dgram *d)
         bgid = ++u->bgid_next;
     else
         return -ENOBUFS;
-    d->bgid = bgid;
-    d->br_entries = entries;
+    ud(d)->bgid = bgid;
+    ud(d)->br_entries = entries;
     size_t bytes = entries * sizeof(struct io_uring_buf);
-    d->br = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    d->br_bufs = rill__calloc(entries, sizeof *d->br_bufs);
-    if (d->br == MAP_FAILED || !d->br_bufs) {
-        if (d->br == MAP_FAILED)
-            d->br = NULL;
+    ud(d)->br = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ud(d)->br_bufs = rill__calloc(entries, sizeof *ud(d)->br_bufs);
+    if (ud(d)->br == MAP_FAILED || !ud(d)->br_bufs) {
+        if (ud(d)->br == MAP_FAILED)
+            ud(d)->br = NULL;
         return -ENOMEM;
     }
-    io_uring_buf_ring_init(d->br);
-    struct io_uring_buf_reg reg = {.ring_addr = (uint64_t)(uintptr_t)d->br,
+    io_uring_buf_ring_init(ud(d)->br);
+    struct io_uring_buf_reg reg = {.ring_addr = (uint64_t)(uintptr_t)ud(d)->br,
                                    .ring_entries = entries,
                                    .bgid = bgid};
     int r = io_uring_register_buf_ring(&u->ring, &reg, 0);
     if (r < 0) {
-        munmap(d->br, bytes);
-        d->br = NULL;
+        munmap(ud(d)->br, bytes);
+        ud(d)->br = NULL;
         return r;
     }
-    memset(&d->rmsg, 0, sizeof d->rmsg);
-    d->rmsg.msg_namelen = sizeof(struct sockaddr_storage);
-    d->rmsg.msg_controllen = RILL__DGRAM_CTL; /* room kept even without GRO: D_HDR is fixed */
+    memset(&ud(d)->rmsg, 0, sizeof ud(d)->rmsg);
+    ud(d)->rmsg.msg_namelen = sizeof(struct sockaddr_storage);
+    ud(d)->rmsg.msg_controllen = RILL__DGRAM_CTL; /* room kept even without GRO: D_HDR is fixed */
     d_arm_recv(u, d);
     return 0;
 }
@@ -114,9 +113,9 @@ int rill__ud_start(rill_loop *l, rill_dgram *d)
 void rill__ud_send(rill_loop *l, rill_dgram *d)
 {
     struct uring_loop *u = u_of(l);
-    while (d->tx_head && d->tx_inflight < RILL__DGRAM_TX_INFLIGHT) {
+    while (d->tx_head && ud(d)->tx_inflight < RILL__DGRAM_TX_INFLIGHT) {
         uint32_t i = 0;
-        while (d->tx_slot[i])
+        while (ud(d)->tx_slot[i])
             i++;
         struct io_uring_sqe *sqe = rill__uring_get_sqes(u, 1);
         if (!sqe) {
@@ -126,12 +125,17 @@ void rill__ud_send(rill_loop *l, rill_dgram *d)
         struct rill__dgram_tx *tx = rill__dgram_tx_pop(d);
         io_uring_prep_sendmsg(sqe, d->fd, &tx->msg, MSG_NOSIGNAL);
         io_uring_sqe_set_data64(sqe, rill__cookie(RILL__OP_DSEND, i, d->id));
-        d->tx_slot[i] = tx;
-        d->tx_inflight++;
-        d->inflight++;
-        l->inflight++;
+        ud(d)->tx_slot[i] = tx;
+        ud(d)->tx_inflight++;
+        u_dop_start(d, 1);
         l->stats.sys_write++;
     }
+}
+
+uint32_t rill__ud_busy(const rill_dgram *d)
+{
+    const struct u_dgram *x = rill__container_of(d, struct u_dgram, d);
+    return (x->tx_inflight ? RILL__BUSY_SEND : 0) | (x->inflight ? RILL__BUSY_OPS : 0);
 }
 
 void rill__ud_close(rill_loop *l, rill_dgram *d)
@@ -140,7 +144,7 @@ void rill__ud_close(rill_loop *l, rill_dgram *d)
     rill__list_del(&d->rlink);
     if (d->fd < 0)
         return;
-    struct io_uring_sqe *sqe = d->inflight ? rill__uring_get_sqes(u, 2) : NULL;
+    struct io_uring_sqe *sqe = ud(d)->inflight ? rill__uring_get_sqes(u, 2) : NULL;
     if (!sqe) {
         rill__sys_close(&l->stats, d->fd); /* nothing armed, or no room: armed requests end */
         d->fd = -1;
@@ -152,8 +156,7 @@ void rill__ud_close(rill_loop *l, rill_dgram *d)
     sqe = io_uring_get_sqe(&u->ring);
     io_uring_prep_close(sqe, d->fd);
     io_uring_sqe_set_data64(sqe, rill__cookie(RILL__OP_DCTL, 0, d->id));
-    d->inflight += 2;
-    l->inflight += 2;
+    u_dop_start(d, 2);
     l->stats.sys_other++;
     d->fd = -1;
 }
@@ -162,13 +165,13 @@ void rill__ud_free(rill_loop *l, rill_dgram *d)
 {
     struct uring_loop *u = u_of(l);
     rill__list_del(&d->rlink);
-    if (d->br) {
+    if (ud(d)->br) {
         /* Unregistering needs the ring's own thread once it runs; a loop destroyed elsewhere
          * (never run) or torn down releases every ring with io_uring_queue_exit anyway. */
         if (u->bound)
-            io_uring_unregister_buf_ring(&u->ring, d->bgid);
-        munmap(d->br, d->br_entries * sizeof(struct io_uring_buf));
-        d->br = NULL;
+            io_uring_unregister_buf_ring(&u->ring, ud(d)->bgid);
+        munmap(ud(d)->br, ud(d)->br_entries * sizeof(struct io_uring_buf));
+        ud(d)->br = NULL;
         if (u->bgid_free_n == u->bgid_free_cap) {
             uint32_t cap = u->bgid_free_cap ? u->bgid_free_cap * 2 : 16;
             uint16_t *f = rill__malloc(cap * sizeof *f);
@@ -181,13 +184,13 @@ void rill__ud_free(rill_loop *l, rill_dgram *d)
             }
         }
         if (u->bgid_free_n < u->bgid_free_cap)
-            u->bgid_free[u->bgid_free_n++] = d->bgid;
+            u->bgid_free[u->bgid_free_n++] = ud(d)->bgid;
     }
-    for (uint32_t i = 0; d->br_bufs && i < d->br_entries; i++)
-        if (d->br_bufs[i])
-            rill__buf_put(d->br_bufs[i]);
-    rill__free(d->br_bufs);
-    d->br_bufs = NULL;
+    for (uint32_t i = 0; ud(d)->br_bufs && i < ud(d)->br_entries; i++)
+        if (ud(d)->br_bufs[i])
+            rill__buf_put(ud(d)->br_bufs[i]);
+    rill__free(ud(d)->br_bufs);
+    ud(d)->br_bufs = NULL;
 }
 
 static void u_on_drecv(struct uring_loop *u, rill_dgram *d, int res, uint32_t flags)
@@ -195,20 +198,20 @@ static void u_on_drecv(struct uring_loop *u, rill_dgram *d, int res, uint32_t fl
     struct rill_buf *b = NULL;
     if (flags & IORING_CQE_F_BUFFER) {
         uint16_t bid = (uint16_t)(flags >> IORING_CQE_BUFFER_SHIFT);
-        b = d->br_bufs[bid];
-        d->br_bufs[bid] = NULL;
-        d->br_count--;
+        b = ud(d)->br_bufs[bid];
+        ud(d)->br_bufs[bid] = NULL;
+        ud(d)->br_count--;
     }
     u->base.stats.sys_read++;
     if (res >= 0 && b) {
-        struct io_uring_recvmsg_out *o = io_uring_recvmsg_validate(b->data, res, &d->rmsg);
+        struct io_uring_recvmsg_out *o = io_uring_recvmsg_validate(b->data, res, &ud(d)->rmsg);
         if (o) {
-            socklen_t namelen = o->namelen < d->rmsg.msg_namelen ? o->namelen : d->rmsg.msg_namelen;
-            void *data = io_uring_recvmsg_payload(o, &d->rmsg);
+            socklen_t namelen = o->namelen < ud(d)->rmsg.msg_namelen ? o->namelen : ud(d)->rmsg.msg_namelen;
+            void *data = io_uring_recvmsg_payload(o, &ud(d)->rmsg);
             /* For a cut datagram liburing reports the length it had (o->payloadlen); what
              * the buffer holds ends at res. */
             size_t len = (size_t)((char *)b->data + res - (char *)data);
-            struct cmsghdr *cm = io_uring_recvmsg_cmsg_firsthdr(o, &d->rmsg);
+            struct cmsghdr *cm = io_uring_recvmsg_cmsg_firsthdr(o, &ud(d)->rmsg);
             rill__dgram_on_recv(d, b, data, len, io_uring_recvmsg_name(o), namelen, (int)o->flags,
                                 cm ? rill__dgram_gro_size(cm) : 0);
         }
@@ -220,8 +223,8 @@ static void u_on_drecv(struct uring_loop *u, rill_dgram *d, int res, uint32_t fl
     if (b)
         rill__buf_put(b);
     if (!(flags & IORING_CQE_F_MORE)) {
-        d->recv_armed = false;
-        rill__dgram_op_end(d);
+        ud(d)->recv_armed = false;
+        u_dop_end(d);
     }
     /* Refill and re-arm at the flush point, once per iteration however many arrived. */
     if (!d->closing && !rill__list_linked(&d->rlink))
@@ -232,7 +235,7 @@ void rill__ud_on_cqe(struct uring_loop *u, uint64_t ck, int res, uint32_t flags)
 {
     rill_loop *l = &u->base;
     rill_dgram *d = rill__dgram_lookup(l, rill__cookie_slot(ck));
-    if (!d || d->inflight == 0) {
+    if (!d || ud(d)->inflight == 0) {
         l->stats.stale_completions++;
         return;
     }
@@ -242,17 +245,17 @@ void rill__ud_on_cqe(struct uring_loop *u, uint64_t ck, int res, uint32_t flags)
         break;
     case RILL__OP_DSEND: {
         uint32_t i = rill__cookie_gen(ck);
-        struct rill__dgram_tx *tx = i < RILL__DGRAM_TX_INFLIGHT ? d->tx_slot[i] : NULL;
+        struct rill__dgram_tx *tx = i < RILL__DGRAM_TX_INFLIGHT ? ud(d)->tx_slot[i] : NULL;
         if (tx) {
-            d->tx_slot[i] = NULL;
-            d->tx_inflight--;
+            ud(d)->tx_slot[i] = NULL;
+            ud(d)->tx_inflight--;
             rill__dgram_tx_done(d, tx, res);
         }
-        rill__dgram_op_end(d);
+        u_dop_end(d);
         break;
     }
     default: /* DCTL */
-        rill__dgram_op_end(d);
+        u_dop_end(d);
         break;
     }
 }
@@ -265,7 +268,7 @@ void rill__ud_rearm(struct uring_loop *u)
     rill__list_take(&l->dgram_read, &todo);
     while ((n = rill__list_pop_front(&todo))) {
         rill_dgram *d = rill__container_of(n, rill_dgram, rlink);
-        if (d->recv_armed)
+        if (ud(d)->recv_armed)
             d_refill(u, d);
         else
             d_arm_recv(u, d);

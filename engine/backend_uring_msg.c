@@ -21,9 +21,9 @@ bool rill__uring_prep_recvmsg(struct uring_loop *u, rill_conn *c, struct io_urin
 {
     rill_loop *l = &u->base;
     size_t size = rill__conn_rx_size(c);
-    if (!c->mrx && !(c->mrx = rill__calloc(1, sizeof *c->mrx)))
+    if (!uc(c)->mrx && !(uc(c)->mrx = rill__calloc(1, sizeof *uc(c)->mrx)))
         return false;
-    struct rill__msg_rx *x = c->mrx;
+    struct rill__msg_rx *x = uc(c)->mrx;
     if (!x->buf && rill__slab_lease(&l->slab, size, &x->buf) < 0)
         return false;
     x->iov = (struct iovec){x->buf->data, size};
@@ -50,7 +50,7 @@ void rill__uring_read_sync(struct uring_loop *u, rill_conn *c)
 {
     rill_loop *l = &u->base;
     size_t budget = RILL_READ_BUDGET;
-    while (rill__conn_can_read(c) && !c->held_head && !c->held_eof) {
+    while (rill__conn_can_read(c)) {
         struct rill_buf *b;
         if (rill__slab_lease(&l->slab, l->cfg.recv_buf_size, &b) < 0) {
             rill__conn_starved(c);
@@ -58,31 +58,31 @@ void rill__uring_read_sync(struct uring_loop *u, rill_conn *c)
         }
         struct iovec iov = {b->data, rill__buf_cap(b)};
         ssize_t r = rill__sys_readv(&l->stats, c->fd, &iov, 1);
-        if (r > 0)
-            rill__conn_on_data(c, b, (size_t)r);
-        rill__buf_put(b);
-        if (r == 0) {
-            rill__conn_on_eof(c);
-        } else if (r == -EAGAIN) {
-            if (rill__sys_injected)
-                rill__conn_mark_read(c);
-        } else if (r < 0 && r != -EINTR) {
-            rill__conn_fail(c, (int)r);
-        } else if (r > 0 && budget > (size_t)r) {
-            budget -= (size_t)r;
+        if (r == -EINTR) {
+            rill__buf_put(b);
             continue;
-        } else if (r > 0) {
-            rill__conn_mark_read(c); /* budget spent: the rest next iteration */
-        } else {
-            continue; /* EINTR */
         }
-        return;
+        if (r == -EAGAIN) {
+            rill__buf_put(b);
+            if (rill__sys_injected)
+                u_mark_read(c); /* no edge will come for a fake EAGAIN */
+            return;
+        }
+        bool more = rill__conn_recv(c, b, r); /* data, the end of stream, or an error */
+        rill__buf_put(b);
+        if (r <= 0 || !more)
+            return;
+        if (budget <= (size_t)r) {
+            u_mark_read(c); /* budget spent: the rest next iteration */
+            return;
+        }
+        budget -= (size_t)r;
     }
 }
 
 void rill__uring_arm_urgent(struct uring_loop *u, rill_conn *c)
 {
-    if (c->urg_armed || !rill__uring_urgent_mode(c) ||
+    if (uc(c)->urg_armed || !rill__uring_urgent_mode(c) ||
         (c->state & (RILL__C_CLOSING | RILL__C_RD_PAUSED)))
         return;
     struct io_uring_sqe *sqe = rill__uring_get_sqes(u, 1);
@@ -92,8 +92,8 @@ void rill__uring_arm_urgent(struct uring_loop *u, rill_conn *c)
     }
     io_uring_prep_poll_multishot(sqe, c->fd, POLLIN | POLLPRI | POLLRDHUP);
     io_uring_sqe_set_data64(sqe, rill__cookie(RILL__OP_URGENT, c->gen, c->slot));
-    c->urg_armed = true;
-    rill__conn_op_start(c);
+    uc(c)->urg_armed = true;
+    u_op_start(c);
 }
 
 void rill__uring_on_urgent(struct uring_loop *u, rill_conn *c, int res, uint32_t flags)
@@ -103,30 +103,28 @@ void rill__uring_on_urgent(struct uring_loop *u, rill_conn *c, int res, uint32_t
     if (res > 0 && (res & (POLLIN | POLLRDHUP | POLLHUP | POLLERR)))
         rill__uring_read_sync(u, c);
     if (!(flags & IORING_CQE_F_MORE)) {
-        c->urg_armed = false;
+        uc(c)->urg_armed = false;
         if (res != -ECANCELED)
             rill__uring_arm_urgent(u, c);
-        rill__conn_op_end(c);
+        u_op_end(c);
     }
 }
 
 void rill__uring_on_recvmsg(struct uring_loop *u, rill_conn *c, int res)
 {
-    struct rill__msg_rx *x = c->mrx;
+    struct rill__msg_rx *x = uc(c)->mrx;
     struct rill_buf *b = x->buf;
-    c->recv_armed = false;
+    uc(c)->recv_armed = false;
     u->base.stats.sys_read++;
     if (res > 0) {
         x->buf = NULL; /* the next receive leases a fresh one; this one may be kept */
         rill__conn_on_msg(c, b, (size_t)res, &x->m);
         rill__buf_put(b);
-    } else if (res == 0) {
-        rill__conn_on_eof(c);
-    } else if (res != -ECANCELED && !(c->state & RILL__C_CLOSING)) {
-        rill__conn_fail(c, res);
+    } else if (res != -ECANCELED) {
+        rill__conn_recv(c, NULL, res); /* the end of stream, or an error */
     }
     rill__uring_arm_recv(u, c);
-    rill__conn_op_end(c);
+    u_op_end(c);
 }
 
 #endif /* RILL_HAVE_LIBURING */

@@ -8,12 +8,14 @@
  * that connection's read turn, when the reply would otherwise wait for the whole batch: see
  * ep_send_now.)
  *
- * Lifetime: a connection is "closing" from rill__conn_begin_close() until its on_close has run at
- * the flush point, and its memory is reused only when, in addition, the backend has no operation
- * in flight for it (c->inflight == 0). The slot keeps its number; its generation is bumped on
- * reuse so that a late event carrying the old cookie is recognised and dropped. */
+ * Lifetime: a connection is "closing" from conn_begin_close() until its on_close has run at the
+ * flush point, and its memory is reused only when, in addition, the backend reports it quiet
+ * (conn_busy() == 0: nothing in flight for it). The slot keeps its number; its generation is
+ * bumped on reuse so that a late event carrying the old cookie is recognised and dropped.
+ *
+ * The loop knows connections only through rill__conn_kind (at the bottom): their flush-point
+ * work, the retry of starved reads, and teardown. */
 #include "conn.h"
-#include "dgram.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -36,7 +38,7 @@ int rill__conn_alloc(rill_loop *l, rill_conn **out)
         if (l->conn_slots >= l->cfg.max_conns)
             return -ENOBUFS;
         uint32_t chunk = l->conn_slots / RILL__CONN_CHUNK;
-        rill_conn *arr = rill__calloc(RILL__CONN_CHUNK, sizeof *arr);
+        char *arr = rill__calloc(RILL__CONN_CHUNK, l->conn_stride);
         if (!arr)
             return -ENOMEM;
         l->conn_chunks[chunk] = arr;
@@ -45,17 +47,18 @@ int rill__conn_alloc(rill_loop *l, rill_conn **out)
             n = l->cfg.max_conns - l->conn_slots;
         /* Push in reverse so the lowest slot is handed out first. */
         for (uint32_t i = n; i-- > 0;) {
-            arr[i].slot = l->conn_slots + i;
-            arr[i].fd = -1;
-            arr[i].next_free = l->conn_free;
-            l->conn_free = &arr[i];
+            rill_conn *c = (rill_conn *)(arr + (size_t)i * l->conn_stride);
+            c->slot = l->conn_slots + i;
+            c->fd = -1;
+            c->next_free = l->conn_free;
+            l->conn_free = c;
         }
         l->conn_slots += n;
     }
     rill_conn *c = l->conn_free;
     l->conn_free = c->next_free;
     uint32_t slot = c->slot, gen = c->gen;
-    memset(c, 0, sizeof *c);
+    memset(c, 0, l->conn_stride); /* the backend's part too */
     c->slot = slot;
     c->gen = gen;
     c->loop = l;
@@ -70,31 +73,35 @@ rill_conn *rill__conn_lookup(rill_loop *l, uint32_t slot, uint32_t gen)
 {
     if (slot >= l->conn_slots)
         return NULL;
-    rill_conn *c = &l->conn_chunks[slot / RILL__CONN_CHUNK][slot % RILL__CONN_CHUNK];
+    rill_conn *c = rill__conn_at(l, slot);
     if (c->loop != l || (c->gen & RILL__COOKIE_GEN_MASK) != gen)
         return NULL;
     return c;
 }
 
+rill_conn *rill__conn_next(rill_loop *l, uint32_t *it)
+{
+    while (*it < l->conn_slots) {
+        rill_conn *c = rill__conn_at(l, (*it)++);
+        if (c->loop == l)
+            return c;
+    }
+    return NULL;
+}
+
 static void conn_free(rill_conn *c)
 {
     rill_loop *l = c->loop;
+    l->ops->conn_free(l, c);
     if (c->state & RILL__C_OPEN)
         l->stats.conns_open--;
     l->live_conns--;
-    if (c->mrx) {
-        if (c->mrx->buf)
-            rill__buf_put(c->mrx->buf);
-        rill__free(c->mrx);
-        c->mrx = NULL;
-    }
-    c->urg_pending = c->urg_armed = false;
     c->loop = NULL;
     c->state = 0;
     c->gen++;
     c->next_free = l->conn_free;
     l->conn_free = c;
-    rill__listeners_fd_freed(l);
+    rill__loop_fd_freed(l);
 }
 
 void rill__conn_release_slot(rill_conn *c)
@@ -107,32 +114,21 @@ void rill__conn_release_slot(rill_conn *c)
     conn_free(c);
 }
 
-void rill__conn_pool_fini(rill_loop *l)
-{
-    for (uint32_t i = 0; i * RILL__CONN_CHUNK < l->conn_slots; i++)
-        rill__free(l->conn_chunks[i]);
-    rill__free(l->conn_chunks);
-    l->conn_chunks = NULL;
-}
-
 /* ---- flush point work ----------------------------------------------------------------------- */
 
 void rill__conn_mark_flush(rill_conn *c)
 {
-    if (c->state & (RILL__C_CLOSING | RILL__C_CONNECTING | RILL__C_WR_BLOCKED |
-                    RILL__C_WR_INFLIGHT))
+    /* A backend with a send in flight (or waiting for the socket) ignores the send downcall
+     * and marks the connection again when it can go on; that costs one list visit. */
+    if (c->state & (RILL__C_CLOSING | RILL__C_CONNECTING))
         return;
-    if (!rill__list_linked(&c->flush_link))
+    if (!rill__list_linked(&c->flush_link)) {
         rill__list_push_back(&c->loop->flush_list, &c->flush_link);
+        rill__loop_pending(c->loop, RILL__KIND_CONN);
+    }
 }
 
-void rill__conn_mark_read(rill_conn *c)
-{
-    rill__list_del(&c->read_link);
-    rill__list_push_back(&c->loop->read_list, &c->read_link);
-}
-
-void rill__conn_flush_all(rill_loop *l)
+static void conn_flush_all(rill_loop *l)
 {
     /* Take the list as it is now: connections marked by callbacks during this walk are sent in
      * the next iteration, which the loop then runs without waiting. */
@@ -142,7 +138,7 @@ void rill__conn_flush_all(rill_loop *l)
     struct rill__list *n;
     while ((n = rill__list_pop_front(&todo))) {
         rill_conn *c = rill__container_of(n, rill_conn, flush_link);
-        if (c->state & (RILL__C_CLOSING | RILL__C_WR_BLOCKED | RILL__C_WR_INFLIGHT))
+        if (c->state & RILL__C_CLOSING)
             continue;
         if (c->wq_head)
             l->ops->send(l, c);
@@ -153,7 +149,6 @@ void rill__conn_flush_all(rill_loop *l)
 
 void rill__conn_retry_starved(rill_loop *l, uint32_t max)
 {
-    l->starve_mark = l->slab.releases;
     struct rill__list *n;
     while (max-- > 0 && (n = rill__list_pop_front(&l->starve_list))) {
         rill_conn *c = rill__container_of(n, rill_conn, read_link);
@@ -161,6 +156,8 @@ void rill__conn_retry_starved(rill_loop *l, uint32_t max)
         if (rill__conn_can_read(c))
             l->ops->recv_resume(l, c);
     }
+    if (rill__list_empty(&l->starve_list))
+        l->starving &= ~RILL__KIND_BIT(RILL__KIND_CONN);
 }
 
 void rill__conn_starved(rill_conn *c)
@@ -169,6 +166,20 @@ void rill__conn_starved(rill_conn *c)
     c->loop->stats.read_pauses++;
     rill__list_del(&c->read_link);
     rill__list_push_back(&c->loop->starve_list, &c->read_link);
+    rill__loop_starving(c->loop, RILL__KIND_CONN);
+}
+
+/* Resumed connections with data held for them: delivered here, at the flush point, then their
+ * receive goes on. Never inside rill_read_resume(), whose caller may be a callback. */
+static void conn_resume_all(rill_loop *l)
+{
+    struct rill__list todo, *n;
+    rill__list_take(&l->resume_list, &todo);
+    while ((n = rill__list_pop_front(&todo))) {
+        rill_conn *c = rill__container_of(n, rill_conn, read_link);
+        if (rill__conn_deliver_held(c) && rill__conn_can_read(c))
+            l->ops->recv_resume(l, c);
+    }
 }
 
 /* ---- state machine -------------------------------------------------------------------------- */
@@ -186,6 +197,7 @@ static void conn_begin_close(rill_conn *c, int status)
     rill__wheel_del(&l->wheel, &c->timer);
     l->ops->conn_close(l, c);
     rill__list_push_back(&l->close_list, &c->close_link);
+    rill__loop_pending(l, RILL__KIND_CONN);
 }
 
 void rill__conn_fail(rill_conn *c, int status)
@@ -196,14 +208,14 @@ void rill__conn_fail(rill_conn *c, int status)
     conn_begin_close(c, status);
 }
 
-void rill__conn_close_all_due(rill_loop *l)
+static void conn_close_all_due(rill_loop *l)
 {
     struct rill__list *n;
     while ((n = rill__list_pop_front(&l->close_list))) {
         rill_conn *c = rill__container_of(n, rill_conn, close_link);
         /* The kernel may still read the queue's bytes for a send in flight; their callbacks
          * (and on_close, always last) wait for its completion: rill__conn_close_ready(). */
-        if (c->state & RILL__C_WR_INFLIGHT)
+        if (l->ops->conn_busy(c) & RILL__BUSY_SEND)
             continue;
         while (c->held_head) {
             struct rill_buf *b = c->held_head;
@@ -222,13 +234,15 @@ void rill__conn_close_all_due(rill_loop *l)
 void rill__conn_close_ready(rill_conn *c)
 {
     if ((c->state & (RILL__C_CLOSING | RILL__C_CLOSED)) == RILL__C_CLOSING &&
-        !rill__list_linked(&c->close_link))
+        !rill__list_linked(&c->close_link)) {
         rill__list_push_back(&c->loop->close_list, &c->close_link);
+        rill__loop_pending(c->loop, RILL__KIND_CONN);
+    }
 }
 
 void rill__conn_put(rill_conn *c)
 {
-    if ((c->state & RILL__C_CLOSED) && c->inflight == 0)
+    if ((c->state & RILL__C_CLOSED) && !c->loop->ops->conn_busy(c))
         conn_free(c);
 }
 
@@ -293,7 +307,9 @@ void rill__conn_adopted(rill_conn *c)
     conn_start_idle(c);
 }
 
-void rill__conn_on_data(rill_conn *c, struct rill_buf *buf, size_t len)
+static void conn_on_eof(rill_conn *c);
+
+static void conn_on_data(rill_conn *c, struct rill_buf *buf, size_t len)
 {
     if (c->state & RILL__C_CLOSING)
         return;
@@ -325,12 +341,23 @@ bool rill__conn_deliver_held(rill_conn *c)
     }
     if (c->held_eof && !c->held_head && !(c->state & (RILL__C_RD_PAUSED | RILL__C_CLOSING))) {
         c->held_eof = false;
-        rill__conn_on_eof(c);
+        conn_on_eof(c);
     }
     return !c->held_head && !c->held_eof;
 }
 
-void rill__conn_on_eof(rill_conn *c)
+bool rill__conn_recv(rill_conn *c, struct rill_buf *buf, ssize_t res)
+{
+    if (res > 0)
+        conn_on_data(c, buf, (size_t)res);
+    else if (res == 0)
+        conn_on_eof(c);
+    else if (!(c->state & RILL__C_CLOSING))
+        rill__conn_fail(c, (int)res);
+    return rill__conn_can_read(c);
+}
+
+static void conn_on_eof(rill_conn *c)
 {
     if (c->state & RILL__C_CLOSING)
         return;
@@ -402,23 +429,23 @@ bool rill__conn_on_msg(rill_conn *c, struct rill_buf *buf, size_t len, const str
         return false;
     }
     if (len)
-        rill__conn_on_data(c, buf, len);
+        conn_on_data(c, buf, len);
     return true;
 }
 
-void rill__conn_read_urgent(rill_conn *c)
+bool rill__conn_read_urgent(rill_conn *c)
 {
     if ((c->state & RILL__C_CLOSING) || !c->h.on_urgent)
-        return;
+        return false;
     uint8_t byte;
     struct iovec iov = {&byte, 1};
     struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
     ssize_t r = rill__sys_recvmsg(&c->loop->stats, c->fd, &m, MSG_OOB | MSG_DONTWAIT);
     /* EAGAIN: the urgent pointer came ahead of its byte; the next arrival of data tries again.
      * EINVAL: no urgent byte any more (already read, or overtaken by a newer one). */
-    c->urg_pending = r == -EAGAIN;
     if (r == 1)
         c->h.on_urgent(c, byte, c->ctx);
+    return r == -EAGAIN;
 }
 
 /* ---- public: options, connect, close -------------------------------------------------------- */
@@ -568,8 +595,13 @@ int rill_read_resume(rill_conn *c)
         return -ENOTCONN;
     if (c->state & RILL__C_RD_PAUSED) {
         c->state &= ~RILL__C_RD_PAUSED;
-        if (c->held_head || c->held_eof || rill__conn_can_read(c))
+        if (c->held_head || c->held_eof) {
+            rill__list_del(&c->read_link);
+            rill__list_push_back(&c->loop->resume_list, &c->read_link);
+            rill__loop_pending(c->loop, RILL__KIND_CONN);
+        } else if (rill__conn_can_read(c)) {
             c->loop->ops->recv_resume(c->loop, c);
+        }
     }
     return 0;
 }
@@ -622,22 +654,76 @@ int rill_conn_fd(const rill_conn *c)
     return (c && c->fd >= 0 && !(c->state & RILL__C_CLOSING)) ? c->fd : -EBADF;
 }
 
-/* ---- loop teardown -------------------------------------------------------------------------- */
+/* ---- the connection kind: what the loop runs ------------------------------------------------ */
 
-void rill__loop_close_everything(rill_loop *l)
+static int conn_kind_init(rill_loop *l)
 {
-    while (!rill__list_empty(&l->listeners))
-        rill_listener_close(rill__container_of(l->listeners.next, rill_listener, link));
-    for (uint32_t s = 0; s < l->conn_slots; s++) {
-        rill_conn *c = &l->conn_chunks[s / RILL__CONN_CHUNK][s % RILL__CONN_CHUNK];
-        if (c->loop == l && !(c->state & RILL__C_CLOSING)) {
-            c->wq_status = -ECANCELED;
-            conn_begin_close(c, -ECANCELED);
-        }
+    uint32_t chunks = (l->cfg.max_conns + RILL__CONN_CHUNK - 1) / RILL__CONN_CHUNK;
+    l->conn_stride = (l->ops->conn_size + 15u) & ~15u;
+    l->conn_chunks = rill__calloc(chunks, sizeof *l->conn_chunks);
+    if (!l->conn_chunks)
+        return -ENOMEM;
+    rill__list_init(&l->flush_list);
+    rill__list_init(&l->close_list);
+    rill__list_init(&l->resume_list);
+    rill__list_init(&l->starve_list);
+    rill__list_init(&l->migrate_list);
+    rill__list_init(&l->read_list);
+    return 0;
+}
+
+static void conn_kind_fini(rill_loop *l)
+{
+    for (uint32_t i = 0; l->conn_chunks && i * RILL__CONN_CHUNK < l->conn_slots; i++)
+        rill__free(l->conn_chunks[i]);
+    rill__free(l->conn_chunks);
+    l->conn_chunks = NULL;
+    while (l->wq_free) {
+        struct rill__wq_entry *e = l->wq_free;
+        l->wq_free = e->next;
+        rill__free(e);
     }
+}
+
+/* The flush point's connection work, in order: held data of resumed connections, sends, moves
+ * to other loops once quiet, then the on_close callbacks that are due (last, so that a close
+ * requested by any callback before it is delivered in the same iteration). */
+static void conn_kind_flush(rill_loop *l)
+{
+    if (!rill__list_empty(&l->resume_list))
+        conn_resume_all(l);
+    conn_flush_all(l);
+    if (!rill__list_empty(&l->migrate_list))
+        rill__conn_migrate_ready(l);
+    conn_close_all_due(l);
+    if (rill__list_empty(&l->flush_list) && rill__list_empty(&l->close_list) &&
+        rill__list_empty(&l->resume_list) && rill__list_empty(&l->migrate_list))
+        l->pending &= ~RILL__KIND_BIT(RILL__KIND_CONN);
+}
+
+static void conn_kind_retry_starved(rill_loop *l)
+{
+    rill__conn_retry_starved(l, UINT32_MAX);
+}
+
+static void conn_kind_teardown(rill_loop *l, int status)
+{
+    rill_conn *c;
+    for (uint32_t it = 0; (c = rill__conn_next(l, &it));)
+        if (!(c->state & RILL__C_CLOSING)) {
+            c->wq_status = status;
+            conn_begin_close(c, status);
+        }
     /* Callbacks of the closing connections may not open new ones on a dying loop, but they may
      * defer work; that work is dropped with the loop. */
-    rill__conn_close_all_due(l);
-    rill__listeners_reap(l);
-    rill__dgram_close_all(l, -ECANCELED);
+    conn_close_all_due(l);
 }
+
+const struct rill__kind_ops rill__conn_kind = {
+    .name = "connection",
+    .init = conn_kind_init,
+    .fini = conn_kind_fini,
+    .flush = conn_kind_flush,
+    .retry_starved = conn_kind_retry_starved,
+    .teardown = conn_kind_teardown,
+};

@@ -14,7 +14,8 @@
  * kernel has dropped its tail by then, and saying so is all anyone can do.
  *
  * Close mirrors the connection's: asynchronous, queued sends get -ECANCELED, on_close runs last
- * once the backend has nothing in flight, and only then is the memory freed. */
+ * once the backend reports the socket quiet (dgram_busy), and only then is the memory freed.
+ * The loop knows datagram sockets only through rill__dgram_kind (at the bottom). */
 #include "dgram.h"
 
 #include <errno.h>
@@ -145,19 +146,13 @@ int rill_dgram_open(rill_loop *l, const char *uri, const struct rill_dgram_confi
     struct rill__addr local, peer;
     if ((r = resolve_pair(uri, cfg->peer, &local, &peer)) < 0)
         return r;
-    rill_dgram *d = rill__calloc(1, sizeof *d);
+    rill_dgram *d = rill__calloc(1, l->ops->dgram_size); /* with the backend's part */
     uint32_t batch = cfg->batch ? cfg->batch : DGRAM_DEFAULT_BATCH;
-    if (d)
-        d->rx_bufs = rill__calloc(batch, sizeof *d->rx_bufs);
-    if (!d || !d->rx_bufs) {
-        if (d)
-            rill__free(d);
+    if (!d)
         return -ENOMEM;
-    }
     bool created;
     int fd = dgram_socket(l, uri ? &local : NULL, cfg->peer ? &peer : NULL, cfg, &created);
     if (fd < 0) {
-        rill__free(d->rx_bufs);
         rill__free(d);
         return fd;
     }
@@ -189,7 +184,6 @@ int rill_dgram_open(rill_loop *l, const char *uri, const struct rill_dgram_confi
         l->ops->dgram_free(l, d);
         if (created)
             rill__sock_unlink(&d->local, d->local_len);
-        rill__free(d->rx_bufs);
         rill__free(d);
         return r;
     }
@@ -201,8 +195,10 @@ int rill_dgram_open(rill_loop *l, const char *uri, const struct rill_dgram_confi
 
 void rill__dgram_mark_flush(rill_dgram *d)
 {
-    if (!rill__list_linked(&d->work))
+    if (!rill__list_linked(&d->work)) {
         rill__list_push_back(&d->loop->dgram_flush, &d->work);
+        rill__loop_pending(d->loop, RILL__KIND_DGRAM);
+    }
 }
 
 int rill_dgram_sendto(rill_dgram *d, const struct iovec *iov, unsigned iovcnt,
@@ -368,11 +364,9 @@ void rill__dgram_on_error(rill_dgram *d, int err)
 
 /* ---- closing -------------------------------------------------------------------------------- */
 
-void rill__dgram_op_end(rill_dgram *d)
+void rill__dgram_put(rill_dgram *d)
 {
-    d->inflight--;
-    d->loop->inflight--;
-    if (d->closing && d->inflight == 0)
+    if (d->closing && !d->loop->ops->dgram_busy(d))
         rill__dgram_mark_flush(d);
 }
 
@@ -405,49 +399,52 @@ static void dgram_free(rill_dgram *d)
 {
     rill_loop *l = d->loop;
     l->ops->dgram_free(l, d);
-    for (uint32_t i = 0; i < d->batch; i++)
-        if (d->rx_bufs[i])
-            rill__buf_put(d->rx_bufs[i]);
     rill__list_del(&d->link);
     rill__list_del(&d->work);
-    rill__free(d->rx_bufs);
+    rill__list_del(&d->rlink);
     rill__free(d);
+    rill__loop_fd_freed(l);
 }
 
 void rill__dgram_starved(rill_dgram *d)
 {
     rill_loop *l = d->loop;
     l->stats.read_pauses++;
-    l->dgram_starve_mark = l->slab.releases;
     rill__list_del(&d->rlink);
     rill__list_push_back(&l->dgram_starved, &d->rlink);
+    rill__loop_starving(l, RILL__KIND_DGRAM);
 }
 
-void rill__dgram_retry_starved(rill_loop *l)
+/* Buffers came back: starved sockets go to l->dgram_read, where each backend reads (epoll) or
+ * refills and re-arms (io_uring) them. */
+static void dgram_retry_starved(rill_loop *l)
 {
-    l->dgram_starve_mark = l->slab.releases;
     struct rill__list *n;
     while ((n = rill__list_pop_front(&l->dgram_starved)))
         rill__list_push_back(&l->dgram_read, n);
+    l->starving &= ~RILL__KIND_BIT(RILL__KIND_DGRAM);
 }
 
-void rill__dgram_flush_all(rill_loop *l)
+/* The flush point: sends and callbacks of every marked socket, then closes that are due. */
+static void dgram_flush_all(rill_loop *l)
 {
     struct rill__list todo, *n;
     rill__list_take(&l->dgram_flush, &todo);
     while ((n = rill__list_pop_front(&todo))) {
         rill_dgram *d = rill__container_of(n, rill_dgram, work);
-        if (d->tx_head && !d->closing && !d->wr_blocked)
+        if (d->tx_head && !d->closing)
             l->ops->dgram_send(l, d);
         if (d->done_head)
             run_done(d);
         /* The close is complete once the kernel holds nothing of ours: on_close, then free. */
-        if (d->closing && d->inflight == 0 && !d->done_head) {
+        if (d->closing && !l->ops->dgram_busy(d) && !d->done_head) {
             if (d->h.on_close)
                 d->h.on_close(d, d->close_status, d->ctx);
             dgram_free(d);
         }
     }
+    if (rill__list_empty(&l->dgram_flush))
+        l->pending &= ~RILL__KIND_BIT(RILL__KIND_DGRAM);
 }
 
 void rill__dgram_close_all(rill_loop *l, int status)
@@ -457,8 +454,26 @@ void rill__dgram_close_all(rill_loop *l, int status)
         if (!d->closing)
             dgram_begin_close(d, status);
     }
-    rill__dgram_flush_all(l);
+    dgram_flush_all(l);
 }
+
+static int dgram_kind_init(rill_loop *l)
+{
+    rill__list_init(&l->dgrams);
+    rill__list_init(&l->dgram_flush);
+    rill__list_init(&l->dgram_starved);
+    rill__list_init(&l->dgram_read);
+    return 0;
+}
+
+const struct rill__kind_ops rill__dgram_kind = {
+    .name = "datagram",
+    .init = dgram_kind_init,
+    .flush = dgram_flush_all,
+    .retry_starved = dgram_retry_starved,
+    .teardown = rill__dgram_close_all,
+    .caps = rill__udp_offload_caps,
+};
 
 /* ---- accessors ------------------------------------------------------------------------------ */
 

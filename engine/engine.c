@@ -412,15 +412,14 @@ int rill_engine_listen(rill_engine *e, const char *uri, const struct rill_listen
 
 static void close_all_conns(rill_loop *l, int status)
 {
-    for (uint32_t s = 0; s < l->conn_slots; s++) {
-        rill_conn *c = &l->conn_chunks[s / RILL__CONN_CHUNK][s % RILL__CONN_CHUNK];
-        if (c->loop != l || (c->state & RILL__C_CLOSING))
+    rill_conn *c;
+    for (uint32_t it = 0; (c = rill__conn_next(l, &it));)
+        if (c->state & RILL__C_CLOSING)
             continue;
-        if (status == 0)
+        else if (status == 0)
             rill_close(c);
         else
             rill__conn_fail(c, status);
-    }
 }
 
 static void drain_deadline(rill_timer *t, void *arg)
@@ -433,8 +432,7 @@ static void drain_deadline(rill_timer *t, void *arg)
 static void drain_start(rill_loop *l, void *arg)
 {
     rill_engine *e = arg;
-    while (!rill__list_empty(&l->listeners))
-        rill_listener_close(rill__container_of(l->listeners.next, rill_listener, link));
+    rill__listeners_close_all(l);
     /* Datagram sockets have no queue worth draining for a server that stops: they close now
      * (their armed receives are in flight and would otherwise hold the loop open). */
     rill__dgram_close_all(l, 0);
@@ -443,11 +441,11 @@ static void drain_start(rill_loop *l, void *arg)
         close_all_conns(l, 0);
         return;
     }
-    for (uint32_t s = 0; s < l->conn_slots; s++) {
-        rill_conn *c = &l->conn_chunks[s / RILL__CONN_CHUNK][s % RILL__CONN_CHUNK];
-        if (c->loop != l || (c->state & RILL__C_CLOSING))
+    rill_conn *c;
+    for (uint32_t it = 0; (c = rill__conn_next(l, &it));) {
+        if (c->state & RILL__C_CLOSING)
             continue;
-        if (!c->wq_head && !(c->state & RILL__C_WR_INFLIGHT)) {
+        if (!c->wq_head && !(l->ops->conn_busy(c) & RILL__BUSY_SEND)) {
             rill_close(c);
         } else {
             c->state |= RILL__C_CLOSE_AFTER_WQ; /* closes with status 0 once sent */

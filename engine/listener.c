@@ -4,8 +4,10 @@
  * EMFILE/ENFILE: the pending connection stays in the kernel's backlog, so an edge-triggered or
  * multishot accept that simply retried would spin at 100% CPU without making progress. Like
  * nginx, the listener rests instead: accepting stops, a timer (RILL__EMFILE_RETRY_MS) retries,
- * and a descriptor freed on this loop (a connection closing) retries at once. Connections that
- * are already open keep being served throughout. */
+ * and a descriptor freed on this loop (a connection closing: rill__loop_fd_freed) retries at the
+ * next flush point. Connections that are already open keep being served throughout.
+ *
+ * The loop knows listeners only through rill__listener_kind (at the bottom). */
 #include <errno.h>
 #include <netinet/in.h>
 #include <string.h>
@@ -25,16 +27,22 @@ static void listener_retry_fn(struct rill__tnode *t)
     ls->loop->ops->listener_start(ls->loop, ls);
 }
 
-void rill__listeners_fd_freed(rill_loop *l)
+/* A descriptor was freed: every resting listener tries again now rather than at its timer. */
+static void listeners_fd_freed(rill_loop *l)
 {
+    bool resting = false;
+    l->fd_freed = false;
     for (struct rill__list *n = l->listeners.next; n != &l->listeners; n = n->next) {
         rill_listener *ls = rill__container_of(n, rill_listener, link);
         if (ls->paused) {
             rill__wheel_del(&l->wheel, &ls->retry);
             ls->paused = false;
             l->ops->listener_start(l, ls);
+            resting |= ls->paused; /* it may rest again at once */
         }
     }
+    if (!resting)
+        l->fd_waiting &= ~RILL__KIND_BIT(RILL__KIND_LISTENER);
 }
 
 void rill__listener_on_accept(rill_listener *ls, int fd)
@@ -60,7 +68,7 @@ void rill__listener_rest(rill_listener *ls)
     if (ls->paused || ls->closed)
         return;
     ls->paused = true;
-    rill__list_del(&ls->work);
+    l->fd_waiting |= RILL__KIND_BIT(RILL__KIND_LISTENER);
     rill__wheel_add(&l->wheel, &ls->retry, l->now_ms + RILL__EMFILE_RETRY_MS);
 }
 
@@ -84,7 +92,7 @@ rill_listener *rill__listener_lookup(rill_loop *l, uint32_t id)
     return NULL;
 }
 
-void rill__listeners_reap(rill_loop *l)
+static void listeners_reap(rill_loop *l)
 {
     struct rill__list *n;
     while ((n = rill__list_pop_front(&l->dead_listeners)))
@@ -142,7 +150,7 @@ int rill_listen(rill_loop *l, const char *uri, const struct rill_listen_config *
         return r;
     if (a.socktype != SOCK_STREAM && a.socktype != SOCK_SEQPACKET)
         return -EPROTONOSUPPORT; /* datagrams: rill_dgram_open() */
-    rill_listener *ls = rill__calloc(1, sizeof *ls);
+    rill_listener *ls = rill__calloc(1, l->ops->listener_size); /* with the backend's part */
     if (!ls)
         return -ENOMEM;
     bool created;
@@ -198,7 +206,6 @@ int rill_listener_close(rill_listener *ls)
     rill_loop *l = ls->loop;
     ls->closed = true;
     rill__wheel_del(&l->wheel, &ls->retry);
-    rill__list_del(&ls->work);
     rill__list_del(&ls->link);
     l->ops->listener_close(l, ls);
     /* The engine removes the socket file it created (abstract names have none). */
@@ -206,5 +213,43 @@ int rill_listener_close(rill_listener *ls)
         rill__sock_unlink(&ls->addr, ls->addr_len);
     /* Freed at the flush point: an accept loop further up the stack may still hold it. */
     rill__list_push_back(&l->dead_listeners, &ls->link);
+    rill__loop_pending(l, RILL__KIND_LISTENER);
     return 0;
 }
+
+/* ---- the listener kind: what the loop runs -------------------------------------------------- */
+
+void rill__listeners_close_all(rill_loop *l)
+{
+    while (!rill__list_empty(&l->listeners))
+        rill_listener_close(rill__container_of(l->listeners.next, rill_listener, link));
+}
+
+static int listener_kind_init(rill_loop *l)
+{
+    rill__list_init(&l->listeners);
+    rill__list_init(&l->dead_listeners);
+    return 0;
+}
+
+static void listener_kind_flush(rill_loop *l)
+{
+    if (l->fd_freed)
+        listeners_fd_freed(l);
+    listeners_reap(l);
+    l->pending &= ~RILL__KIND_BIT(RILL__KIND_LISTENER);
+}
+
+static void listener_kind_teardown(rill_loop *l, int status)
+{
+    (void)status;
+    rill__listeners_close_all(l);
+    listeners_reap(l);
+}
+
+const struct rill__kind_ops rill__listener_kind = {
+    .name = "listener",
+    .init = listener_kind_init,
+    .flush = listener_kind_flush,
+    .teardown = listener_kind_teardown,
+};

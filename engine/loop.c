@@ -2,10 +2,15 @@
  * helpers (version, errors, allocator, buffers).
  *
  * An iteration is: wait in the backend (which dispatches I/O callbacks), advance the timer wheel,
- * then the flush point. The flush point runs deferred callbacks, retries connections starved of
- * buffers, sends every connection's queued bytes, delivers due on_close callbacks and finally lets
- * the backend submit what it batched. Doing sends there, not inside rill_send(), is what lets
- * several sends from one callback leave in one system call (or one submission on io_uring). */
+ * then the flush point. The flush point runs the mailbox and deferred callbacks, lets handle
+ * kinds starved of buffers try again once buffers came back, runs each kind's work (sends,
+ * due on_close callbacks, ...) and finally lets the backend submit what it batched. Doing sends
+ * there, not inside rill_send(), is what lets several sends from one callback leave in one
+ * system call (or one submission on io_uring).
+ *
+ * The loop is the ground: it names no handle kind. Kinds (connections, listeners, datagram
+ * sockets) register hooks (loop.h, struct rill__kind_ops; engine/kinds.c lists them) and say
+ * with a bit in l->pending that they have work; the loop runs them in the enum's order. */
 #include "loop.h"
 
 #include <errno.h>
@@ -16,8 +21,6 @@
 #include <time.h>
 
 #include "backend.h"
-#include "conn.h"
-#include "dgram.h"
 #include "mailbox.h"
 
 /* ---- allocator ------------------------------------------------------------------------------ */
@@ -176,27 +179,18 @@ int rill__loop_init_common(rill_loop *l, const struct rill_loop_config *cfg)
     int r = rill__slab_init(&l->slab, cfg->slab_budget);
     if (r < 0)
         return r;
-    uint32_t chunks = (cfg->max_conns + RILL__CONN_CHUNK - 1) / RILL__CONN_CHUNK;
-    l->conn_chunks = rill__calloc(chunks, sizeof *l->conn_chunks);
-    if (!l->conn_chunks) {
-        rill__slab_fini(&l->slab);
-        return -ENOMEM;
-    }
     rill__loop_update_time(l);
     rill__wheel_init(&l->wheel, l->now_ms);
-    rill__list_init(&l->flush_list);
-    rill__list_init(&l->close_list);
-    rill__list_init(&l->read_list);
-    rill__list_init(&l->starve_list);
-    rill__list_init(&l->listeners);
-    rill__list_init(&l->accept_list);
-    rill__list_init(&l->dead_listeners);
     rill__list_init(&l->timers);
-    rill__list_init(&l->migrate_list);
-    rill__list_init(&l->dgrams);
-    rill__list_init(&l->dgram_flush);
-    rill__list_init(&l->dgram_read);
-    rill__list_init(&l->dgram_starved);
+    for (unsigned k = 0; k < RILL__KINDS; k++) {
+        if (rill__kinds[k]->init && (r = rill__kinds[k]->init(l)) < 0) {
+            while (k-- > 0)
+                if (rill__kinds[k]->fini)
+                    rill__kinds[k]->fini(l);
+            rill__slab_fini(&l->slab);
+            return r;
+        }
+    }
     l->index = -1;
     l->stats.buf_budget = cfg->slab_budget;
     atomic_fetch_add(&loops_alive, 1);
@@ -205,12 +199,9 @@ int rill__loop_init_common(rill_loop *l, const struct rill_loop_config *cfg)
 
 void rill__loop_fini_common(rill_loop *l)
 {
-    rill__conn_pool_fini(l);
-    while (l->wq_free) {
-        struct rill__wq_entry *e = l->wq_free;
-        l->wq_free = e->next;
-        rill__free(e);
-    }
+    for (unsigned k = RILL__KINDS; k-- > 0;)
+        if (rill__kinds[k]->fini)
+            rill__kinds[k]->fini(l);
     rill__free(l->defer);
     rill__slab_fini(&l->slab);
     atomic_fetch_sub(&loops_alive, 1);
@@ -273,11 +264,16 @@ int rill_loop_create(const struct rill_loop_config *cfg, rill_loop **out)
     return 0;
 }
 
+static void run_kinds(rill_loop *l);
+
 void rill_loop_destroy(rill_loop *l)
 {
     if (!l || l->in_dispatch)
         return;
-    rill__loop_close_everything(l);
+    /* Every kind closes its handles, in the enum's order: listeners stop accepting first. */
+    for (unsigned k = 0; k < RILL__KINDS; k++)
+        if (rill__kinds[k]->teardown)
+            rill__kinds[k]->teardown(l, -ECANCELED);
     /* A completion backend gets its cancellations back before memory goes: the kernel may
      * still read a send's bytes or write into a receive buffer until then. Bounded, in case a
      * kernel never answers. */
@@ -287,8 +283,7 @@ void rill_loop_destroy(rill_loop *l)
         int r = l->ops->flush(l);
         if (r >= 0)
             r = l->ops->poll(l, 10);
-        rill__conn_close_all_due(l);
-        rill__dgram_flush_all(l);
+        run_kinds(l); /* on_close callbacks and frees that the completions made due */
         l->in_dispatch = false;
         rill__loop_update_time(l);
         if (r < 0)
@@ -337,15 +332,12 @@ static unsigned run_deferred(rill_loop *l)
 
 /* ---- running -------------------------------------------------------------------------------- */
 
+/* Work for the flush point makes the wait not block. (Work a backend carries over itself, such
+ * as a spent read budget, is the backend's to know: its poll does not block either.) */
 static bool has_pending_work(const rill_loop *l)
 {
-    return l->defer_len || (l->mbox && rill__mailbox_pending(l->mbox)) ||
-           !rill__list_empty(&l->migrate_list) || !rill__list_empty(&l->flush_list) ||
-           !rill__list_empty(&l->close_list) || !rill__list_empty(&l->read_list) ||
-           !rill__list_empty(&l->accept_list) || !rill__list_empty(&l->dgram_flush) ||
-           !rill__list_empty(&l->dgram_read) ||
-           (!rill__list_empty(&l->starve_list) && l->slab.releases != l->starve_mark) ||
-           (!rill__list_empty(&l->dgram_starved) && l->slab.releases != l->dgram_starve_mark) ||
+    return l->defer_len || (l->mbox && rill__mailbox_pending(l->mbox)) || l->pending ||
+           (l->starving && l->slab.releases != l->starve_mark) ||
            atomic_load_explicit(&l->stop_requested, memory_order_relaxed);
 }
 
@@ -368,6 +360,23 @@ static int poll_timeout(const rill_loop *l, int timeout_ms)
     return timeout_ms;
 }
 
+/* Each kind's work, in the enum's order: first the retries of kinds starved of buffers, once the
+ * slab has had some back since they starved, then the flush work of every kind with its bit in
+ * l->pending. A kind clears its own bit when nothing is left. */
+static void run_kinds(rill_loop *l)
+{
+    if (l->starving && l->slab.releases != l->starve_mark) {
+        uint32_t starving = l->starving;
+        l->starve_mark = l->slab.releases;
+        for (unsigned k = 0; k < RILL__KINDS; k++)
+            if ((starving & RILL__KIND_BIT(k)) && rill__kinds[k]->retry_starved)
+                rill__kinds[k]->retry_starved(l);
+    }
+    for (unsigned k = 0; k < RILL__KINDS; k++)
+        if (l->pending & RILL__KIND_BIT(k))
+            rill__kinds[k]->flush(l);
+}
+
 /* The flush point: see the comment at the top of this file. */
 static int flush_point(rill_loop *l)
 {
@@ -377,17 +386,7 @@ static int flush_point(rill_loop *l)
     if (l->mbox)
         n += rill__mailbox_drain(l->mbox, l, (unsigned)l->mbox->mask + 1);
     n += run_deferred(l);
-    if (!rill__list_empty(&l->starve_list) && l->slab.releases != l->starve_mark)
-        rill__conn_retry_starved(l, UINT32_MAX);
-    rill__conn_flush_all(l);
-    if (!rill__list_empty(&l->migrate_list))
-        rill__conn_migrate_ready(l);
-    rill__conn_close_all_due(l);
-    rill__listeners_reap(l);
-    if (!rill__list_empty(&l->dgram_flush))
-        rill__dgram_flush_all(l);
-    if (!rill__list_empty(&l->dgram_starved) && l->slab.releases != l->dgram_starve_mark)
-        rill__dgram_retry_starved(l);
+    run_kinds(l);
     int r = l->ops->flush(l);
     /* A graceful stop ends when the last connection has gone, in-flight work included. */
     if (l->draining && l->live_conns == 0 && l->inflight == 0)
@@ -465,7 +464,13 @@ const char *rill_loop_backend_name(const rill_loop *l)
 
 uint32_t rill_loop_caps(const rill_loop *l)
 {
-    return l ? l->ops->caps(l) | rill__udp_offload_caps() : 0;
+    if (!l)
+        return 0;
+    uint32_t caps = l->ops->caps(l);
+    for (unsigned k = 0; k < RILL__KINDS; k++)
+        if (rill__kinds[k]->caps)
+            caps |= rill__kinds[k]->caps();
+    return caps;
 }
 
 /* ---- buffers -------------------------------------------------------------------------------- */

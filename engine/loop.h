@@ -37,41 +37,56 @@ struct rill_loop {
     struct rill__defer *defer;
     uint32_t defer_cap, defer_head, defer_len;
 
-    /* Connections: a chunked slot table, so that slot numbers stay stable and bounded. */
-    struct rill_conn **conn_chunks; /* cfg.max_conns / RILL__CONN_CHUNK chunk pointers */
+    /* Handle kinds' per-iteration work (loop.h's enum rill__kind): a bit per kind that has
+     * work due at the flush point, and a bit per kind that waits for slab buffers (retried
+     * once the slab has had buffers back since starve_mark) or for a free descriptor. */
+    uint32_t pending;
+    uint32_t starving;
+    uint64_t starve_mark;           /* slab.releases when a kind last starved or was retried */
+    uint32_t fd_waiting;            /* kinds to wake (pending) when a descriptor is freed */
+
+    /* Connections (conn.c): a chunked slot table, so that slot numbers stay stable and
+     * bounded. Each element is conn_stride bytes: struct rill_conn first, the backend's own
+     * per-connection state after it (backend.h, conn_size). */
+    void **conn_chunks;             /* cfg.max_conns / RILL__CONN_CHUNK chunk pointers */
     struct rill_conn *conn_free;    /* free list of conn structs (slot and generation kept) */
     uint32_t conn_slots;            /* slots handed out so far */
-
-    /* Work lists, each walked at the flush point. */
+    uint32_t conn_stride;           /* bytes per slot */
     struct rill__list flush_list;   /* connections with bytes to send */
     struct rill__list close_list;   /* connections whose on_close is due */
-    struct rill__list read_list;    /* connections with more to read (budget spent) */
+    struct rill__list resume_list;  /* resumed connections with received data held for them */
     struct rill__list starve_list;  /* connections waiting for slab buffers */
+    struct rill__list migrate_list; /* connections waiting to be handed to another loop */
+    uint32_t live_conns;            /* connection slots in use (open, connecting or closing) */
+    /* Write-queue entries for small sends are recycled through this list. */
+    struct rill__wq_entry *wq_free;
+    uint32_t wq_free_len;
+
+    /* Listeners (listener.c). */
     struct rill__list listeners;    /* open listeners */
-    struct rill__list accept_list;  /* listeners with more to accept (budget spent) */
     struct rill__list dead_listeners; /* closed this iteration, freed at the flush point */
     uint32_t listener_serial;       /* ids for listener cookies */
+    bool fd_freed;                  /* a descriptor was freed since resting listeners looked */
+
+    /* Datagram sockets (dgram.c). */
     struct rill__list dgrams;       /* open datagram sockets (closing ones until freed) */
     struct rill__list dgram_flush;  /* datagram sockets with sends or callbacks due */
-    struct rill__list dgram_read;   /* datagram sockets with more to read (budget spent) */
     struct rill__list dgram_starved; /* datagram sockets that could not lease receive buffers */
-    uint64_t dgram_starve_mark;     /* slab.releases when one last starved or all were retried */
     uint32_t dgram_serial;          /* ids for datagram socket cookies */
+
+    /* Work both backends carry from one iteration to the next (a read budget spent, buffers
+     * wanted): each backend's poll takes these lists and does not wait while they hold any. */
+    struct rill__list read_list;    /* connections with more to read */
+    struct rill__list dgram_read;   /* datagram sockets with more to read, or to re-arm */
+
     struct rill__list timers;       /* every public rill_timer of this loop */
-    uint64_t inflight;              /* completion-backend operations in flight, all handles */
-    uint32_t live_conns;            /* connection slots in use (open, connecting or closing) */
+    uint64_t inflight;              /* kernel operations in flight, all handles (backends count) */
 
     /* Engine membership (NULL / -1 for a stand-alone loop). */
     struct rill_engine *engine;
     int index;
     struct rill__mailbox *mbox;
-    struct rill__list migrate_list; /* connections waiting to be handed to another loop */
     bool draining;                  /* graceful stop: stop once no connection is left */
-    uint64_t starve_mark;           /* slab.releases when the starve list was last retried */
-
-    /* Write-queue entries for small sends are recycled through this list. */
-    struct rill__wq_entry *wq_free;
-    uint32_t wq_free_len;
 
     struct rill_loop_stats stats __attribute__((aligned(64)));
 };
@@ -104,6 +119,66 @@ int rill__loop_config_resolve(const struct rill_loop_config *in, struct rill_loo
  * (which embeds struct rill_loop first) and calls these. */
 int rill__loop_init_common(rill_loop *l, const struct rill_loop_config *cfg);
 void rill__loop_fini_common(rill_loop *l);
+
+/* ---- handle kinds ---------------------------------------------------------------------------
+ *
+ * The loop is the ground the handles stand on: it knows no handle kind by name. Each kind
+ * registers a small table of hooks (engine/kinds.c lists them); the loop calls them in the
+ * order of this enum, which is therefore the order of their flush-point work and of teardown:
+ * listeners stop accepting before connections close, and datagram sockets close last. */
+enum rill__kind {
+    RILL__KIND_LISTENER,
+    RILL__KIND_CONN,
+    RILL__KIND_DGRAM,
+    RILL__KINDS
+};
+
+struct rill__kind_ops {
+    const char *name;
+    /* Sets up the kind's state in a new loop (rill__loop_init_common). Returns 0 or -errno. */
+    int (*init)(rill_loop *l);
+    /* Releases that state; every handle of the kind is gone (rill__loop_fini_common). */
+    void (*fini)(rill_loop *l);
+    /* The kind's work at the flush point; called while its bit is set in l->pending. It clears
+     * the bit once nothing of its work is left (work queued during the walk keeps it). */
+    void (*flush)(rill_loop *l);
+    /* Buffers came back to the slab since the kind starved: let its handles try again. */
+    void (*retry_starved)(rill_loop *l);
+    /* rill_loop_destroy (status -ECANCELED): close every handle of the kind. Closes may still
+     * wait for the backend's completions, which the loop then collects. */
+    void (*teardown)(rill_loop *l, int status);
+    /* RILL_CAP_* bits the kind adds to the backend's (a property of the kernel). */
+    uint32_t (*caps)(void);
+};
+
+extern const struct rill__kind_ops *const rill__kinds[RILL__KINDS];
+/* Each kind's table, defined beside its handles (listener.c, conn.c, dgram.c). */
+extern const struct rill__kind_ops rill__listener_kind, rill__conn_kind, rill__dgram_kind;
+
+#define RILL__KIND_BIT(k) (1u << (k))
+
+/* A kind has work for the flush point: the loop's next wait does not block. */
+static inline void rill__loop_pending(rill_loop *l, enum rill__kind k)
+{
+    l->pending |= RILL__KIND_BIT(k);
+}
+
+/* A kind waits for slab buffers: its retry_starved runs once the slab has had some back. */
+static inline void rill__loop_starving(rill_loop *l, enum rill__kind k)
+{
+    l->starving |= RILL__KIND_BIT(k);
+    l->starve_mark = l->slab.releases;
+}
+
+/* A descriptor was freed on this loop (the EMFILE reserve): kinds that wait for one get their
+ * flush-point work, where they try again. */
+static inline void rill__loop_fd_freed(rill_loop *l)
+{
+    if (l->fd_waiting) {
+        l->fd_freed = true;
+        l->pending |= l->fd_waiting;
+    }
+}
 
 /* Frees every public timer still existing (rill_loop_destroy). */
 void rill__timers_free_all(rill_loop *l);

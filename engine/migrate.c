@@ -32,17 +32,17 @@ int rill_conn_migrate(rill_conn *c, uint32_t index, rill_migrate_cb cb, void *ar
     if ((int)index == l->index)
         return -EALREADY;
     if (!(c->state & RILL__C_OPEN) || c->wq_head || c->held_head || c->held_eof ||
-        (c->state & (RILL__C_CLOSING | RILL__C_MIGRATING | RILL__C_SHUT_WANTED | RILL__C_RD_EOF |
-                     RILL__C_WR_INFLIGHT)))
+        (c->state & (RILL__C_CLOSING | RILL__C_MIGRATING | RILL__C_SHUT_WANTED | RILL__C_RD_EOF)) ||
+        (l->ops->conn_busy(c) & RILL__BUSY_SEND))
         return -EBUSY;
     c->state |= RILL__C_MIGRATING;
     c->mig_target = index;
     c->mig_cb = cb;
     c->mig_arg = arg;
     rill__list_del(&c->read_link);
-    if (c->recv_armed)
-        l->ops->recv_pause(l, c);
+    l->ops->recv_pause(l, c); /* a completion backend cancels its armed receive */
     rill__list_push_back(&l->migrate_list, &c->migrate_link);
+    rill__loop_pending(l, RILL__KIND_CONN);
     return 0;
 }
 
@@ -71,8 +71,7 @@ void rill__conn_migrate_ready(rill_loop *l)
     for (; n != &l->migrate_list; n = next) {
         next = n->next;
         rill_conn *c = rill__container_of(n, rill_conn, migrate_link);
-        if (c->recv_armed || c->inflight || c->wq_head || c->held_head || c->held_eof ||
-            (c->state & RILL__C_WR_INFLIGHT))
+        if (l->ops->conn_busy(c) || c->wq_head || c->held_head || c->held_eof)
             continue; /* not quiet yet */
         struct handover *h = rill__malloc(sizeof *h);
         if (!h)

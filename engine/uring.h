@@ -10,7 +10,104 @@
 #include <stdint.h>
 
 #include "conn.h"
+#include "dgram.h"
 #include "loop.h"
+
+#define RILL__SEND_IOV 8u          /* iovecs in one send (the rest follow on completion) */
+#define RILL__DGRAM_TX_INFLIGHT 64u /* SENDMSGs in flight per datagram socket */
+
+/* A message-mode receive in flight: the kernel writes into all of it. */
+struct rill__msg_rx {
+    struct msghdr m;
+    struct iovec iov;
+    struct rill_buf *buf;
+    union {
+        char b[RILL__FD_CMSG_SPACE];
+        struct cmsghdr align;
+    } ctl;
+};
+
+/* The backend's per-connection state. Every operation started for a connection is counted in
+ * inflight and ended when its last completion (the one without IORING_CQE_F_MORE) arrives; the
+ * slot is reused only at 0 (u_conn_busy). A send in flight points the kernel at smsg/siov until
+ * its completion. */
+struct u_conn {
+    struct rill_conn c; /* first */
+    uint32_t inflight;
+    bool send_inflight;
+    bool recv_armed;    /* a multishot receive (or message-mode recvmsg) is in flight */
+    bool urg_armed;     /* a multishot poll for POLLPRI is in flight */
+    struct msghdr smsg;
+    struct iovec siov[RILL__SEND_IOV];
+    void *creq;         /* connect request memory, until the connect completes */
+    /* rx_msg: the one-shot recvmsg's state, allocated on first use so that the plain TCP
+     * connection stays small. */
+    struct rill__msg_rx *mrx;
+};
+
+/* The backend's per-socket state: a provided buffer ring of the socket's own, sized for its
+ * datagrams (the loop's ring holds stream-sized buffers), and its SENDMSGs in flight, found
+ * again on completion by the index their cookies carry. */
+struct u_dgram {
+    struct rill_dgram d; /* first */
+    uint32_t inflight;   /* operations in flight */
+    bool recv_armed;     /* a multishot recvmsg is in flight */
+    struct rill__dgram_tx *tx_slot[RILL__DGRAM_TX_INFLIGHT];
+    uint32_t tx_inflight;
+    struct io_uring_buf_ring *br;
+    struct rill_buf **br_bufs;
+    uint16_t bgid;
+    uint32_t br_entries, br_count;
+    struct msghdr rmsg;  /* the multishot recvmsg's template (name room, no control) */
+};
+
+struct u_listener {
+    struct rill_listener ls; /* first */
+    bool registered;         /* a multishot accept is armed */
+};
+
+static inline struct u_conn *uc(rill_conn *c)
+{
+    return rill__container_of(c, struct u_conn, c);
+}
+
+static inline struct u_dgram *ud(rill_dgram *d)
+{
+    return rill__container_of(d, struct u_dgram, d);
+}
+
+static inline void u_op_start(rill_conn *c)
+{
+    uc(c)->inflight++;
+    c->loop->inflight++;
+}
+
+static inline void u_op_end(rill_conn *c)
+{
+    uc(c)->inflight--;
+    c->loop->inflight--;
+    rill__conn_put(c);
+}
+
+static inline void u_dop_start(rill_dgram *d, uint32_t n)
+{
+    ud(d)->inflight += n;
+    d->loop->inflight += n;
+}
+
+static inline void u_dop_end(rill_dgram *d)
+{
+    ud(d)->inflight--;
+    d->loop->inflight--;
+    rill__dgram_put(d);
+}
+
+/* A read budget spent (urgent mode reads the readiness way): go on in the next iteration. */
+static inline void u_mark_read(rill_conn *c)
+{
+    rill__list_del(&c->read_link);
+    rill__list_push_back(&c->loop->read_list, &c->read_link);
+}
 
 struct uring_loop {
     struct rill_loop base; /* first: recovered with container_of */
@@ -70,6 +167,7 @@ void rill__uring_read_sync(struct uring_loop *u, rill_conn *c);
  * operations (RILL__OP_DRECV, DSEND, DCTL), and the flush point's refill and re-arm. */
 int rill__ud_start(rill_loop *l, rill_dgram *d);
 void rill__ud_send(rill_loop *l, rill_dgram *d);
+uint32_t rill__ud_busy(const rill_dgram *d);
 void rill__ud_close(rill_loop *l, rill_dgram *d);
 void rill__ud_free(rill_loop *l, rill_dgram *d);
 void rill__ud_on_cqe(struct uring_loop *u, uint64_t ck, int res, uint32_t flags);
