@@ -207,23 +207,51 @@ RILL_API void rill_loop_stats(const rill_loop *l, struct rill_loop_stats *out);
  * them; on_data hands one over for the duration of the callback. To keep it longer, take a
  * reference with rill_buf_ref() and drop it with rill_buf_release(). Buffers belong to one loop
  * and are not thread-safe.
+ *
+ * Misuse of the count is caught in every build, Release included. rill_buf_release() of a
+ * buffer with no reference left (a double release) and rill_buf_ref() of a buffer already
+ * released cannot return an error, so they write one line naming the call and the buffer to
+ * stderr and call abort(): carrying on would put the buffer on the free list twice and hand the
+ * same memory to two owners. Releasing the buffer on_data lends without having referenced it
+ * aborts the same way, when the engine drops its own reference after the callback.
+ * rill_send_bufs() returns -EINVAL for a released buffer instead. What cannot be caught: a
+ * release after the slab has leased the buffer again (it drops the new owner's reference), and
+ * any use after rill_loop_destroy() (the slab is gone).
  * ------------------------------------------------------------------------------------------- */
 
 /* Leases a buffer of at least `size` bytes (up to 1 MiB) with one reference held by the caller.
  * Returns: 0 and *out; -EINVAL for size 0 or over 1 MiB; -ENOBUFS when the slab budget is spent.
- * Ownership: the caller owns one reference; drop it with rill_buf_release(). Thread: loop's. */
+ * Ownership: the caller owns one reference; drop it with rill_buf_release(). The buffer belongs
+ * to l's slab: every reference becomes invalid when l is destroyed. Thread: loop's. */
 RILL_API int rill_buf_lease(rill_loop *l, size_t size, rill_buf **out);
 
-/* Adds a reference. Returns buf. Thread: the buffer's loop. */
+/* Adds a reference to a buffer the caller may use now: one it holds a reference to, or the one
+ * on_data or on_datagram lends for the duration of the callback.
+ * Returns: buf (NULL for NULL). A buffer with no reference left (released already) aborts the
+ * process with a message on stderr, in every build (see above).
+ * Ownership: the caller owns the new reference and drops it with one rill_buf_release(); the
+ * buffer and its memory stay valid while any reference is held, until the loop is destroyed.
+ * Thread: the buffer's loop. */
 RILL_API rill_buf *rill_buf_ref(rill_buf *buf);
 
-/* Drops a reference; at zero the buffer returns to the slab. NULL is ignored. Thread: loop's. */
+/* Drops a reference; at zero the buffer returns to the slab. NULL is ignored. Releasing more
+ * often than the buffer was leased and referenced aborts the process with "rill:
+ * rill_buf_release: buffer 0x... released more often than it was referenced (double release)"
+ * on stderr, in every build, before the slab is touched.
+ * Ownership: the caller gives up one reference it owns (from rill_buf_lease() or
+ * rill_buf_ref()); never release the buffer on_data lends unless you referenced it. When the
+ * last reference goes, buf and rill_buf_data(buf) are invalid. Thread: loop's. */
 RILL_API void rill_buf_release(rill_buf *buf);
 
-/* Returns the first byte of the buffer's memory. Thread: whoever holds a reference. */
+/* Returns the first byte of the buffer's memory (NULL for NULL).
+ * Ownership: the memory is the buffer's: valid while the caller holds a reference (or, for the
+ * buffer on_data lends, until the callback returns); never free it. Thread: whoever holds a
+ * reference. */
 RILL_API void *rill_buf_data(const rill_buf *buf);
 
-/* Returns the buffer's capacity in bytes. Thread: whoever holds a reference. */
+/* Returns the buffer's capacity in bytes (0 for NULL).
+ * Ownership: reads buf, which the caller holds a reference to. Thread: whoever holds a
+ * reference. */
 RILL_API size_t rill_buf_capacity(const rill_buf *buf);
 
 /* A byte range inside a slab buffer, for rill_send_bufs(). */
@@ -359,7 +387,12 @@ RILL_API int rill_send(rill_conn *c, const struct iovec *iov, unsigned iovcnt, r
 /* Like rill_send(), but sends ranges of slab buffers without copying: the engine takes its own
  * reference on each buffer (the caller keeps its references) and drops it when the bytes are
  * sent or the send fails. cb as for rill_send().
- * Returns: as rill_send(); -EINVAL also for a slice outside its buffer. Thread: loop's. */
+ * Returns: as rill_send(); -EINVAL also for a slice outside its buffer or of a buffer already
+ * released (no reference left): misuse here is refused, not aborted, and nothing is queued.
+ * Ownership: the slices array is copied; for each non-empty slice the engine takes a reference
+ * of its own, dropped right after cb returns (or, on a refusal, never taken), so the caller may
+ * release its references as soon as this returns. The bytes in the ranges must not change until
+ * cb runs: they are sent from the buffer itself. Thread: loop's. */
 RILL_API int rill_send_bufs(rill_conn *c, const struct rill_bufslice *slices, unsigned n,
                             rill_send_cb cb, void *ctx);
 
