@@ -238,8 +238,9 @@ RILL_API void rill_loop_stats(const rill_loop *l, struct rill_loop_stats *out);
  * same memory to two owners. Releasing the buffer on_data lends without having referenced it
  * aborts the same way, when the engine drops its own reference after the callback.
  * rill_send_bufs() returns -EINVAL for a released buffer instead. What cannot be caught: a
- * release after the slab has leased the buffer again (it drops the new owner's reference), and
- * any use after rill_loop_destroy() (the slab is gone).
+ * release after the slab has leased the buffer again (it drops the new owner's reference), one
+ * after the slab has unmapped the buffer's wholly free region to make room for another size,
+ * and any use after rill_loop_destroy() (the slab is gone).
  * ------------------------------------------------------------------------------------------- */
 
 /* Leases a buffer of at least `size` bytes (up to 1 MiB) with one reference held by the caller.
