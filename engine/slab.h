@@ -66,11 +66,21 @@ static inline size_t rill__buf_cap(const struct rill_buf *b)
     return (size_t)1 << (b->cls + RILL__SLAB_MIN_SHIFT);
 }
 
-/* Drops one reference; at zero the buffer goes back on its class's free list. */
+/* Drops one reference; at zero the buffer goes back on its class's free list. A put on a buffer
+ * whose refs is already 0 (a double release) aborts with a message, in every build. */
 void rill__buf_put(struct rill_buf *b);
 
+/* Writes "rill: <what>: buffer <b> <why>" to stderr and aborts. Out of line and cold, so that
+ * the checks in rill__buf_put() and rill__buf_get() cost one compare and branch each. */
+__attribute__((cold, noinline, noreturn)) void rill__buf_misuse(const struct rill_buf *b,
+                                                                const char *what, const char *why);
+
+/* Adds a reference. A get on a free buffer (refs 0: released already) aborts with a message in
+ * every build: letting it through would hand out a buffer that is still on the free list. */
 static inline void rill__buf_get(struct rill_buf *b)
 {
+    if (__builtin_expect(b->refs == 0, 0))
+        rill__buf_misuse(b, "rill_buf_ref", "is already released (a reference on a free buffer)");
     b->refs++;
 }
 

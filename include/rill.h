@@ -44,12 +44,15 @@ extern "C" {
 #define RILL_VERSION_NUMBER (RILL_VERSION_MAJOR * 10000 + RILL_VERSION_MINOR * 100 + RILL_VERSION_PATCH)
 
 /* Returns the version string of the library actually linked ("0.1.0"), which may differ from
- * RILL_VERSION_STRING when the shared library was upgraded. Thread: any. */
+ * RILL_VERSION_STRING when the shared library was upgraded.
+ * Ownership: a static string of the library's; never free it. Thread: any. */
 RILL_API const char *rill_version(void);
 
 /* Returns a static, human-readable description of a status: 0 is "success", a negative errno is
  * described as strerror() would describe the positive value. Positive values (counts) are
- * "success" too. Thread: any (the strings are constant). */
+ * "success" too.
+ * Ownership: the string is constant and lives as long as the process; never free it.
+ * Thread: any (the strings are constant). */
 RILL_API const char *rill_strerror(int status);
 
 /* Replaces the allocator that the library uses for its own bookkeeping (loops, connections,
@@ -57,6 +60,9 @@ RILL_API const char *rill_strerror(int status);
  * here. Call it before creating any loop, or never; all three functions must be non-NULL and
  * behave like their libc namesakes.
  * Returns: 0; -EINVAL if any pointer is NULL; -EBUSY if a loop already exists.
+ * Ownership: the library keeps the three pointers until the next call; whatever it frees goes to
+ * the free_fn current at that moment, so replace them only while no rill object exists (a
+ * stopped engine has no loop left but still holds memory: destroy it first).
  * Thread: any, but not concurrently with anything else in rill. */
 RILL_API int rill_set_allocator(void *(*malloc_fn)(size_t), void *(*realloc_fn)(void *, size_t),
                                 void (*free_fn)(void *));
@@ -103,14 +109,16 @@ struct rill_loop_config {
     uint32_t ring_entries;    /* io_uring submission queue size; default 1024 */
 };
 
-/* Fills cfg with the defaults documented on each field. Thread: any. */
+/* Fills cfg with the defaults documented on each field. NULL is ignored.
+ * Ownership: cfg is the caller's storage, written and not kept. Thread: any. */
 RILL_API void rill_loop_config_init(struct rill_loop_config *cfg);
 
 /* Creates a loop. cfg may be NULL for the defaults. The loop belongs to the thread that first runs
  * it; create it (and set up listeners, connections, timers) on any thread before that.
  * Returns: 0 and *out; -EINVAL for a bad argument or config value; -ENOSYS/-EPERM/-ENOMEM when
  * the forced backend cannot start (the reason is logged on stderr); -ENOMEM; -EMFILE.
- * Ownership: the caller owns the loop and destroys it with rill_loop_destroy().
+ * Ownership: cfg is read during the call and not kept. The caller owns the loop and destroys it
+ * with rill_loop_destroy() (a loop of an engine is the engine's: see rill_engine_loop()).
  * Thread: any (the loop then belongs to the thread that first runs it). */
 RILL_API int rill_loop_create(const struct rill_loop_config *cfg, rill_loop **out);
 
@@ -118,26 +126,36 @@ RILL_API int rill_loop_create(const struct rill_loop_config *cfg, rill_loop **ou
  * on_close callbacks run from inside this call with -ECANCELED, and queued send callbacks with
  * -ECANCELED), timers still existing are freed (their handles become invalid), and the slab is
  * unmapped: buffers the caller still holds references to become invalid.
+ * Ownership: l and every handle created on it (listeners, connections, datagram sockets, timers,
+ * buffers) are invalid when this returns; do not release buffers or destroy timers after it.
+ * Callbacks deferred with rill_loop_defer() that have not run are dropped: their arg is never
+ * handed back. Context pointers are the caller's to free (from on_close, say).
  * Thread: the thread that ran the loop (an io_uring ring belongs to it), or any thread if it
  * never ran; never from inside one of its callbacks (ignored then). NULL is ignored. */
 RILL_API void rill_loop_destroy(rill_loop *l);
 
 /* Runs the loop until rill_loop_stop() is called.
  * Returns: 0 after a stop; a negative errno if the backend failed (the loop is then unusable).
+ * Ownership: l stays the caller's; callbacks run inside this call and cannot destroy it.
  * Thread: the loop's thread; not reentrant (-EBUSY from inside a callback). */
 RILL_API int rill_loop_run(rill_loop *l);
 
 /* Runs one iteration: waits up to timeout_ms for I/O or a timer (0: do not wait; -1: until
  * something happens), dispatches every callback that is due, then flushes submitted work.
  * Returns: the number of events and timers dispatched (>= 0), or a negative errno.
+ * Ownership: as rill_loop_run().
  * Thread: the loop's thread; not reentrant (-EBUSY from inside a callback). */
 RILL_API int rill_loop_run_once(rill_loop *l, int timeout_ms);
 
 /* Asks rill_loop_run() to return after the current iteration, and wakes the loop if it waits.
+ * NULL is ignored.
+ * Ownership: l must stay alive until this returns: from another thread, the caller makes sure
+ * rill_loop_destroy() cannot run meanwhile. Nothing is kept.
  * Thread: any (async-signal-safe too: it is one atomic store and one write(2)). */
 RILL_API void rill_loop_stop(rill_loop *l);
 
-/* Wakes a loop that waits in poll, so rill_loop_run_once() returns. Thread: any. */
+/* Wakes a loop that waits in poll, so rill_loop_run_once() returns. NULL is ignored.
+ * Ownership: as rill_loop_stop(). Thread: any. */
 RILL_API void rill_loop_wake(rill_loop *l);
 
 typedef void (*rill_defer_cb)(rill_loop *l, void *arg);
@@ -146,17 +164,21 @@ typedef void (*rill_defer_cb)(rill_loop *l, void *arg);
  * batch of callbacks. Deferred callbacks run in the order they were deferred; one deferred from
  * inside a deferred callback runs in the next iteration.
  * Returns: 0; -EINVAL for NULL; -ENOMEM.
+ * Ownership: arg is the caller's: passed to fn as it is, never freed. When the loop is destroyed
+ * first, fn never runs, so free arg some other way then.
  * Thread: the loop's thread only (use the engine's mailbox to reach another loop). */
 RILL_API int rill_loop_defer(rill_loop *l, rill_defer_cb fn, void *arg);
 
-/* Returns the loop's cached monotonic clock in milliseconds, updated once per iteration.
- * Thread: the loop's thread. */
+/* Returns the loop's cached monotonic clock in milliseconds, updated once per iteration (0 for
+ * NULL). Ownership: reads l; keeps nothing. Thread: the loop's thread. */
 RILL_API uint64_t rill_loop_now(const rill_loop *l);
 
-/* Returns "epoll" or "io_uring": the backend this loop really runs on. Thread: any. */
+/* Returns "epoll" or "io_uring": the backend this loop really runs on ("none" for NULL).
+ * Ownership: a static string; never free it (it outlives the loop). Thread: any. */
 RILL_API const char *rill_loop_backend_name(const rill_loop *l);
 
-/* Returns the RILL_CAP_* bits of this loop's backend. Thread: any. */
+/* Returns the RILL_CAP_* bits of this loop's backend (0 for NULL).
+ * Ownership: reads l; keeps nothing. Thread: any. */
 RILL_API uint32_t rill_loop_caps(const rill_loop *l);
 
 /* Per-loop counters. All are totals since the loop was created except the "now" gauges. */
@@ -196,8 +218,9 @@ struct rill_loop_stats {
     uint64_t dgram_bytes_out;  /* payload bytes of datagrams sent */
 };
 
-/* Copies the loop's counters into *out. Thread: the loop's thread (another thread may read a
- * torn, approximate snapshot). */
+/* Copies the loop's counters into *out (zeros for a NULL loop; a NULL out is ignored).
+ * Ownership: out is the caller's storage, written during the call; nothing is kept.
+ * Thread: the loop's thread (another thread may read a torn, approximate snapshot). */
 RILL_API void rill_loop_stats(const rill_loop *l, struct rill_loop_stats *out);
 
 /* ---------------------------------------------------------------------------------------------
@@ -207,23 +230,52 @@ RILL_API void rill_loop_stats(const rill_loop *l, struct rill_loop_stats *out);
  * them; on_data hands one over for the duration of the callback. To keep it longer, take a
  * reference with rill_buf_ref() and drop it with rill_buf_release(). Buffers belong to one loop
  * and are not thread-safe.
+ *
+ * Misuse of the count is caught in every build, Release included. rill_buf_release() of a
+ * buffer with no reference left (a double release) and rill_buf_ref() of a buffer already
+ * released cannot return an error, so they write one line naming the call and the buffer to
+ * stderr and call abort(): carrying on would put the buffer on the free list twice and hand the
+ * same memory to two owners. Releasing the buffer on_data lends without having referenced it
+ * aborts the same way, when the engine drops its own reference after the callback.
+ * rill_send_bufs() returns -EINVAL for a released buffer instead. What cannot be caught: a
+ * release after the slab has leased the buffer again (it drops the new owner's reference), one
+ * after the slab has unmapped the buffer's wholly free region to make room for another size,
+ * and any use after rill_loop_destroy() (the slab is gone).
  * ------------------------------------------------------------------------------------------- */
 
 /* Leases a buffer of at least `size` bytes (up to 1 MiB) with one reference held by the caller.
  * Returns: 0 and *out; -EINVAL for size 0 or over 1 MiB; -ENOBUFS when the slab budget is spent.
- * Ownership: the caller owns one reference; drop it with rill_buf_release(). Thread: loop's. */
+ * Ownership: the caller owns one reference; drop it with rill_buf_release(). The buffer belongs
+ * to l's slab: every reference becomes invalid when l is destroyed. Thread: loop's. */
 RILL_API int rill_buf_lease(rill_loop *l, size_t size, rill_buf **out);
 
-/* Adds a reference. Returns buf. Thread: the buffer's loop. */
+/* Adds a reference to a buffer the caller may use now: one it holds a reference to, or the one
+ * on_data or on_datagram lends for the duration of the callback.
+ * Returns: buf (NULL for NULL). A buffer with no reference left (released already) aborts the
+ * process with a message on stderr, in every build (see above).
+ * Ownership: the caller owns the new reference and drops it with one rill_buf_release(); the
+ * buffer and its memory stay valid while any reference is held, until the loop is destroyed.
+ * Thread: the buffer's loop. */
 RILL_API rill_buf *rill_buf_ref(rill_buf *buf);
 
-/* Drops a reference; at zero the buffer returns to the slab. NULL is ignored. Thread: loop's. */
+/* Drops a reference; at zero the buffer returns to the slab. NULL is ignored. Releasing more
+ * often than the buffer was leased and referenced aborts the process with "rill:
+ * rill_buf_release: buffer 0x... released more often than it was referenced (double release)"
+ * on stderr, in every build, before the slab is touched.
+ * Ownership: the caller gives up one reference it owns (from rill_buf_lease() or
+ * rill_buf_ref()); never release the buffer on_data lends unless you referenced it. When the
+ * last reference goes, buf and rill_buf_data(buf) are invalid. Thread: loop's. */
 RILL_API void rill_buf_release(rill_buf *buf);
 
-/* Returns the first byte of the buffer's memory. Thread: whoever holds a reference. */
+/* Returns the first byte of the buffer's memory (NULL for NULL).
+ * Ownership: the memory is the buffer's: valid while the caller holds a reference (or, for the
+ * buffer on_data lends, until the callback returns); never free it. Thread: whoever holds a
+ * reference. */
 RILL_API void *rill_buf_data(const rill_buf *buf);
 
-/* Returns the buffer's capacity in bytes. Thread: whoever holds a reference. */
+/* Returns the buffer's capacity in bytes (0 for NULL).
+ * Ownership: reads buf, which the caller holds a reference to. Thread: whoever holds a
+ * reference. */
 RILL_API size_t rill_buf_capacity(const rill_buf *buf);
 
 /* A byte range inside a slab buffer, for rill_send_bufs(). */
@@ -312,22 +364,30 @@ struct rill_listen_config {
  * never spins.
  * Returns: 0 and *out; -EINVAL for a NULL or malformed uri/config (nothing is opened);
  * -EADDRINUSE, -EACCES, -EADDRNOTAVAIL and other bind/listen errors.
- * Ownership: the loop owns the listener; close it with rill_listener_close().
- * Thread: the loop's thread. */
+ * Ownership: uri is read during the call; cfg and *cfg->handler are copied (accepted
+ * connections get their own copies); cfg->ctx stays the caller's and becomes each accepted
+ * connection's ctx. The loop owns the listener; close it with rill_listener_close() (or it
+ * closes with the loop). Thread: the loop's thread. */
 RILL_API int rill_listen(rill_loop *l, const char *uri, const struct rill_listen_config *cfg,
                          rill_listener **out);
 
 /* Writes the bound address (with the real port when 0 was asked) to *ss and its length to *len.
- * Returns: 0; -EINVAL for NULL. Thread: the loop's thread. */
+ * Returns: 0; -EINVAL for NULL.
+ * Ownership: ss and len are the caller's storage, written; the address is a copy.
+ * Thread: the loop's thread. */
 RILL_API int rill_listener_addr(const rill_listener *ls, struct sockaddr_storage *ss,
                                 socklen_t *len);
 
-/* Returns the bound port (host byte order), or 0 if ls is NULL. Thread: the loop's thread. */
+/* Returns the bound port (host byte order), or 0 if ls is NULL.
+ * Ownership: reads ls; keeps nothing. Thread: the loop's thread. */
 RILL_API int rill_listener_port(const rill_listener *ls);
 
 /* Stops accepting and closes the socket; connections already accepted stay open. The handle is
  * invalid after this returns (it is freed once no event can refer to it).
- * Returns: 0; -EINVAL for NULL. Thread: the loop's thread. */
+ * Returns: 0; -EINVAL for NULL (and for a second close before the loop's next flush point; after
+ * it the memory is gone, so never close twice).
+ * Ownership: ls is the engine's to free, at the next flush point; the listener's ctx stays the
+ * caller's (accepted connections keep using it as theirs). Thread: the loop's thread. */
 RILL_API int rill_listener_close(rill_listener *ls);
 
 struct rill_connect_config {
@@ -342,7 +402,11 @@ struct rill_connect_config {
  * Data sent before on_open is queued and goes out once connected.
  * Returns: 0 and *out; -EINVAL for a NULL or malformed uri/config (nothing opened); -EMFILE;
  * -ENOBUFS when the loop's max_conns are open.
- * Ownership: the loop owns the connection until on_close returns. Thread: the loop's thread. */
+ * Ownership: uri is read during the call; cfg and *cfg->handler are copied; cfg->ctx stays the
+ * caller's. The loop owns the connection until on_close returns: *out is set (and the call
+ * returns 0) even when connect(2) fails at once, which on_close then reports. After on_close
+ * the handle's slot is reused for a later connection: never use it again.
+ * Thread: the loop's thread. */
 RILL_API int rill_connect(rill_loop *l, const char *uri, const struct rill_connect_config *cfg,
                           rill_conn **out);
 
@@ -352,14 +416,22 @@ RILL_API int rill_connect(rill_loop *l, const char *uri, const struct rill_conne
  * errno (-ECANCELED if the connection closed first, -EPIPE/-ECONNRESET if the peer went away).
  * Returns: 0 when queued; -EINVAL for bad arguments (NULL, iovcnt 0 or over IOV_MAX, total 0);
  * -ENOTCONN after rill_close() or rill_shutdown(); -ENOBUFS when the write queue is over its
- * hard limit (nothing is queued then). Thread: the loop's thread. */
+ * hard limit (nothing is queued then).
+ * Ownership: the iovec array is copied; the bytes stay the caller's and must stay valid until cb
+ * runs; ctx is passed to cb and never freed. Thread: the loop's thread. */
 RILL_API int rill_send(rill_conn *c, const struct iovec *iov, unsigned iovcnt, rill_send_cb cb,
                        void *ctx);
 
 /* Like rill_send(), but sends ranges of slab buffers without copying: the engine takes its own
  * reference on each buffer (the caller keeps its references) and drops it when the bytes are
  * sent or the send fails. cb as for rill_send().
- * Returns: as rill_send(); -EINVAL also for a slice outside its buffer. Thread: loop's. */
+ * Returns: as rill_send(); -EINVAL also for a slice outside its buffer or of a buffer already
+ * released (no reference left): misuse here is refused, not aborted, and nothing is queued.
+ * Ownership: the slices array is copied; for each non-empty slice the engine takes a reference
+ * of its own (none on a refusal), dropped once the send is done or failed, right after cb (if
+ * any) returns; so the caller may release its references as soon as this returns. The bytes in
+ * the ranges must not change until cb runs: they are sent from the buffer itself.
+ * Thread: loop's. */
 RILL_API int rill_send_bufs(rill_conn *c, const struct rill_bufslice *slices, unsigned n,
                             rill_send_cb cb, void *ctx);
 
@@ -379,52 +451,72 @@ struct rill_send_opts {
  * duplicates when the send completes or fails. opts may be NULL (then this is rill_send()).
  * Returns: as rill_send(); -EINVAL also for unknown flags, nfds over 253, descriptors on a
  * socket that is not AF_UNIX or urgent data on one that is not TCP; -EMFILE when duplicating
- * the descriptors fails. Thread: the loop's thread. */
+ * the descriptors fails.
+ * Ownership: as rill_send(); opts and its fds array are read during the call (the descriptors
+ * are duplicated, so the caller keeps and closes its own). Thread: the loop's thread. */
 RILL_API int rill_send_ex(rill_conn *c, const struct iovec *iov, unsigned iovcnt,
                           const struct rill_send_opts *opts, rill_send_cb cb, void *ctx);
 
 /* Half-closes: once every queued byte has been sent, shuts down the sending side (FIN). Reading
  * goes on until the peer closes too; then the connection closes by itself with status 0.
  * Further sends return -ENOTCONN.
- * Returns: 0; -ENOTCONN if already shut down or closing; -EINVAL for NULL. Thread: loop's. */
+ * Returns: 0; -ENOTCONN if already shut down or closing; -EINVAL for NULL.
+ * Ownership: c stays the engine's; it stays valid until its on_close has run. Thread: loop's. */
 RILL_API int rill_shutdown(rill_conn *c);
 
 /* Closes the connection without waiting for queued data: queued send callbacks get -ECANCELED,
  * then on_close(c, 0) runs from the loop (never from inside this call). Safe from any callback of
  * the connection.
  * Returns: 0; -EALREADY if close already started (on_close pending); -EINVAL for NULL.
- * Thread: the loop's thread. */
+ * Ownership: c stays valid, and calls on it refused (-ENOTCONN, -EALREADY), until on_close has
+ * run; after on_close returns the engine reuses its slot for a later connection, so a handle
+ * kept past it may name another connection: drop it there. Thread: the loop's thread. */
 RILL_API int rill_close(rill_conn *c);
 
 /* Stops reading (no on_data) until rill_read_resume(); the kernel's receive buffer then fills
  * and TCP flow control slows the peer. Returns: 0; -ENOTCONN when closing; -EINVAL for NULL.
- * Thread: the loop's thread (callbacks included). */
+ * Ownership: bytes already on their way when reading pauses (the rest of a read, completions in
+ * flight) wait in slab buffers the engine holds, counted against the slab budget, until resume
+ * delivers them. Thread: the loop's thread (callbacks included). */
 RILL_API int rill_read_pause(rill_conn *c);
 RILL_API int rill_read_resume(rill_conn *c);
 
-/* Returns the number of bytes queued and not yet sent. Thread: the loop's thread. */
+/* Returns the number of bytes queued and not yet sent (0 for NULL).
+ * Ownership: reads c; keeps nothing. Thread: the loop's thread. */
 RILL_API size_t rill_conn_write_queued(const rill_conn *c);
 
 /* Write the local or peer address to *ss and its length to *len.
  * Returns: 0; -EINVAL for NULL; -ENOTCONN before connect completed or after close.
+ * Ownership: ss and len are the caller's storage, written during the call.
  * Thread: the loop's thread. */
 RILL_API int rill_conn_local_addr(const rill_conn *c, struct sockaddr_storage *ss, socklen_t *len);
 RILL_API int rill_conn_peer_addr(const rill_conn *c, struct sockaddr_storage *ss, socklen_t *len);
 
-/* The connection's context pointer, passed to every callback. Thread: the loop's thread. */
+/* The connection's context pointer, passed to every callback (set_ctx takes effect from the
+ * next callback). NULL handles are ignored / give NULL.
+ * Ownership: ctx stays the caller's: the engine only hands it to callbacks and never frees it
+ * (free it in on_close, the last callback); a migrated connection takes it to the target loop's
+ * thread. Thread: the loop's thread. */
 RILL_API void rill_conn_set_ctx(rill_conn *c, void *ctx);
 RILL_API void *rill_conn_ctx(const rill_conn *c);
 
-/* Returns the loop the connection belongs to. Thread: the loop's thread. */
+/* Returns the loop the connection belongs to (NULL for NULL).
+ * Ownership: a plain pointer, no reference: the loop belongs to its creator (or its engine) and
+ * outlives the connection. Thread: the loop's thread. */
 RILL_API rill_loop *rill_conn_loop(const rill_conn *c);
 
 /* Returns the socket descriptor (for getsockopt and the like; do not read, write or close it),
- * or -EBADF after close. Thread: the loop's thread. */
+ * or -EBADF after close.
+ * Ownership: the descriptor stays the engine's, which closes it when the connection closes; do
+ * not keep the number past rill_close() or on_close (the kernel reuses it).
+ * Thread: the loop's thread. */
 RILL_API int rill_conn_fd(const rill_conn *c);
 
 /* The peer's credentials at connect time (SO_PEERCRED), for Unix stream and seqpacket sockets.
  * Any pointer may be NULL. Returns: 0; -EINVAL for NULL c; -ENOTCONN after close; -EOPNOTSUPP
- * for a socket that is not AF_UNIX. Thread: the loop's thread. */
+ * for a socket that is not AF_UNIX.
+ * Ownership: pid, uid and gid are the caller's storage, written on success only.
+ * Thread: the loop's thread. */
 RILL_API int rill_conn_peer_cred(const rill_conn *c, pid_t *pid, uid_t *uid, gid_t *gid);
 
 /* ---------------------------------------------------------------------------------------------
@@ -452,7 +544,9 @@ typedef enum rill_sockopt {
 
 /* Set or read a named option. Returns: 0; -EINVAL for NULL or an unknown option; -ENOPROTOOPT
  * for an option the socket's kind has not (TCP_NODELAY on UDP, IPV6_V6ONLY on IPv4);
- * -ENOTCONN after close; other setsockopt errors (-EPERM). Thread: the handle's loop thread. */
+ * -ENOTCONN after close; other setsockopt errors (-EPERM).
+ * Ownership: the handle stays the engine's; *value is the caller's storage, written by get.
+ * Thread: the handle's loop thread. */
 RILL_API int rill_conn_setopt(rill_conn *c, rill_sockopt opt, int value);
 RILL_API int rill_conn_getopt(const rill_conn *c, rill_sockopt opt, int *value);
 RILL_API int rill_listener_setopt(rill_listener *ls, rill_sockopt opt, int value);
@@ -462,7 +556,9 @@ RILL_API int rill_dgram_getopt(const rill_dgram *d, rill_sockopt opt, int *value
 
 /* Passthrough setsockopt/getsockopt on the handle's socket, for anything not named above.
  * Returns: 0; -EINVAL for NULL; -ENOTCONN after close; the call's -errno. *len is in and out
- * for get. Thread: the handle's loop thread. */
+ * for get.
+ * Ownership: val (len bytes) is read during set and not kept; val and *len are the caller's
+ * storage, written by get. Thread: the handle's loop thread. */
 RILL_API int rill_conn_setsockopt(rill_conn *c, int level, int name, const void *val,
                                   socklen_t len);
 RILL_API int rill_conn_getsockopt(const rill_conn *c, int level, int name, void *val,
@@ -478,7 +574,9 @@ RILL_API int rill_dgram_getsockopt(const rill_dgram *d, int level, int name, voi
 
 /* Reads TCP_INFO into *info (struct tcp_info from <netinet/tcp.h>), up to *len bytes; *len is
  * set to what the kernel filled. Returns: 0; -EINVAL for NULL; -ENOPROTOOPT on a socket that
- * is not TCP; -ENOTCONN after close. Thread: the loop's thread. */
+ * is not TCP; -ENOTCONN after close.
+ * Ownership: info and len are the caller's storage, written during the call.
+ * Thread: the loop's thread. */
 RILL_API int rill_conn_tcp_info(const rill_conn *c, void *info, socklen_t *len);
 
 /* ---------------------------------------------------------------------------------------------
@@ -549,7 +647,9 @@ typedef void (*rill_dgram_send_cb)(rill_dgram *d, int status, void *ctx);
  * Returns: 0 and *out; -EINVAL for a NULL or malformed uri/config (nothing opened);
  * -EPERM for a raw socket without CAP_NET_RAW, or a ping socket outside ping_group_range;
  * -EADDRINUSE and other socket/bind/connect errors.
- * Ownership: the loop owns the socket; close it with rill_dgram_close(). Thread: loop's. */
+ * Ownership: uri and cfg->peer are read during the call; cfg and *cfg->handler are copied;
+ * cfg->ctx stays the caller's. The loop owns the socket; close it with rill_dgram_close() (or it
+ * closes with the loop). Thread: loop's. */
 RILL_API int rill_dgram_open(rill_loop *l, const char *uri, const struct rill_dgram_config *cfg,
                              rill_dgram **out);
 
@@ -562,7 +662,10 @@ RILL_API int rill_dgram_open(rill_loop *l, const char *uri, const struct rill_dg
  * Returns: 0 when queued; -EINVAL for NULL, iovcnt over 64 or a bad address length;
  * -EDESTADDRREQ for no address on an unconnected socket; -EISCONN for an address on a
  * connected one; -EMSGSIZE over 1 MiB; -ENOBUFS when wq_limit bytes are queued (nothing
- * queued); -ENOTCONN after close. Thread: the loop's thread. */
+ * queued); -ENOTCONN after close.
+ * Ownership: the iovec array and the address are copied; the bytes stay the caller's until cb
+ * runs (also when the socket closes first: cb then gets -ECANCELED); ctx is passed to cb and
+ * never freed. Thread: the loop's thread. */
 RILL_API int rill_dgram_sendto(rill_dgram *d, const struct iovec *iov, unsigned iovcnt,
                                const struct sockaddr *to, socklen_t tolen, rill_dgram_send_cb cb,
                                void *ctx);
@@ -570,21 +673,25 @@ RILL_API int rill_dgram_sendto(rill_dgram *d, const struct iovec *iov, unsigned 
 /* Closes the socket: queued datagrams are dropped (their callbacks get -ECANCELED), receiving
  * stops, a Unix socket file this socket created is removed, and on_close(d, 0) runs from the
  * loop, never from inside this call.
- * Returns: 0; -EALREADY if closing; -EINVAL for NULL. Thread: the loop's thread. */
+ * Returns: 0; -EALREADY if closing; -EINVAL for NULL.
+ * Ownership: d stays valid until on_close returns, after every send callback; the engine frees
+ * it right then, so drop the handle (and free ctx) in on_close. Thread: the loop's thread. */
 RILL_API int rill_dgram_close(rill_dgram *d);
 
 /* Writes the bound local address to *ss and its length to *len.
- * Returns: 0; -EINVAL for NULL; -ENOTCONN after close. Thread: the loop's thread. */
+ * Returns: 0; -EINVAL for NULL; -ENOTCONN after close.
+ * Ownership: ss and len are the caller's storage, written during the call.
+ * Thread: the loop's thread. */
 RILL_API int rill_dgram_local_addr(const rill_dgram *d, struct sockaddr_storage *ss,
                                    socklen_t *len);
 
 /* Returns the bound port (host byte order) of a UDP socket, else 0 (also for NULL).
- * Thread: the socket's loop thread. */
+ * Ownership: reads d; keeps nothing. Thread: the socket's loop thread. */
 RILL_API int rill_dgram_port(const rill_dgram *d);
 
 /* Bytes queued and not yet handed to the kernel, as counted against wq_limit: each datagram's
  * payload plus 64 bytes for its bookkeeping (so empty datagrams cannot queue without bound).
- * Returns 0 for NULL. Thread: the socket's loop thread. */
+ * Returns 0 for NULL. Ownership: reads d; keeps nothing. Thread: the socket's loop thread. */
 RILL_API size_t rill_dgram_queued(const rill_dgram *d);
 
 /* The socket's descriptor (for options; do not read, write or close it), or -EBADF for NULL or
@@ -593,6 +700,8 @@ RILL_API int rill_dgram_fd(const rill_dgram *d);
 
 /* The context pointer passed to every callback (set_ctx takes effect from the next callback),
  * and the loop the socket belongs to. NULL handles are ignored / give NULL.
+ * Ownership: ctx stays the caller's: the engine hands it to callbacks and never frees it (free
+ * it in on_close). The loop pointer is no reference; the loop outlives the socket.
  * Thread: the socket's loop thread. */
 RILL_API void rill_dgram_set_ctx(rill_dgram *d, void *ctx);
 RILL_API void *rill_dgram_ctx(const rill_dgram *d);
@@ -606,19 +715,26 @@ typedef void (*rill_timer_cb)(rill_timer *t, void *ctx);
 
 /* Creates a stopped timer on the loop.
  * Returns: 0 and *out; -EINVAL for NULL; -ENOMEM.
- * Ownership: the caller owns it and frees it with rill_timer_destroy(). Thread: loop's. */
+ * Ownership: the caller owns it and frees it with rill_timer_destroy(); rill_loop_destroy()
+ * frees the timers still existing. ctx stays the caller's: passed to cb, never freed.
+ * Thread: loop's. */
 RILL_API int rill_timer_create(rill_loop *l, rill_timer_cb cb, void *ctx, rill_timer **out);
 
 /* (Re)starts the timer: cb runs after timeout_ms, then every repeat_ms if repeat_ms > 0. A timer
  * that is already running is rescheduled. Timers due at the same time fire in start order.
- * Returns: 0; -EINVAL for NULL. Thread: the loop's thread (callbacks included). */
+ * Returns: 0; -EINVAL for NULL.
+ * Ownership: t stays the caller's (valid until rill_timer_destroy() or the loop's destruction).
+ * Thread: the loop's thread (callbacks included). */
 RILL_API int rill_timer_start(rill_timer *t, uint64_t timeout_ms, uint64_t repeat_ms);
 
 /* Stops the timer; it does not fire again until restarted. Stopping a stopped timer is a no-op.
- * Returns: 0; -EINVAL for NULL. Thread: the loop's thread. */
+ * Returns: 0; -EINVAL for NULL.
+ * Ownership: t stays the caller's; stopping frees nothing (rill_timer_destroy() does).
+ * Thread: the loop's thread. */
 RILL_API int rill_timer_stop(rill_timer *t);
 
-/* Returns true when the timer is scheduled. Thread: the loop's thread. */
+/* Returns true when the timer is scheduled (false for NULL).
+ * Ownership: reads t; keeps nothing. Thread: the loop's thread. */
 RILL_API bool rill_timer_active(const rill_timer *t);
 
 /* Stops and frees the timer; allowed from inside its own callback. NULL is ignored.
@@ -640,19 +756,22 @@ struct rill_engine_config {
     struct rill_loop_config loop; /* every loop's config (each picks its backend as usual) */
 };
 
-/* Fills cfg with the defaults. Thread: any. */
+/* Fills cfg with the defaults. NULL is ignored.
+ * Ownership: cfg is the caller's storage, written and not kept. Thread: any. */
 RILL_API void rill_engine_config_init(struct rill_engine_config *cfg);
 
 /* Creates an engine and its loops (not yet running). cfg may be NULL for the defaults.
  * Returns: 0 and *out; -EINVAL for a bad config; errors of rill_loop_create().
- * Ownership: the caller destroys it with rill_engine_destroy(). Thread: any. */
+ * Ownership: cfg is copied. The caller owns the engine and destroys it with
+ * rill_engine_destroy(); the engine owns its loops. Thread: any. */
 RILL_API int rill_engine_create(const struct rill_engine_config *cfg, rill_engine **out);
 
 /* Starts one thread per loop (pinned unless RILL_ENGINE_F_NO_PIN). Returns once every loop is
  * ready; no loop serves before all are.
  * Returns: 0; -EALREADY if started; -EAGAIN/-ENOMEM if a thread cannot start: then none runs,
  * the threads that did start have ended, and the engine may be started again or destroyed.
- * Thread: the thread that created it, not a loop thread. */
+ * Ownership: from here each loop belongs to its own thread, which also destroys it when the
+ * engine stops; e stays the caller's. Thread: the thread that created it, not a loop thread. */
 RILL_API int rill_engine_start(rill_engine *e);
 
 /* Stops gracefully: every listener and datagram socket closes first (their on_close runs with
@@ -660,28 +779,40 @@ RILL_API int rill_engine_start(rill_engine *e);
  * status 0) once its queued data is sent, or with -ETIMEDOUT when drain_ms passes first; then
  * the loops stop and their threads are joined. drain_ms 0 closes at once (queued sends get
  * -ECANCELED). Returns within about drain_ms (plus one loop iteration).
- * Returns: 0; -EINVAL for NULL; -EALREADY if not running. Thread: not a loop thread. */
+ * Returns: 0; -EINVAL for NULL; -EALREADY if not running.
+ * Ownership: when this returns every loop has been destroyed on its own thread, with every
+ * handle and buffer of it (rill_engine_loop() gives NULL from then on); e stays the caller's,
+ * to destroy (it cannot start again). Thread: not a loop thread. */
 RILL_API int rill_engine_stop(rill_engine *e, uint32_t drain_ms);
 
 /* Destroys a stopped (or never started) engine and its loops. A running engine is stopped first
- * with drain_ms 0. NULL is ignored. Thread: not a loop thread. */
+ * with drain_ms 0. NULL is ignored.
+ * Ownership: e, its loops and everything on them are invalid when this returns. Messages posted
+ * to an engine that never started are dropped unrun: their arg is never handed back.
+ * Thread: not a loop thread. */
 RILL_API void rill_engine_destroy(rill_engine *e);
 
-/* Returns the number of loops (0 for NULL). Thread: any. */
+/* Returns the number of loops (0 for NULL). Ownership: reads e; keeps nothing. Thread: any. */
 RILL_API uint32_t rill_engine_loop_count(const rill_engine *e);
 
-/* Returns loop `index` (NULL when out of range). Thread: any, but use the loop itself only from
- * its own thread (in its callbacks or posted functions), or before start. */
+/* Returns loop `index` (NULL when out of range, and once the engine has stopped).
+ * Ownership: the loop is the engine's, no reference: never rill_loop_destroy() it; it is
+ * destroyed when the engine stops (or is destroyed, if it never started).
+ * Thread: any, but use the loop itself only from its own thread (in its callbacks or posted
+ * functions), or before start. */
 RILL_API rill_loop *rill_engine_loop(const rill_engine *e, uint32_t index);
 
-/* Returns the CPU loop `index` is pinned to, or -1 when unpinned or out of range. Thread: any. */
+/* Returns the CPU loop `index` is pinned to, or -1 when unpinned or out of range.
+ * Ownership: reads e; keeps nothing. Thread: any. */
 RILL_API int rill_engine_loop_cpu(const rill_engine *e, uint32_t index);
 
 /* Returns the index of a loop within its engine, or -1 for a loop not owned by an engine.
- * Thread: any (fixed when the engine creates the loop). */
+ * Ownership: reads l; keeps nothing. Thread: any (fixed when the engine creates the loop). */
 RILL_API int rill_loop_index(const rill_loop *l);
 
-/* Returns the engine a loop belongs to, or NULL. Thread: any. */
+/* Returns the engine a loop belongs to, or NULL.
+ * Ownership: no reference: the engine owns the loop, not the other way round; it is the
+ * creator's to destroy, never from one of its loops' threads. Thread: any. */
 RILL_API rill_engine *rill_loop_engine(const rill_loop *l);
 
 #define RILL_ENGINE_LISTEN_F_STEER (1u << 0) /* serve each connection on the loop of its CPU */
@@ -701,9 +832,11 @@ typedef enum rill_steering {
  * *steering and in one log line.
  * Returns: the bound port (> 0) or 0 for a unix address (one listener, on loop 0: unix sockets
  * have no SO_REUSEPORT); -EINVAL; bind/listen errors (then no listener stays open).
- * Ownership: the engine owns the listeners; they close when it stops. Accepted connections call
- * cfg->handler on their own loop's thread. Thread: not a loop thread; before start or while
- * running. */
+ * Ownership: uri and cfg are read during the call (each loop's listener copies cfg and its
+ * handler); *steering is the caller's storage. The engine owns the listeners; they close when it
+ * stops. Accepted connections call the handler on their own loop's thread, all with cfg->ctx as
+ * their ctx: it is shared by every loop's thread at once. Thread: not a loop thread; before
+ * start or while running. */
 RILL_API int rill_engine_listen(rill_engine *e, const char *uri, const struct rill_listen_config *cfg,
                                 uint32_t flags, rill_steering *steering);
 
@@ -713,7 +846,9 @@ typedef void (*rill_post_fn)(rill_loop *l, void *arg);
  * to one loop run in the order posted; none is lost or run twice. The mailbox is bounded.
  * Returns: 0; -EAGAIN when that loop's mailbox is full (nothing queued: try again later);
  * -EINVAL for a bad index or NULL fn; -ESHUTDOWN once the engine is stopping.
- * Ownership: arg stays the caller's business. Thread: any (loop threads included). */
+ * Ownership: arg stays the caller's: passed to fn as it is, never freed. A message that was
+ * refused is not queued (fn never sees arg); one accepted runs exactly once, except on an engine
+ * destroyed without ever starting, which drops it. Thread: any (loop threads included). */
 RILL_API int rill_engine_post(rill_engine *e, uint32_t index, rill_post_fn fn, void *arg);
 
 typedef void (*rill_migrate_cb)(rill_conn *c, int status, void *arg);
@@ -729,14 +864,20 @@ typedef void (*rill_migrate_cb)(rill_conn *c, int status, void *arg);
  * stop), the move is cancelled: on_close runs on the old handle and cb is not called.
  * Returns: 0 when the move started; -EINVAL (NULL, bad index, not in an engine); -EBUSY when
  * sends are queued, data is held or the connection is closing (finish them first); -EALREADY
- * when it already is on that loop. Thread: the connection's loop thread. */
+ * when it already is on that loop.
+ * Ownership: at the hand-over the old handle is freed (its slot reused): never use it after
+ * that; the new one (given to cb) belongs to the target loop until its on_close, and takes the
+ * same ctx, which from then on is used on the target's thread. arg stays the caller's and is
+ * passed to cb at most once: when the move is cancelled (on_close on the old handle) cb never
+ * runs, so free arg from on_close then. Thread: the connection's loop thread. */
 RILL_API int rill_conn_migrate(rill_conn *c, uint32_t index, rill_migrate_cb cb, void *arg);
 
 /* Per-loop counters (out[i] for loop i, n entries at most) and their sum. While running, each
  * loop copies its own counters on its thread (through its mailbox), so the snapshot is
  * consistent per loop. Either pointer may be NULL.
- * Returns: the number of loops reported; -EINVAL; -EAGAIN if a mailbox is full. Thread: not a
- * loop thread. */
+ * Returns: the number of loops reported; -EINVAL; -EAGAIN if a mailbox is full.
+ * Ownership: per_loop (n entries) and sum are the caller's storage, written during the call; the
+ * counters are copies. Thread: not a loop thread. */
 RILL_API int rill_engine_stats(rill_engine *e, struct rill_loop_stats *per_loop, uint32_t n,
                                struct rill_loop_stats *sum);
 

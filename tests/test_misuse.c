@@ -1,11 +1,16 @@
 /* Misuse of the public API: NULL arguments, malformed addresses and configs, calls on a closing
- * connection, bad send arguments, listeners closed twice or competing for a port, and the
- * write-queue hard limit. Every refused call must leave no trace: no descriptor opened, no byte
- * queued, no callback run. */
+ * connection, bad send arguments, buffers released too often, listeners closed twice or
+ * competing for a port, and the write-queue hard limit. Every refused call must leave no trace:
+ * no descriptor opened, no byte queued, no callback run; misuse that cannot be refused (a void
+ * call) aborts with a message before it touches anything. */
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
+#include <sys/wait.h>
 
 #include "harness.h"
+
+#include <criterion/redirect.h>
 
 /* ---- a loop with one accepted connection ---------------------------------------------------- */
 
@@ -463,6 +468,142 @@ H_BACKEND_TEST(misuse, send_bufs_slices, .timeout = 30)
     cr_assert_eq((uint8_t)got, h_pattern(9, cap - 1));
     rill_loop_stats(p.l, &st);
     cr_assert_eq(st.bufs_in_use, 0, "the engine dropped its reference once sent");
+    pair_close(&p);
+}
+
+/* ---- buffers released too often ------------------------------------------------------------ */
+
+/* A buffer's references are counted; one release too many would put it on the slab's free list
+ * twice, and two later leases would then hand the same memory to two owners. That is caught in
+ * every build, Release included: the call aborts before it touches the slab. Buffers do not
+ * depend on the backend, so these run on epoll only. */
+
+static rill_loop *epoll_loop(void)
+{
+    struct rill_loop_config cfg;
+    rill_loop_config_init(&cfg);
+    cfg.backend = RILL_BACKEND_EPOLL;
+    unsetenv("RILL_BACKEND");
+    rill_loop *l = NULL;
+    return rill_loop_create(&cfg, &l) == 0 ? l : NULL;
+}
+
+/* Leases a buffer and drops its only reference: what is left is a pointer to a free buffer. */
+static rill_buf *released_buf(rill_loop *l)
+{
+    rill_buf *b = NULL;
+    if (rill_buf_lease(l, 100, &b) < 0)
+        return NULL;
+    rill_buf_release(b);
+    return b;
+}
+
+Test(misuse, buf_double_release_aborts, .signal = SIGABRT, .init = cr_redirect_stderr,
+     .timeout = 30)
+{
+    rill_loop *l = epoll_loop();
+    cr_assert_not_null(l);
+    rill_buf *b = released_buf(l);
+    cr_assert_not_null(b);
+    struct rill_loop_stats st;
+    rill_loop_stats(l, &st);
+    cr_assert_eq(st.bufs_in_use, 0, "the first release freed the buffer");
+    rill_buf_release(b); /* aborts */
+    cr_assert_fail("a second rill_buf_release of a buffer leased once returned");
+}
+
+Test(misuse, buf_ref_after_release_aborts, .signal = SIGABRT, .init = cr_redirect_stderr,
+     .timeout = 30)
+{
+    rill_loop *l = epoll_loop();
+    cr_assert_not_null(l);
+    rill_buf *b = released_buf(l);
+    cr_assert_not_null(b);
+    rill_buf_ref(b); /* aborts */
+    cr_assert_fail("rill_buf_ref of a released buffer returned");
+}
+
+/* Runs wrong() in a child process whose stderr goes into out[]; returns its wait status. */
+static int run_child(void (*wrong)(rill_loop *, rill_buf *), char *out, size_t cap)
+{
+    int fds[2];
+    cr_assert_eq(pipe(fds), 0);
+    fflush(stderr);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        dup2(fds[1], STDERR_FILENO);
+        close(fds[0]);
+        close(fds[1]);
+        rill_loop *l = epoll_loop();
+        rill_buf *b = l ? released_buf(l) : NULL;
+        if (!b)
+            _exit(2);
+        wrong(l, b);
+        _exit(0); /* not reached when the misuse is caught */
+    }
+    close(fds[1]);
+    size_t have = 0;
+    ssize_t r;
+    while (have + 1 < cap && (r = read(fds[0], out + have, cap - 1 - have)) != 0) {
+        if (r < 0 && errno == EINTR)
+            continue;
+        cr_assert_gt(r, 0, "read: %s", strerror(errno));
+        have += (size_t)r;
+    }
+    out[have] = '\0';
+    close(fds[0]);
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        cr_assert_eq(errno, EINTR);
+    return status;
+}
+
+static void release_again(rill_loop *l, rill_buf *b)
+{
+    (void)l;
+    rill_buf_release(b);
+}
+
+static void ref_again(rill_loop *l, rill_buf *b)
+{
+    (void)l;
+    rill_buf_ref(b);
+}
+
+Test(misuse, buf_misuse_message_names_it, .timeout = 30)
+{
+    static char out[4096];
+    int st = run_child(release_again, out, sizeof out);
+    cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT,
+              "a double release ends the process with SIGABRT (status %#x); stderr: %s", st, out);
+    cr_assert_not_null(strstr(out, "rill: rill_buf_release: buffer 0x"), "stderr: %s", out);
+    cr_assert_not_null(strstr(out, "double release"), "stderr: %s", out);
+
+    st = run_child(ref_again, out, sizeof out);
+    cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT,
+              "a reference on a released buffer ends the process with SIGABRT (status %#x); "
+              "stderr: %s", st, out);
+    cr_assert_not_null(strstr(out, "rill: rill_buf_ref: buffer 0x"), "stderr: %s", out);
+    cr_assert_not_null(strstr(out, "already released"), "stderr: %s", out);
+}
+
+/* rill_send_bufs can refuse instead: a slice of a released buffer is -EINVAL, nothing queued. */
+H_BACKEND_TEST(misuse, send_bufs_released_buffer, .timeout = 30)
+{
+    struct pair p;
+    pair_open(&p, backend, NULL);
+    rill_buf *b;
+    cr_assert_eq(rill_buf_lease(p.l, 100, &b), 0);
+    rill_buf_release(b);
+    struct rill_bufslice s = {b, 0, 10};
+    cr_assert_eq(rill_send_bufs(p.c, &s, 1, p_sent, &p), -EINVAL);
+    cr_assert_eq(rill_conn_write_queued(p.c), 0);
+    struct rill_loop_stats st;
+    rill_loop_stats(p.l, &st);
+    cr_assert_eq(st.bufs_in_use, 0, "the refused send took no reference");
+    h_run_for(p.l, 20);
+    cr_assert_eq(p.cbs, 0, "a refused send never calls back");
     pair_close(&p);
 }
 

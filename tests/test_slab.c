@@ -1,7 +1,9 @@
 /* Tests of the per-loop slab (engine/slab.c): leases, references, size classes, the budget and
  * reclaiming wholly free regions for another class. */
 #include <criterion/criterion.h>
+#include <criterion/redirect.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdint.h>
 #include <string.h>
 #include <unistd.h>
@@ -137,6 +139,32 @@ Test(slab, ref_and_put)
     rill__buf_put(again);
     cr_assert_eq(s.releases, 2);
     rill__slab_fini(&s);
+}
+
+/* A put or get on a free buffer aborts in every build (the free list would be corrupt after
+ * it); the message itself is checked in test_misuse. */
+Test(slab, put_on_a_free_buffer_aborts, .signal = SIGABRT, .init = cr_redirect_stderr)
+{
+    struct rill__slab s;
+    struct rill_buf *b;
+    cr_assert_eq(rill__slab_init(&s, 4 * MiB), 0);
+    cr_assert_eq(rill__slab_lease(&s, 100, &b), 0);
+    rill__buf_put(b);
+    cr_assert_eq(s.releases, 1);
+    rill__buf_put(b);
+    cr_assert_fail("a put on a free buffer returned (refs now %u, releases %llu)", b->refs,
+                   (unsigned long long)s.releases);
+}
+
+Test(slab, get_on_a_free_buffer_aborts, .signal = SIGABRT, .init = cr_redirect_stderr)
+{
+    struct rill__slab s;
+    struct rill_buf *b;
+    cr_assert_eq(rill__slab_init(&s, 4 * MiB), 0);
+    cr_assert_eq(rill__slab_lease(&s, 100, &b), 0);
+    rill__buf_put(b);
+    rill__buf_get(b);
+    cr_assert_fail("a get on a free buffer returned (refs now %u)", b->refs);
 }
 
 Test(slab, region_sizes)
