@@ -10,15 +10,24 @@
  * Per-handle state lives here, in structs that embed the handle first (ep_conn, ep_dgram,
  * ep_listener): what readiness was seen, whether a send waits for EPOLLOUT.
  *
- * Reads: into slab buffers chosen here (the seam leaves the choice of buffer to the backend). The
- * first read of each turn a connection gets offers one buffer (a plain read(2)): most fit, and
- * leasing a second buffer per read only to give it back costs time on every small request. A
- * read that fills what it was offered shows a bulk stream, and the reads after it in that turn
- * offer RILL__RECV_IOVS buffers to one readv. A read that comes back shorter than the buffers
- * offered proves the kernel's receive queue was empty at that instant, so the EAGAIN read is
- * skipped, unless the peer's FIN was signalled (EP_RD_HUP): then we read on to see the end of
- * stream. A connection that used its RILL_READ_BUDGET goes on the loop's read list and
- * continues in the next iteration, so one fast sender cannot starve the others.
+ * Reads: one slab buffer per read(2), chosen here (the seam leaves the choice of buffer to the
+ * backend), so that each message is read, and handed to the connection, once. Its size adapts
+ * per connection: a read that fills its offer doubles the next one (up to EP_RX_MAX, one turn's
+ * read budget), a read of under a quarter of it halves it again (never below recv_buf_size).
+ * A 16 KiB request stream thus settles at 32 KiB offers, each read short of its offer, and a
+ * bulk transfer at 256 KiB reads.
+ *
+ * A read that comes back shorter than its offer proves the kernel's receive queue was empty at
+ * that instant, so the EAGAIN read after it is skipped. That holds under edge triggering
+ * because of how the two meet: tcp_recvmsg (and unix_stream_read_generic) copy out everything
+ * queued up to the offer under the socket lock, so a short count means the queue was drained;
+ * bytes that arrive after that call raise a new EPOLLIN edge (ep_poll_callback runs on every
+ * wake-up of the socket's wait queue, and the edge-triggered item is re-queued for it), so
+ * nothing waits unseen. Exceptions: the peer's FIN or an error was signalled (EP_RD_HUP), where
+ * we read on to see the end of stream; urgent data, where a read stops at the mark; and a
+ * read the fault hook cut short, which proves nothing. A connection that used its
+ * RILL_READ_BUDGET goes on the loop's read list and continues in the next iteration, so one
+ * fast sender cannot starve the others.
  *
  * Event data carries a cookie {op | generation | slot}, never a pointer: an event for a
  * connection that a callback closed earlier in the same batch finds the closing flag, and one
@@ -36,7 +45,7 @@
 #include "dgram.h"
 #include "sys.h"
 
-#define RILL__RECV_IOVS 2u
+#define EP_RX_MAX RILL_READ_BUDGET /* the largest receive offer */
 
 struct epoll_loop {
     struct rill_loop base; /* first: recovered with container_of */
@@ -58,6 +67,7 @@ enum {
 struct ep_conn {
     struct rill_conn c; /* first */
     uint32_t f;         /* EP_* */
+    uint32_t rx;        /* the next read's offer in bytes (0: recv_buf_size) */
 };
 
 struct ep_dgram {
@@ -289,57 +299,57 @@ static void ep_read_msg(struct ep_conn *e)
         ssize_t r = rill__sys_recvmsg(&l->stats, c->fd, &m, MSG_DONTWAIT);
         bool ok = r <= 0 || rill__conn_on_msg(c, b, (size_t)r, &m);
         rill__buf_put(b);
-        if (!ok || !read_goes_on(e, r, rill__sys_injected, &budget))
+        if (!ok || !read_goes_on(e, r, rill__sys_was_injected(), &budget))
             return;
     }
+}
+
+/* The adaptive offer: see the top of this file. */
+static void rx_adapt(struct ep_conn *e, size_t offered, size_t got, size_t floor)
+{
+    if (got == offered)
+        e->rx = (uint32_t)(offered * 2 <= EP_RX_MAX ? offered * 2 : EP_RX_MAX);
+    else if (got < offered / 4 && offered / 2 >= floor)
+        e->rx = (uint32_t)(offered / 2);
 }
 
 static void ep_read(struct ep_conn *e)
 {
     rill_conn *c = &e->c;
     rill_loop *l = c->loop;
-    size_t budget = RILL_READ_BUDGET;
+    size_t budget = RILL_READ_BUDGET, floor = l->cfg.recv_buf_size;
     if (c->rx_msg) {
         ep_read_msg(e);
         return;
     }
-    unsigned width = 1; /* buffers to offer: see the top of this file */
     while (rill__conn_can_read(c) && (e->f & EP_RD_READY)) {
-        struct rill_buf *b[RILL__RECV_IOVS];
-        struct iovec iov[RILL__RECV_IOVS];
-        unsigned nb = 0;
-        size_t offered = 0;
-        for (; nb < width; nb++) {
-            if (rill__slab_lease(&l->slab, l->cfg.recv_buf_size, &b[nb]) < 0)
-                break;
-            iov[nb] = (struct iovec){b[nb]->data, rill__buf_cap(b[nb])};
-            offered += iov[nb].iov_len;
-        }
-        if (nb == 0) {
-            rill__conn_starved(c); /* retried when buffers come back */
-            return;
-        }
-        ssize_t r = rill__sys_readv(&l->stats, c->fd, iov, (int)nb);
-        bool injected = rill__sys_injected;
-        size_t left = r > 0 ? (size_t)r : 0;
-        for (unsigned i = 0; i < nb; i++) {
-            size_t n = left < iov[i].iov_len ? left : iov[i].iov_len;
-            left -= n;
-            if (n)
-                rill__conn_recv(c, b[i], (ssize_t)n); /* held, in order, if a callback paused */
-            rill__buf_put(b[i]);
-        }
-        if (r > 0) {
-            /* Urgent data breaks the rule: a read stops short at the urgent mark with more
-             * bytes behind it, so a connection that takes urgent data reads on to EAGAIN. */
-            if ((size_t)r < offered && !injected && !(e->f & EP_RD_HUP) && !c->h.on_urgent) {
-                e->f &= ~EP_RD_READY;
+        struct rill_buf *b;
+        if (rill__slab_lease(&l->slab, e->rx ? e->rx : floor, &b) < 0) {
+            /* A large offer the budget cannot give falls back to the configured size. */
+            if (!e->rx || rill__slab_lease(&l->slab, floor, &b) < 0) {
+                rill__conn_starved(c); /* retried when buffers come back */
                 return;
             }
-            if ((size_t)r == offered)
-                width = RILL__RECV_IOVS;
+            e->rx = 0;
         }
-        if (!read_goes_on(e, r, injected, &budget))
+        size_t offered = rill__buf_cap(b);
+        ssize_t r = rill__sys_read(&l->stats, c->fd, b->data, offered);
+        if (r <= 0) {
+            rill__buf_put(b);
+            if (!read_goes_on(e, r, rill__sys_was_injected(), &budget))
+                return;
+            continue;
+        }
+        bool more = rill__conn_recv(c, b, r); /* held, in order, if a callback paused */
+        rill__buf_put(b);
+        bool injected = rill__sys_was_injected();
+        if (!injected)
+            rx_adapt(e, offered, (size_t)r, floor);
+        if ((size_t)r < offered && !injected && !(e->f & EP_RD_HUP) && !c->h.on_urgent) {
+            e->f &= ~EP_RD_READY; /* drained: see the top of this file */
+            return;
+        }
+        if (!more || !read_goes_on(e, r, injected, &budget))
             return;
     }
 }
@@ -351,15 +361,23 @@ static void ep_send(rill_loop *l, rill_conn *c)
     if (e->f & EP_WR_BLOCKED)
         return; /* EPOLLOUT's edge marks it again */
     while (c->wq_head && !(c->state & RILL__C_CLOSING)) {
-        struct iovec iov[RILL__MAX_IOV];
-        struct msghdr m;
-        int flags;
-        unsigned n = rill__conn_wq_msg(c, &m, iov, RILL__MAX_IOV, &flags);
-        size_t want = 0;
-        for (unsigned i = 0; i < n; i++)
-            want += iov[i].iov_len;
-        ssize_t r = rill__sys_sendmsg(&l->stats, c->fd, &m, flags);
-        bool injected = rill__sys_injected;
+        size_t want;
+        ssize_t r;
+        const struct iovec *one = rill__conn_wq_one(c);
+        if (one) { /* the common case: send(2), no msghdr */
+            want = one->iov_len;
+            r = rill__sys_send(&l->stats, c->fd, one->iov_base, want, 0);
+        } else {
+            struct iovec iov[RILL__MAX_IOV];
+            struct msghdr m;
+            int flags;
+            unsigned n = rill__conn_wq_msg(c, &m, iov, RILL__MAX_IOV, &flags);
+            want = 0;
+            for (unsigned i = 0; i < n; i++)
+                want += iov[i].iov_len;
+            r = rill__sys_sendmsg(&l->stats, c->fd, &m, flags);
+        }
+        bool injected = rill__sys_was_injected();
         if (r >= 0) {
             rill__conn_sent(c, (size_t)r);
             /* A real short send means the socket buffer is full: wait for the EPOLLOUT edge. */

@@ -116,18 +116,6 @@ void rill__conn_release_slot(rill_conn *c)
 
 /* ---- flush point work ----------------------------------------------------------------------- */
 
-void rill__conn_mark_flush(rill_conn *c)
-{
-    /* A backend with a send in flight (or waiting for the socket) ignores the send downcall
-     * and marks the connection again when it can go on; that costs one list visit. */
-    if (c->state & (RILL__C_CLOSING | RILL__C_CONNECTING))
-        return;
-    if (!rill__list_linked(&c->flush_link)) {
-        rill__list_push_back(&c->loop->flush_list, &c->flush_link);
-        rill__loop_pending(c->loop, RILL__KIND_CONN);
-    }
-}
-
 static void conn_flush_all(rill_loop *l)
 {
     /* Take the list as it is now: connections marked by callbacks during this walk are sent in

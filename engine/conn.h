@@ -147,8 +147,14 @@ void rill__conn_adopted(rill_conn *c);
  * is held any more. */
 bool rill__conn_deliver_held(rill_conn *c);
 /* Runs on_drain below the low water mark, and a wanted half-close (or a close that waited for
- * the queue) once the queue is empty. */
-void rill__conn_check_drained(rill_conn *c);
+ * the queue) once the queue is empty. Inline: after nearly every send none of it applies. */
+void rill__conn_check_drained_slow(rill_conn *c);
+static inline void rill__conn_check_drained(rill_conn *c)
+{
+    /* SHUT_DONE implies SHUT_WANTED, so these three bits cover every case of the slow path. */
+    if (c->state & (RILL__C_HIGH | RILL__C_SHUT_WANTED | RILL__C_CLOSE_AFTER_WQ))
+        rill__conn_check_drained_slow(c);
+}
 /* Fails every queued send with status; used once the connection is closing. */
 void rill__conn_wq_cancel_all(rill_conn *c, int status);
 /* Gathers up to max iovecs from the head for one send. */
@@ -169,6 +175,29 @@ static inline bool rill__conn_can_read(const rill_conn *c)
 {
     return !(c->state & (RILL__C_RD_PAUSED | RILL__C_RD_STARVED | RILL__C_RD_EOF |
                          RILL__C_CLOSING | RILL__C_CONNECTING | RILL__C_MIGRATING));
+}
+
+/* The write queue's sendable head when it is one plain span (no descriptors due, not urgent, no
+ * entry behind it): the backend can send it with send(2), without a msghdr. NULL otherwise. */
+static inline const struct iovec *rill__conn_wq_one(const rill_conn *c)
+{
+    const struct rill__wq_entry *e = c->wq_head;
+    if (e->next || e->cur + 1 != e->niov || (e->nfds && !e->fds_sent) || e->urgent)
+        return NULL;
+    return &e->iov[e->cur];
+}
+
+/* The connection has bytes to send (again): on the flush list for the send downcall. Inline:
+ * every send marks its connection. A backend with a send in flight (or waiting for the socket)
+ * ignores the downcall and marks the connection again when it can go on. */
+static inline void rill__conn_mark_flush(rill_conn *c)
+{
+    if (c->state & (RILL__C_CLOSING | RILL__C_CONNECTING))
+        return;
+    if (!rill__list_linked(&c->flush_link)) {
+        rill__list_push_back(&c->loop->flush_list, &c->flush_link);
+        rill__loop_pending(c->loop, RILL__KIND_CONN);
+    }
 }
 
 #include "upcall.h"

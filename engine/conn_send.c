@@ -22,7 +22,9 @@
 
 /* ---- entries ---------------------------------------------------------------------------- */
 
-static struct rill__wq_entry *wq_entry_get(rill_loop *l, unsigned niov)
+/* The entry functions are inline on purpose: they are on every send's path, and the common
+ * small entry comes from and goes back to the loop's free list in a few instructions. */
+static inline struct rill__wq_entry *wq_entry_get(rill_loop *l, unsigned niov)
 {
     struct rill__wq_entry *e;
     unsigned cap = niov <= WQ_SMALL_IOV ? WQ_SMALL_IOV : niov;
@@ -50,15 +52,21 @@ static struct rill__wq_entry *wq_entry_get(rill_loop *l, unsigned niov)
     return e;
 }
 
-static void wq_entry_put(rill_loop *l, struct rill__wq_entry *e)
+/* Our duplicates of passed descriptors: the peer has its own once the message went out. */
+static void wq_entry_drop_fds(struct rill__wq_entry *e)
+{
+    for (uint32_t i = 0; i < e->nfds; i++)
+        close(e->fds[i]);
+    rill__free(e->cmsg);
+}
+
+static inline void wq_entry_put(rill_loop *l, struct rill__wq_entry *e)
 {
     if (e->bufs)
         for (uint32_t i = 0; i < e->niov; i++)
             rill__buf_put(e->buf[i]);
-    /* Our duplicates: the peer has its own once the control message went out. */
-    for (uint32_t i = 0; i < e->nfds; i++)
-        close(e->fds[i]);
-    rill__free(e->cmsg);
+    if (__builtin_expect(e->cmsg != NULL, 0))
+        wq_entry_drop_fds(e);
     if (e->cap == WQ_SMALL_IOV && l->wq_free_len < WQ_FREE_MAX) {
         e->next = l->wq_free;
         l->wq_free = e;
@@ -71,7 +79,8 @@ static void wq_entry_put(rill_loop *l, struct rill__wq_entry *e)
 /* What both send calls do once they have added up their bytes: refuse an empty send, a
  * connection that no longer sends, or a queue past its hard limit; then take an entry with room
  * for niov spans. Returns 0 and *out, or the error rill_send reports. */
-static int wq_begin(rill_conn *c, size_t total, unsigned niov, struct rill__wq_entry **out)
+static inline int wq_begin(rill_conn *c, size_t total, unsigned niov,
+                           struct rill__wq_entry **out)
 {
     if (total == 0)
         return -EINVAL;
@@ -89,8 +98,8 @@ static int wq_begin(rill_conn *c, size_t total, unsigned niov, struct rill__wq_e
     return *out ? 0 : -ENOMEM;
 }
 
-static void wq_append(rill_conn *c, struct rill__wq_entry *e, rill_send_cb cb, void *ctx,
-                      size_t total)
+static inline void wq_append(rill_conn *c, struct rill__wq_entry *e, rill_send_cb cb, void *ctx,
+                             size_t total)
 {
     e->cb = cb;
     e->ctx = ctx;
@@ -235,7 +244,7 @@ unsigned rill__conn_wq_msg(rill_conn *c, struct msghdr *m, struct iovec *iov, un
     return n;
 }
 
-void rill__conn_check_drained(rill_conn *c)
+void rill__conn_check_drained_slow(rill_conn *c)
 {
     rill_loop *l = c->loop;
     if ((c->state & RILL__C_HIGH) && c->wq_bytes < c->opts.wq_low) {

@@ -32,31 +32,11 @@
 #define REGION_TARGET ((size_t)256 * 1024) /* preferred region size in bytes */
 #define REGION_MIN_BUFS 16u                /* ... unless 16 buffers of the class are larger */
 
-struct rill__region {
-    struct rill__region *next; /* in s->regions */
-    struct rill__slab *slab;   /* owner, for rill__buf_slab() and rill__buf_put() */
-    uint8_t *base;             /* the mapping */
-    size_t bytes;              /* its length, a multiple of the page size */
-    uint32_t cls;              /* size class of every buffer in it */
-    uint32_t nbufs;            /* buffers carved from it */
-    uint32_t nfree;            /* of which on the free list now; nfree == nbufs: reclaimable */
-    bool doomed;               /* chosen for unmapping by reclaim() */
-    struct rill_buf bufs[];    /* the headers, bufs[i].data == base + i * class size */
-};
-
 static size_t class_size(uint32_t cls)
 {
     return (size_t)1 << (cls + RILL__SLAB_MIN_SHIFT);
 }
 
-/* Smallest class whose buffers hold `size` bytes (1 .. RILL__SLAB_MAX). */
-static uint32_t class_of(size_t size)
-{
-    if (size <= ((size_t)1 << RILL__SLAB_MIN_SHIFT))
-        return 0;
-    unsigned bits = 64u - (unsigned)__builtin_clzll((unsigned long long)(size - 1));
-    return bits - RILL__SLAB_MIN_SHIFT;
-}
 
 static size_t page_size(void)
 {
@@ -215,13 +195,12 @@ static int grow(struct rill__slab *s, uint32_t cls)
     return region_map(s, cls, nbufs, page);
 }
 
-int rill__slab_lease(struct rill__slab *s, size_t size, struct rill_buf **out)
+int rill__slab_lease_slow(struct rill__slab *s, size_t size, struct rill_buf **out)
 {
     if (size == 0 || size > RILL__SLAB_MAX)
         return -EINVAL;
-    uint32_t cls = class_of(size);
+    uint32_t cls = rill__slab_class_of(size);
     struct rill__slab_class *c = &s->cls[cls];
-
     if (!c->free) {
         int rc = grow(s, cls);
         if (rc < 0) {
@@ -230,15 +209,7 @@ int rill__slab_lease(struct rill__slab *s, size_t size, struct rill_buf **out)
             return rc;
         }
     }
-    struct rill_buf *b = c->free;
-    c->free = b->next_free;
-    b->next_free = NULL;
-    b->refs = 1;
-    b->region->nfree--;
-    c->in_use++;
-    s->in_use++;
-    *out = b;
-    return 0;
+    return rill__slab_lease(s, size, out); /* the class has a free buffer now */
 }
 
 struct rill__slab *rill__buf_slab(const struct rill_buf *b)
@@ -255,19 +226,8 @@ void rill__buf_misuse(const struct rill_buf *b, const char *what, const char *wh
     abort();
 }
 
-void rill__buf_put(struct rill_buf *b)
+void rill__buf_free(struct rill_buf *b)
 {
-    /* A put on a free buffer is a double release by the caller; letting it through would put the
-     * buffer on the free list twice and hand it to two owners later. It is checked in every
-     * build (Release strips assert()): one compare that is never true in a correct program. The
-     * engine's own puts drop references it took, so when one of them trips, the caller released
-     * a buffer it did not hold a reference to (one on_data lent, say): the name stays
-     * rill_buf_release. */
-    if (__builtin_expect(b->refs == 0, 0))
-        rill__buf_misuse(b, "rill_buf_release",
-                         "released more often than it was referenced (double release)");
-    if (--b->refs > 0)
-        return;
     struct rill__region *r = b->region;
     struct rill__slab *s = r->slab;
     struct rill__slab_class *c = &s->cls[b->cls];

@@ -8,6 +8,8 @@
 #ifndef RILL_SLAB_H
 #define RILL_SLAB_H
 
+#include <errno.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -55,7 +57,49 @@ void rill__slab_fini(struct rill__slab *s);
  * unmaps wholly free regions of other classes to make room before giving up.
  * Returns: 0 and *out; -EINVAL for size 0 or too large; -ENOBUFS when the budget is spent
  * (s->exhausted counts it); -ENOMEM when mmap or the header allocation fails. */
-int rill__slab_lease(struct rill__slab *s, size_t size, struct rill_buf **out);
+int rill__slab_lease_slow(struct rill__slab *s, size_t size, struct rill_buf **out);
+
+/* A region: buffers of one class carved from one mapping (slab.c). In this header only so that
+ * the lease below can be inline. */
+struct rill__region {
+    struct rill__region *next; /* in s->regions */
+    struct rill__slab *slab;   /* owner, for rill__buf_slab() and rill__buf_put() */
+    uint8_t *base;             /* the mapping */
+    size_t bytes;              /* its length, a multiple of the page size */
+    uint32_t cls;              /* size class of every buffer in it */
+    uint32_t nbufs;            /* buffers carved from it */
+    uint32_t nfree;            /* of which on the free list now; nfree == nbufs: reclaimable */
+    bool doomed;               /* chosen for unmapping by reclaim() */
+    struct rill_buf bufs[];    /* the headers, bufs[i].data == base + i * class size */
+};
+
+/* Smallest class whose buffers hold `size` bytes (1 .. RILL__SLAB_MAX). */
+static inline uint32_t rill__slab_class_of(size_t size)
+{
+    if (size <= ((size_t)1 << RILL__SLAB_MIN_SHIFT))
+        return 0;
+    unsigned bits = 64u - (unsigned)__builtin_clzll((unsigned long long)(size - 1));
+    return bits - RILL__SLAB_MIN_SHIFT;
+}
+
+/* Inline: a lease from a class with a free buffer is a list pop, on every read's path. */
+static inline int rill__slab_lease(struct rill__slab *s, size_t size, struct rill_buf **out)
+{
+    if (__builtin_expect(size - 1 >= RILL__SLAB_MAX, 0)) /* 0 wraps around */
+        return -EINVAL;
+    struct rill__slab_class *c = &s->cls[rill__slab_class_of(size)];
+    struct rill_buf *b = c->free;
+    if (__builtin_expect(!b, 0))
+        return rill__slab_lease_slow(s, size, out); /* map a region, or fail */
+    c->free = b->next_free;
+    b->next_free = NULL;
+    b->refs = 1;
+    b->region->nfree--;
+    c->in_use++;
+    s->in_use++;
+    *out = b;
+    return 0;
+}
 
 /* Returns the buffer's slab (through its region). */
 struct rill__slab *rill__buf_slab(const struct rill_buf *b);
@@ -66,14 +110,32 @@ static inline size_t rill__buf_cap(const struct rill_buf *b)
     return (size_t)1 << (b->cls + RILL__SLAB_MIN_SHIFT);
 }
 
-/* Drops one reference; at zero the buffer goes back on its class's free list. A put on a buffer
- * whose refs is already 0 (a double release) aborts with a message, in every build. */
-void rill__buf_put(struct rill_buf *b);
-
 /* Writes "rill: <what>: buffer <b> <why>" to stderr and aborts. Out of line and cold, so that
  * the checks in rill__buf_put() and rill__buf_get() cost one compare and branch each. */
 __attribute__((cold, noinline, noreturn)) void rill__buf_misuse(const struct rill_buf *b,
                                                                 const char *what, const char *why);
+
+/* Puts a buffer whose last reference was just dropped back on its class's free list. */
+void rill__buf_free(struct rill_buf *b);
+
+/* Drops one reference; at zero the buffer goes back on its class's free list. A put on a buffer
+ * whose refs is already 0 (a double release) aborts with a message, in every build. Inline: a
+ * put that is not the last (the common one on the echo path, where the write queue still holds
+ * a reference) costs a compare and a decrement. */
+static inline void rill__buf_put(struct rill_buf *b)
+{
+    /* A put on a free buffer is a double release by the caller; letting it through would put the
+     * buffer on the free list twice and hand it to two owners later. It is checked in every
+     * build (Release strips assert()): one compare that is never true in a correct program. The
+     * engine's own puts drop references it took, so when one of them trips, the caller released
+     * a buffer it did not hold a reference to (one on_data lent, say): the name stays
+     * rill_buf_release. */
+    if (__builtin_expect(b->refs == 0, 0))
+        rill__buf_misuse(b, "rill_buf_release",
+                         "released more often than it was referenced (double release)");
+    if (--b->refs == 0)
+        rill__buf_free(b);
+}
 
 /* Adds a reference. A get on a free buffer (refs 0: released already) aborts with a message in
  * every build: letting it through would hand out a buffer that is still on the free list. */

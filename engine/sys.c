@@ -3,7 +3,8 @@
  * Why one file: fault injection must reach every error path without luck, and counting system
  * calls per kind must be exact for rill-load's "syscalls per request". Keeping the raw calls here
  * makes both true by construction. The hook is read with a relaxed atomic load: tests install it
- * before starting loops, and a stale read costs at most one uninjected call. */
+ * before starting loops, and a stale read costs at most one uninjected call. rill__sys_injected
+ * is written only while a hook is installed (rill__sys_was_injected() reads it only then). */
 #include "sys.h"
 
 #include <errno.h>
@@ -14,6 +15,7 @@
 #define SHIM_MAX_IOV 64
 
 _Thread_local int rill__sys_injected;
+_Atomic bool rill__sys_hooked;
 static _Atomic(rill__sys_hook_fn) hook_fn;
 static void *_Atomic hook_arg;
 
@@ -21,14 +23,17 @@ void rill__sys_set_hook(rill__sys_hook_fn fn, void *arg)
 {
     atomic_store(&hook_arg, arg);
     atomic_store(&hook_fn, fn);
+    atomic_store(&rill__sys_hooked, fn != NULL);
 }
 
 /* Consults the hook. Returns 0 to proceed or the negative errno to inject. */
 static inline int fault(enum rill__sys_call call, int fd, size_t *len)
 {
+    if (__builtin_expect(!atomic_load_explicit(&rill__sys_hooked, memory_order_relaxed), 1))
+        return 0;
     rill__sys_hook_fn fn = atomic_load_explicit(&hook_fn, memory_order_relaxed);
     rill__sys_injected = 0;
-    if (__builtin_expect(fn == NULL, 1))
+    if (!fn)
         return 0;
     int e = fn(call, fd, len, atomic_load_explicit(&hook_arg, memory_order_relaxed));
     rill__sys_injected = e != 0;
@@ -110,8 +115,7 @@ static size_t iov_total(const struct iovec *iov, int n)
 ssize_t rill__sys_readv(struct rill_loop_stats *st, int fd, const struct iovec *iov, int iovcnt)
 {
     st->sys_read++;
-    rill__sys_injected = 0;
-    if (__builtin_expect(atomic_load_explicit(&hook_fn, memory_order_relaxed) != NULL, 0)) {
+    if (__builtin_expect(atomic_load_explicit(&rill__sys_hooked, memory_order_relaxed), 0)) {
         size_t want = iov_total(iov, iovcnt), len = want;
         int e = fault(RILL__SYS_READV, fd, &len);
         if (e)
@@ -136,8 +140,7 @@ ssize_t rill__sys_sendmsg(struct rill_loop_stats *st, int fd, const struct msghd
     st->sys_write++;
     struct msghdr mh = *msg;
     struct iovec tmp[SHIM_MAX_IOV];
-    rill__sys_injected = 0;
-    if (__builtin_expect(atomic_load_explicit(&hook_fn, memory_order_relaxed) != NULL, 0)) {
+    if (__builtin_expect(atomic_load_explicit(&rill__sys_hooked, memory_order_relaxed), 0)) {
         int n = (int)mh.msg_iovlen;
         size_t want = iov_total(mh.msg_iov, n), len = want;
         int e = fault(RILL__SYS_SENDMSG, fd, &len);

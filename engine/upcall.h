@@ -71,8 +71,10 @@ void rill__conn_retry_starved(rill_loop *l, uint32_t max);
 unsigned rill__conn_wq_msg(rill_conn *c, struct msghdr *m, struct iovec *iov, unsigned max,
                            int *flags);
 void rill__conn_sent(rill_conn *c, size_t n);
-/* The connection has bytes to send (again): the flush point calls the send downcall. */
-void rill__conn_mark_flush(rill_conn *c);
+/* rill__conn_wq_one(c) (inline, in conn.h): the queue's head when it is one plain span that
+ * send(2) can carry, else NULL (then use rill__conn_wq_msg). */
+/* rill__conn_mark_flush(c) (inline, in conn.h): the connection has bytes to send (again); the
+ * flush point calls the send downcall. */
 
 /* A closing connection's send ended: its on_close may be due now (it waits while conn_busy
  * says the kernel may still read queued bytes). */
