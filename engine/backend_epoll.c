@@ -416,11 +416,24 @@ static void ep_send(rill_loop *l, rill_conn *c)
 static void ep_send_now(rill_loop *l, struct ep_conn *e)
 {
     rill_conn *c = &e->c;
-    if (!c->wq_head || !rill__list_linked(&c->flush_link) || (e->f & EP_WR_BLOCKED) ||
-        (c->state & (RILL__C_CLOSING | RILL__C_CONNECTING)))
+    l->send_turn = NULL;
+    if (!(c->state & RILL__C_SEND_DUE))
         return;
-    rill__list_del(&c->flush_link);
-    ep_send(l, c);
+    c->state &= ~RILL__C_SEND_DUE;
+    if (c->wq_head && !(e->f & EP_WR_BLOCKED) && !(c->state & RILL__C_CLOSING)) {
+        rill__list_del(&c->flush_link);
+        ep_send(l, c);
+    } else {
+        rill__conn_mark_flush(c); /* a shutdown with nothing queued: the flush point sees to it */
+    }
+}
+
+/* One read turn: the connection's reads, then what their callbacks queued. */
+static void ep_turn(rill_loop *l, struct ep_conn *e)
+{
+    l->send_turn = &e->c;
+    ep_read(e);
+    ep_send_now(l, e);
 }
 
 /* EPOLLPRI (urgent data) only for those who asked: it costs nothing, but says nothing to others. */
@@ -690,8 +703,7 @@ static void ep_conn_event(rill_loop *l, uint64_t cookie, uint32_t ev)
         e->f |= EP_RD_READY;
         if (!(c->state & RILL__C_RD_STARVED))
             rill__list_del(&c->read_link); /* read now, not again from the read list */
-        ep_read(e);
-        ep_send_now(l, e);
+        ep_turn(l, e);
     }
     if ((ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)) && (e->f & EP_WR_BLOCKED)) {
         e->f &= ~EP_WR_BLOCKED;
@@ -763,10 +775,8 @@ static int ep_poll(rill_loop *l, int timeout_ms)
     }
     while ((n = rill__list_pop_front(&reads))) {
         rill_conn *c = rill__container_of(n, rill_conn, read_link);
-        if (!(c->state & (RILL__C_CLOSING | RILL__C_RD_PAUSED))) {
-            ep_read(epc(c));
-            ep_send_now(l, epc(c));
-        }
+        if (!(c->state & (RILL__C_CLOSING | RILL__C_RD_PAUSED)))
+            ep_turn(l, epc(c));
         extra++;
     }
     return got + extra;

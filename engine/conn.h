@@ -23,6 +23,7 @@ enum {
     RILL__C_RD_PAUSED = 1u << 2,  /* the embedder paused reading */
     RILL__C_RD_STARVED = 1u << 3, /* reading waits for slab buffers */
     RILL__C_RD_EOF = 1u << 4,     /* the peer half-closed */
+    RILL__C_SEND_DUE = 1u << 5,   /* marked for sending during the backend's send turn */
     RILL__C_SHUT_WANTED = 1u << 8,/* rill_shutdown: FIN once the queue is empty */
     RILL__C_SHUT_DONE = 1u << 9,  /* FIN sent */
     RILL__C_HIGH = 1u << 10,      /* passed the high-water mark; on_drain due below low */
@@ -194,6 +195,10 @@ static inline void rill__conn_mark_flush(rill_conn *c)
 {
     if (c->state & (RILL__C_CLOSING | RILL__C_CONNECTING))
         return;
+    if (c == c->loop->send_turn) { /* the backend sends when the turn ends: no list */
+        c->state |= RILL__C_SEND_DUE;
+        return;
+    }
     if (!rill__list_linked(&c->flush_link)) {
         rill__list_push_back(&c->loop->flush_list, &c->flush_link);
         rill__loop_pending(c->loop, RILL__KIND_CONN);

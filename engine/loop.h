@@ -77,6 +77,10 @@ struct rill_loop {
     /* Work both backends carry from one iteration to the next (a read budget spent, buffers
      * wanted): each backend's poll takes these lists and does not wait while they hold any. */
     struct rill__list read_list;    /* connections with more to read */
+    /* A backend that sends a connection's queue right after its read turn (epoll) names the
+     * connection here for the turn: rill__conn_mark_flush then only flags it (SEND_DUE), and
+     * the backend sends at the turn's end, sparing a flush-list push and pop per message. */
+    struct rill_conn *send_turn;
     struct rill__list dgram_read;   /* datagram sockets with more to read, or to re-arm */
 
     struct rill__list timers;       /* every public rill_timer of this loop */
