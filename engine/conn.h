@@ -35,19 +35,22 @@ enum {
 
 /* One queued send: the caller's iovecs (copied) or slab buffer slices (referenced). */
 struct rill__wq_entry {
+    /* Zeroed as one block when the entry is taken (up to cb). */
     struct rill__wq_entry *next;
     int *fds;           /* rill_send_ex: our duplicates of the descriptors to pass, or NULL */
     void *cmsg;         /* ... and their SCM_RIGHTS control message (with fds, one block) */
+    uint32_t niov;      /* iovecs in iov[] */
+    uint32_t cur;       /* first iovec not fully sent */
     uint32_t nfds;
+    bool bufs;          /* iov[i] points into bufs[i] (rill_send_bufs) */
     bool fds_sent;      /* the control message went out with the entry's first bytes */
     bool urgent;        /* RILL_SEND_F_URGENT: sent alone with MSG_OOB */
+    /* Set by the send call. */
     rill_send_cb cb;
     void *ctx;
     size_t total;       /* bytes in the entry */
-    uint32_t niov;      /* iovecs in iov[] */
-    uint32_t cur;       /* first iovec not fully sent */
+    /* Fixed for the allocation. */
     uint32_t cap;       /* iovecs the entry can hold (for recycling) */
-    bool bufs;          /* iov[i] points into bufs[i] (rill_send_bufs) */
     struct iovec *iov;  /* points just past the struct */
     struct rill_buf **buf; /* when bufs: one reference per iovec, else NULL */
 };

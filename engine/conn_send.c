@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stddef.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -40,15 +41,7 @@ static inline struct rill__wq_entry *wq_entry_get(rill_loop *l, unsigned niov)
         e->iov = (struct iovec *)(e + 1);
         e->buf = (struct rill_buf **)(e->iov + cap);
     }
-    e->next = NULL;
-    e->cur = 0;
-    e->niov = 0;
-    e->bufs = false;
-    e->fds = NULL;
-    e->cmsg = NULL;
-    e->nfds = 0;
-    e->fds_sent = false;
-    e->urgent = false;
+    memset(e, 0, offsetof(struct rill__wq_entry, cb));
     return e;
 }
 
