@@ -1,0 +1,150 @@
+/* The io_uring backend's provided buffer ring for connections (see backend_uring.c for the
+ * backend as a whole): one ring per loop (buffer group BGID) of recv_buf_size buffers leased
+ * from the slab, lent to every plain connection's multishot recv, topped up at the flush point.
+ * Datagram sockets have rings of their own (backend_uring_dgram.c). */
+#include <errno.h>
+#include <stdint.h>
+#include <sys/mman.h>
+
+#include "conn.h"
+#include "uring.h"
+
+#ifdef RILL_HAVE_LIBURING
+
+#define BGID 0              /* the loop's buffer group; datagram sockets' groups come after */
+#define BR_MAX_TARGET 512u  /* buffers kept in the ring at most */
+
+int rill__uring_br_init(struct uring_loop *u, const char **why)
+{
+    rill_loop *l = &u->base;
+    uint64_t budget_bufs = l->cfg.slab_budget / l->cfg.recv_buf_size;
+    uint32_t target = (uint32_t)(budget_bufs / 2 ? budget_bufs / 2 : 1);
+    if (target > BR_MAX_TARGET)
+        target = BR_MAX_TARGET;
+    uint32_t entries = 1;
+    while (entries < target)
+        entries <<= 1;
+    u->br_entries = entries;
+    u->br_target = target;
+    u->br_bytes = entries * sizeof(struct io_uring_buf);
+    u->br = mmap(NULL, u->br_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    u->br_bufs = rill__calloc(entries, sizeof *u->br_bufs);
+    if (u->br == MAP_FAILED || !u->br_bufs) {
+        if (u->br == MAP_FAILED)
+            u->br = NULL;
+        *why = "buffer ring memory";
+        return -ENOMEM;
+    }
+    io_uring_buf_ring_init(u->br);
+    struct io_uring_buf_reg reg = {.ring_addr = (uint64_t)(uintptr_t)u->br,
+                                   .ring_entries = entries,
+                                   .bgid = BGID};
+    int r = io_uring_register_buf_ring(&u->ring, &reg, 0);
+    if (r < 0) {
+        *why = "provided buffer rings (IORING_REGISTER_PBUF_RING, Linux 5.19)";
+        munmap(u->br, u->br_bytes);
+        u->br = NULL;
+        return r == -EINVAL ? -EOPNOTSUPP : r;
+    }
+    return 0;
+}
+
+/* Tops the ring up from the slab, at the flush point. A buffer's id is the index of the ring
+ * entry it is added at, so that the buffers of a receive that fills several (a bundle, whose
+ * buffers are consecutive entries) have consecutive ids. The entry at the tail is free once the
+ * buffer last added there was taken: the kernel consumes entries in ring order and completions
+ * are reaped in that order, so it always is while the ring holds fewer than br_entries
+ * buffers; if a completion ever came out of order, the refill stops there until it is reaped,
+ * rather than overwrite an entry. */
+void rill__uring_br_refill(struct uring_loop *u)
+{
+    rill_loop *l = &u->base;
+    int added = 0;
+    unsigned mask = (unsigned)io_uring_buf_ring_mask(u->br_entries);
+    while (u->br_count < u->br_target) {
+        uint16_t bid = (uint16_t)((u->br->tail + added) & mask);
+        struct rill_buf *b;
+        if (u->br_bufs[bid] || rill__slab_lease(&l->slab, l->cfg.recv_buf_size, &b) < 0)
+            break;
+        u->br_bufs[bid] = b;
+        io_uring_buf_ring_add(u->br, b->data, (unsigned)rill__buf_cap(b), bid, mask, added++);
+        u->br_count++;
+        l->stats.bufs_in_ring++;
+    }
+    if (added)
+        io_uring_buf_ring_advance(u->br, added);
+    /* Connections whose receive ended for want of buffers can go on while the ring has some:
+     * whenever it has, not only when this call added them (a retry may have met an empty ring
+     * whose refill happened before its ENOBUFS was reaped). At most as many as there are
+     * buffers, so a crowd of starved connections does not turn into a storm of ENOBUFS. */
+    if (u->br_count > 0)
+        rill__conn_retry_starved(l, u->br_count);
+}
+
+/* Takes buffer `bid` out of the ring; the caller owns its reference. *len is the length its
+ * ring entry offered, which the kernel may have shortened (see rill__uring_br_deliver). NULL
+ * if the ring holds no buffer under that id, which would be a bug: the caller stops there. */
+static struct rill_buf *br_take(struct uring_loop *u, uint16_t bid, uint32_t *len)
+{
+    unsigned mask = (unsigned)io_uring_buf_ring_mask(u->br_entries);
+    struct rill_buf *b = u->br_bufs[bid & mask];
+    if (!b)
+        return NULL;
+    *len = u->br->bufs[bid & mask].len;
+    u->br_bufs[bid & mask] = NULL;
+    u->br_count--;
+    u->base.stats.bufs_in_ring--;
+    return b;
+}
+
+/* Takes the buffers of one receive completion out of the ring and, when c is not NULL, hands
+ * each one's bytes to the connection in order (a callback that pauses has the rest held, one
+ * that closes has them dropped, by conn.c). A bundle's bytes fill consecutive entries from the
+ * one the completion names; each entry holds at most what the entry offered, which is the
+ * buffer's capacity unless a kernel shortened the first entry of a bundle to the bytes queued
+ * then (kernels before that was removed did, and left it short if that receive failed), so
+ * the lengths are read back from the entries rather than assumed. The entries are intact:
+ * rill__uring_br_refill writes an entry only after its buffer was taken here. */
+void rill__uring_br_deliver(struct uring_loop *u, rill_conn *c, int res, uint32_t cqe_flags)
+{
+    uint16_t bid = (uint16_t)(cqe_flags >> IORING_CQE_BUFFER_SHIFT);
+    size_t left = res > 0 ? (size_t)res : 0;
+    do {
+        uint32_t len;
+        struct rill_buf *b = br_take(u, bid++, &len);
+        if (!b)
+            break;
+        size_t n = left < len ? left : len;
+        if (n == 0 && left > 0)
+            n = left < rill__buf_cap(b) ? left : rill__buf_cap(b); /* never an empty entry */
+        if (c && n > 0)
+            rill__conn_recv(c, b, (ssize_t)n);
+        rill__buf_put(b);
+        left -= n;
+    } while (left > 0);
+}
+
+/* Prepares c's multishot recv on the loop's ring. */
+void rill__uring_prep_recv(struct uring_loop *u, struct io_uring_sqe *sqe, int fd)
+{
+    (void)u;
+    io_uring_prep_recv_multishot(sqe, fd, NULL, 0, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = BGID;
+}
+
+/* Gives back what the ring holds. No unregister call: a SINGLE_ISSUER ring refuses it from
+ * other threads, and the ring's teardown, which comes first, releases the buffer ring. */
+void rill__uring_br_fini(struct uring_loop *u)
+{
+    for (uint32_t i = 0; u->br_bufs && i < u->br_entries; i++)
+        if (u->br_bufs[i])
+            rill__buf_put(u->br_bufs[i]);
+    if (u->br)
+        munmap(u->br, u->br_bytes);
+    rill__free(u->br_bufs);
+    u->br = NULL;
+    u->br_bufs = NULL;
+}
+
+#endif /* RILL_HAVE_LIBURING */
