@@ -5,9 +5,12 @@
  *   so running out of descriptors never spins.
  * - Receive: one multishot recv per connection, with IOSQE_BUFFER_SELECT on a provided buffer
  *   ring fed from the loop's slab (backend_uring_ring.c). Buffers follow data: an idle
- *   connection holds none. A buffer leaves the ring when a completion names it and goes back
- *   to the slab when its last reference drops (the embedder may keep one); the ring is topped
- *   up at the flush point. When the ring runs dry the kernel ends the recv with
+ *   connection holds none. Where the kernel has bundles (Linux 6.10) one completion fills as
+ *   many buffers as the socket has bytes for, up to 256 KiB, so a bulk transfer takes few
+ *   completions and a small message one buffer (backend_uring_ring.c says why bundles rather
+ *   than a ring of larger buffers). A buffer leaves the ring when a completion names it and
+ *   goes back to the slab when its last reference drops (the embedder may keep one); the ring
+ *   is topped up at the flush point. When the ring runs dry the kernel ends the recv with
  *   ENOBUFS: the connection waits on the starve list and is re-armed once buffers come back.
  *   Nothing is lost; the bytes stay in the socket.
  * - Send: send (one iovec) or sendmsg (up to RILL__SEND_IOV) straight from the write queue, one
@@ -501,6 +504,8 @@ static void u_on_recv(struct uring_loop *u, rill_conn *c, int res, uint32_t flag
         l->stats.buf_ring_empty++;
         if (!(c->state & (RILL__C_CLOSING | RILL__C_RD_PAUSED)))
             rill__conn_starved(c);
+    } else if (res == -EINVAL && u->rx_cap && !more) {
+        u->rx_cap = 0; /* a kernel without the bundle cap (backend_uring_ring.c): re-armed below */
     } else if (res < 0 && res != -ECANCELED) {
         rill__conn_recv(c, NULL, res);
     }

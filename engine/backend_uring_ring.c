@@ -13,6 +13,37 @@
 
 #define BGID 0              /* the loop's buffer group; datagram sockets' groups come after */
 #define BR_MAX_TARGET 512u  /* buffers kept in the ring at most */
+#define RX_MAX (256u << 10) /* bytes one bundle takes at most: the epoll backend's largest read */
+
+/* Receive size. A connection that keeps the socket full should take few, large receives, and
+ * one that reads little should hold little: the epoll backend gets both by sizing each read's
+ * one buffer. Here the kernel picks the buffers, and a multishot recv cannot change its
+ * buffer group while armed: moving a bulk connection to a ring of larger buffers means
+ * cancelling and re-arming it, and by the time its first full completion is reaped the kernel
+ * has already posted up to 33 of them (it retries a multishot recv 32 times per run while the
+ * socket has data: 1 MiB on loopback came as 65 completions of 16 KiB over two enters).
+ *
+ * Bundles answer it without that race (Linux 6.10): one receive fills as many buffers of the
+ * ring as the socket has bytes for, consecutive entries from the ring's head, and its one
+ * completion names the first. So the receive size adapts per receive, in the kernel, to what
+ * is queued: a small message takes one buffer, a bulk burst takes many in one completion, and
+ * every buffer stays recv_buf_size, so no second ring of large buffers is held for bulk
+ * connections and none has to be taken back from one that went quiet. sqe->len caps what one
+ * completion takes at RX_MAX (the epoll backend's largest read; one buffer if that is larger):
+ * one bulk connection cannot drain the ring in one completion, and the kernel requeues a
+ * multishot recv that reached its cap behind the others instead of retrying it at once.
+ * Kernels that have bundles but not the cap (it came in 2025) refuse the length with EINVAL;
+ * the loop then arms without it (u_on_recv). Without bundles (before 6.10) every completion
+ * is one buffer, as it always was. */
+static void br_size_rx(struct uring_loop *u)
+{
+    /* Never below one buffer's length: a cap shorter than the first buffer would cut that
+     * buffer's entry short, and some kernels write the shortened length back into the ring. */
+    uint32_t cls = rill__slab_class_of(u->base.cfg.recv_buf_size);
+    size_t one = (size_t)1 << (cls + RILL__SLAB_MIN_SHIFT);
+    u->rx_bundle = (u->ring.features & IORING_FEAT_RECVSEND_BUNDLE) != 0;
+    u->rx_cap = u->rx_bundle ? (uint32_t)(one > RX_MAX ? one : RX_MAX) : 0;
+}
 
 int rill__uring_br_init(struct uring_loop *u, const char **why)
 {
@@ -46,6 +77,7 @@ int rill__uring_br_init(struct uring_loop *u, const char **why)
         u->br = NULL;
         return r == -EINVAL ? -EOPNOTSUPP : r;
     }
+    br_size_rx(u);
     return 0;
 }
 
@@ -124,13 +156,15 @@ void rill__uring_br_deliver(struct uring_loop *u, rill_conn *c, int res, uint32_
     } while (left > 0);
 }
 
-/* Prepares c's multishot recv on the loop's ring. */
+/* Prepares c's multishot recv on the loop's ring, as a bundle with its cap where the kernel
+ * has them (see br_size_rx). */
 void rill__uring_prep_recv(struct uring_loop *u, struct io_uring_sqe *sqe, int fd)
 {
-    (void)u;
-    io_uring_prep_recv_multishot(sqe, fd, NULL, 0, 0);
+    io_uring_prep_recv_multishot(sqe, fd, NULL, u->rx_cap, 0);
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = BGID;
+    if (u->rx_bundle)
+        sqe->ioprio |= IORING_RECVSEND_BUNDLE;
 }
 
 /* Gives back what the ring holds. No unregister call: a SINGLE_ISSUER ring refuses it from
