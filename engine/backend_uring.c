@@ -4,11 +4,15 @@
  *   too; the listener then rests on its retry timer (listener.c) instead of re-arming at once,
  *   so running out of descriptors never spins.
  * - Receive: one multishot recv per connection, with IOSQE_BUFFER_SELECT on a provided buffer
- *   ring fed from the loop's slab. Buffers follow data: an idle connection holds none. A buffer
- *   leaves the ring when a completion names it and goes back to the slab when its last
- *   reference drops (the embedder may keep one); the ring is topped up at the flush point. When
- *   the ring runs dry the kernel ends the recv with ENOBUFS: the connection waits on the starve
- *   list and is re-armed once buffers come back. Nothing is lost; the bytes stay in the socket.
+ *   ring fed from the loop's slab (backend_uring_ring.c). Buffers follow data: an idle
+ *   connection holds none. Where the kernel has bundles (Linux 6.10) one completion fills as
+ *   many buffers as the socket has bytes for, up to 256 KiB, so a bulk transfer takes few
+ *   completions and a small message one buffer (backend_uring_ring.c says why bundles rather
+ *   than a ring of larger buffers). A buffer leaves the ring when a completion names it and
+ *   goes back to the slab when its last reference drops (the embedder may keep one); the ring
+ *   is topped up at the flush point. When the ring runs dry the kernel ends the recv with
+ *   ENOBUFS: the connection waits on the starve list and is re-armed once buffers come back.
+ *   Nothing is lost; the bytes stay in the socket.
  * - Send: send (one iovec) or sendmsg (up to RILL__SEND_IOV) straight from the write queue, one
  *   in flight per connection; a short send continues from the queue on completion.
  * - Connect: IORING_OP_CONNECT linked to a timeout.
@@ -33,7 +37,6 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <poll.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "backend.h"
@@ -46,8 +49,6 @@
 
 #ifdef RILL_HAVE_LIBURING
 
-#define BGID 0              /* the loop's one buffer group */
-#define BR_MAX_TARGET 512u  /* buffers kept in the ring at most */
 #define REAP_BATCH 64u
 
 struct connect_req {
@@ -84,84 +85,6 @@ struct io_uring_sqe *rill__uring_get_sqes(struct uring_loop *u, unsigned need)
     return io_uring_get_sqe(&u->ring);
 }
 
-/* ---- buffer ring ---------------------------------------------------------------------------- */
-
-static int br_init(struct uring_loop *u, const char **why)
-{
-    rill_loop *l = &u->base;
-    uint64_t budget_bufs = l->cfg.slab_budget / l->cfg.recv_buf_size;
-    uint32_t target = (uint32_t)(budget_bufs / 2 ? budget_bufs / 2 : 1);
-    if (target > BR_MAX_TARGET)
-        target = BR_MAX_TARGET;
-    uint32_t entries = 1;
-    while (entries < target)
-        entries <<= 1;
-    u->br_entries = entries;
-    u->br_target = target;
-    u->br_bytes = entries * sizeof(struct io_uring_buf);
-    u->br = mmap(NULL, u->br_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    u->br_bufs = rill__calloc(entries, sizeof *u->br_bufs);
-    u->bid_free = rill__calloc(entries, sizeof *u->bid_free);
-    if (u->br == MAP_FAILED || !u->br_bufs || !u->bid_free) {
-        if (u->br == MAP_FAILED)
-            u->br = NULL;
-        *why = "buffer ring memory";
-        return -ENOMEM;
-    }
-    io_uring_buf_ring_init(u->br);
-    struct io_uring_buf_reg reg = {.ring_addr = (uint64_t)(uintptr_t)u->br,
-                                   .ring_entries = entries,
-                                   .bgid = BGID};
-    int r = io_uring_register_buf_ring(&u->ring, &reg, 0);
-    if (r < 0) {
-        *why = "provided buffer rings (IORING_REGISTER_PBUF_RING, Linux 5.19)";
-        munmap(u->br, u->br_bytes);
-        u->br = NULL;
-        return r == -EINVAL ? -EOPNOTSUPP : r;
-    }
-    for (uint32_t i = 0; i < entries; i++)
-        u->bid_free[u->bid_free_n++] = (uint16_t)(entries - 1 - i);
-    return 0;
-}
-
-/* Tops the ring up from the slab, at the flush point. */
-static void br_refill(struct uring_loop *u)
-{
-    rill_loop *l = &u->base;
-    int added = 0;
-    unsigned mask = (unsigned)io_uring_buf_ring_mask(u->br_entries);
-    while (u->br_count < u->br_target && u->bid_free_n > 0) {
-        struct rill_buf *b;
-        if (rill__slab_lease(&l->slab, l->cfg.recv_buf_size, &b) < 0)
-            break;
-        uint16_t bid = u->bid_free[--u->bid_free_n];
-        u->br_bufs[bid] = b;
-        io_uring_buf_ring_add(u->br, b->data, (unsigned)rill__buf_cap(b), bid, mask, added++);
-        u->br_count++;
-        l->stats.bufs_in_ring++;
-    }
-    if (added)
-        io_uring_buf_ring_advance(u->br, added);
-    /* Connections whose receive ended for want of buffers can go on while the ring has some:
-     * whenever it has, not only when this call added them (a retry may have met an empty ring
-     * whose refill happened before its ENOBUFS was reaped). At most as many as there are
-     * buffers, so a crowd of starved connections does not turn into a storm of ENOBUFS. */
-    if (u->br_count > 0)
-        rill__conn_retry_starved(l, u->br_count);
-}
-
-/* Takes the buffer a completion names out of the ring; the caller owns its reference. */
-static struct rill_buf *br_take(struct uring_loop *u, uint32_t cqe_flags)
-{
-    uint16_t bid = (uint16_t)(cqe_flags >> IORING_CQE_BUFFER_SHIFT);
-    struct rill_buf *b = u->br_bufs[bid];
-    u->br_bufs[bid] = NULL;
-    u->bid_free[u->bid_free_n++] = bid;
-    u->br_count--;
-    u->base.stats.bufs_in_ring--;
-    return b;
-}
-
 /* ---- life cycle ----------------------------------------------------------------------------- */
 
 static void u_arm_wake(struct uring_loop *u)
@@ -181,13 +104,7 @@ static void u_destroy(rill_loop *l)
      * the ring down releases the buffer ring and the registered fd anyway. */
     if (u->ring.ring_fd >= 0)
         io_uring_queue_exit(&u->ring);
-    for (uint32_t i = 0; u->br_bufs && i < u->br_entries; i++)
-        if (u->br_bufs[i])
-            rill__buf_put(u->br_bufs[i]);
-    if (u->br)
-        munmap(u->br, u->br_bytes);
-    rill__free(u->br_bufs);
-    rill__free(u->bid_free);
+    rill__uring_br_fini(u);
     rill__free(u->bgid_free);
     if (u->wakefd >= 0)
         close(u->wakefd);
@@ -214,7 +131,7 @@ static int u_create(const struct rill_loop_config *cfg, rill_loop **out, const c
         u->ring.ring_fd = -1;
         goto fail;
     }
-    if ((r = br_init(u, why)) < 0)
+    if ((r = rill__uring_br_init(u, why)) < 0)
         goto fail;
     u->wakefd = eventfd(0, EFD_CLOEXEC);
     if (u->wakefd < 0) {
@@ -266,7 +183,7 @@ static void u_wake(rill_loop *l)
 static int u_flush(rill_loop *l)
 {
     struct uring_loop *u = u_of(l);
-    br_refill(u);
+    rill__uring_br_refill(u);
     if (!rill__list_empty(&l->dgram_read))
         rill__ud_rearm(u);
     if (u->wake_unarmed)
@@ -382,9 +299,7 @@ void rill__uring_arm_recv(struct uring_loop *u, rill_conn *c)
             return;
         }
     } else {
-        io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
-        sqe->flags |= IOSQE_BUFFER_SELECT;
-        sqe->buf_group = BGID;
+        rill__uring_prep_recv(u, sqe, c->fd);
     }
     io_uring_sqe_set_data64(sqe, rill__cookie(RILL__OP_RECV, c->gen, c->slot));
     uc(c)->recv_armed = true;
@@ -577,22 +492,25 @@ static void u_on_recv(struct uring_loop *u, rill_conn *c, int res, uint32_t flag
         rill__uring_on_recvmsg(u, c, res);
         return;
     }
-    struct rill_buf *b = (flags & IORING_CQE_F_BUFFER) ? br_take(u, flags) : NULL;
     bool more = flags & IORING_CQE_F_MORE;
     if (!more)
         uc(c)->recv_armed = false;
     l->stats.sys_read++;
-    if ((res > 0 && b) || res == 0) {
-        rill__conn_recv(c, b, res); /* held if paused: completions already sent */
+    if (res > 0 && (flags & IORING_CQE_F_BUFFER)) {
+        rill__uring_br_deliver(u, c, res, flags); /* held if paused: completions already sent */
+    } else if (res == 0) {
+        rill__conn_recv(c, NULL, 0);
     } else if (res == -ENOBUFS) {
         l->stats.buf_ring_empty++;
         if (!(c->state & (RILL__C_CLOSING | RILL__C_RD_PAUSED)))
             rill__conn_starved(c);
+    } else if (res == -EINVAL && u->rx_cap && !more) {
+        u->rx_cap = 0; /* a kernel without the bundle cap (backend_uring_ring.c): re-armed below */
     } else if (res < 0 && res != -ECANCELED) {
         rill__conn_recv(c, NULL, res);
     }
-    if (b)
-        rill__buf_put(b);
+    if (res <= 0 && (flags & IORING_CQE_F_BUFFER))
+        rill__uring_br_deliver(u, NULL, res, flags); /* never seen: a buffer, no bytes */
     if (!more) {
         rill__uring_arm_recv(u, c); /* no-op unless the connection can still read */
         u_op_end(c);
@@ -639,7 +557,7 @@ static void u_on_conn_cqe(struct uring_loop *u, uint64_t ck, int res, uint32_t f
          * completion is dropped and its buffer returned rather than delivered to a stranger. */
         l->stats.stale_completions++;
         if (flags & IORING_CQE_F_BUFFER)
-            rill__buf_put(br_take(u, flags));
+            rill__uring_br_deliver(u, NULL, res, flags);
         return;
     }
     switch (rill__cookie_op(ck)) {

@@ -13,6 +13,15 @@
 #include "dgram.h"
 #include "loop.h"
 
+/* Newer than liburing 2.3 (values from the kernel's uapi header). Bundles came in Linux 6.10:
+ * one receive may fill several buffers of a ring, consecutive entries from its head. */
+#ifndef IORING_FEAT_RECVSEND_BUNDLE
+#define IORING_FEAT_RECVSEND_BUNDLE (1U << 14)
+#endif
+#ifndef IORING_RECVSEND_BUNDLE
+#define IORING_RECVSEND_BUNDLE (1U << 4)
+#endif
+
 #define RILL__SEND_IOV 8u          /* iovecs in one send (the rest follow on completion) */
 #define RILL__DGRAM_TX_INFLIGHT 64u /* SENDMSGs in flight per datagram socket */
 
@@ -119,9 +128,13 @@ struct uring_loop {
     struct io_uring_buf_ring *br; /* the provided buffer ring (page-aligned, mapped) */
     size_t br_bytes;
     uint32_t br_entries, br_target, br_count;
-    struct rill_buf **br_bufs; /* buffer id -> the slab buffer it names */
-    uint16_t *bid_free;        /* free buffer ids */
-    uint32_t bid_free_n;
+    struct rill_buf **br_bufs; /* buffer id (= the ring entry it was added at) -> slab buffer */
+    /* How a connection's multishot recv takes buffers (backend_uring_ring.c says why): rx_bundle,
+     * one receive fills as many ring buffers as the socket has bytes for (a bundle,
+     * IORING_RECVSEND_BUNDLE, Linux 6.10); rx_cap, the most bytes one completion takes then
+     * (sqe->len of a multishot recv, a 2025 kernel addition; 0 once a kernel refused it). */
+    bool rx_bundle;
+    uint32_t rx_cap;
     bool bound;                /* enabled for the thread that runs the loop */
     bool wake_unarmed;         /* the wake-up read could not be queued yet */
     bool msg_ring;             /* IORING_OP_MSG_RING works (probed; off after a failure) */
@@ -141,6 +154,16 @@ static inline struct uring_loop *u_of(rill_loop *l)
 /* Returns an SQE, submitting the queue first when it is full (`need` > 1 keeps linked SQEs in
  * one submission), or NULL when there is no room: the caller retries later. */
 struct io_uring_sqe *rill__uring_get_sqes(struct uring_loop *u, unsigned need);
+
+/* The loop's buffer ring (backend_uring_ring.c, which says how receives are sized): maps and
+ * registers it; tops it up from the slab (the flush point); prepares a connection's multishot
+ * recv on it; takes the buffers a receive completion names out of it, handing their bytes to c
+ * in order (c NULL: only given back); releases it after the ring's teardown. */
+int rill__uring_br_init(struct uring_loop *u, const char **why);
+void rill__uring_br_refill(struct uring_loop *u);
+void rill__uring_prep_recv(struct uring_loop *u, struct io_uring_sqe *sqe, int fd);
+void rill__uring_br_deliver(struct uring_loop *u, rill_conn *c, int res, uint32_t cqe_flags);
+void rill__uring_br_fini(struct uring_loop *u);
 
 /* Arms the connection's receive (multishot recv, recvmsg, or the urgent poll), unless it cannot
  * read now or has one armed. */

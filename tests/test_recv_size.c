@@ -141,3 +141,175 @@ H_BACKEND_TEST(recv_size, one_mib_takes_few_reads, .timeout = 30)
     close(fd);
     rill_loop_destroy(l);
 }
+
+/* ---- bytes in order, and the size going back down ------------------------------------------ */
+
+/* The byte at stream offset i: position-dependent, so a buffer delivered twice, skipped or out
+ * of order shows (a period of 251 is prime to every buffer size). */
+static uint8_t pattern_at(size_t i)
+{
+    return (uint8_t)(i % 251u);
+}
+
+struct checker {
+    rill_conn *conn;
+    size_t bytes;       /* bytes seen in order */
+    size_t bad_at;      /* first offset that did not match, or SIZE_MAX */
+    uint64_t calls;     /* on_data */
+    size_t max_cap;     /* largest rill_buf_capacity() seen since the last reset */
+    bool pause_each;    /* pause the connection after every on_data */
+    uint64_t paused_in; /* on_data calls that paused */
+};
+
+static void check_data(rill_conn *c, rill_buf *buf, const void *data, size_t len, void *ctx)
+{
+    struct checker *k = ctx;
+    const uint8_t *p = data;
+    k->conn = c;
+    for (size_t i = 0; i < len && k->bad_at == SIZE_MAX; i++)
+        if (p[i] != pattern_at(k->bytes + i))
+            k->bad_at = k->bytes + i;
+    k->bytes += len;
+    k->calls++;
+    if (rill_buf_capacity(buf) > k->max_cap)
+        k->max_cap = rill_buf_capacity(buf);
+    if (k->pause_each && rill_read_pause(c) == 0)
+        k->paused_in++;
+}
+
+static const struct rill_conn_handler check_h = {.on_data = check_data};
+
+/* Like sink_pair, for a checker. */
+static int check_pair(rill_loop *l, struct checker *k)
+{
+    rill_listener *ls;
+    struct rill_listen_config lc = {.handler = &check_h, .ctx = k};
+    int r = rill_listen(l, "tcp://127.0.0.1:0", &lc, &ls);
+    cr_assert_eq(r, 0, "listen: %s", rill_strerror(r));
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert_geq(fd, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)rill_listener_port(ls))};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    struct rill_loop_stats st;
+    uint64_t end = h_now_ms() + 5000;
+    do {
+        cr_assert_geq(rill_loop_run_once(l, 10), 0);
+        rill_loop_stats(l, &st);
+        cr_assert_lt(h_now_ms(), end, "the server never accepted");
+    } while (st.conns_open == 0);
+    cr_assert_eq(fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK), 0);
+    return fd;
+}
+
+/* Sends `size` bytes of the pattern from stream offset *sent on, taking turns with the loop
+ * (one process, no thread), and resuming the connection whenever a callback paused it. */
+static void pump(rill_loop *l, int fd, struct checker *k, size_t *sent, size_t size)
+{
+    static uint8_t chunk[1 << 16];
+    size_t want = *sent + size;
+    uint64_t end = h_now_ms() + 10000;
+    while (k->bytes < want) {
+        while (*sent < want) {
+            size_t n = want - *sent < sizeof chunk ? want - *sent : sizeof chunk;
+            for (size_t i = 0; i < n; i++)
+                chunk[i] = pattern_at(*sent + i);
+            ssize_t w = send(fd, chunk, n, MSG_NOSIGNAL);
+            if (w < 0) {
+                cr_assert_eq(errno, EAGAIN, "send: %s", strerror(errno));
+                break;
+            }
+            *sent += (size_t)w;
+        }
+        cr_assert_geq(rill_loop_run_once(l, 10), 0);
+        if (k->pause_each && k->conn)
+            rill_read_resume(k->conn);
+        cr_assert_lt(h_now_ms(), end, "got %zu of %zu bytes", k->bytes, want);
+    }
+}
+
+/* A bulk transfer that takes large receives (on io_uring one completion fills many buffers)
+ * reaches on_data whole and in order, and leaves no buffer leased once it is over. */
+H_BACKEND_TEST(recv_size, bulk_bytes_arrive_whole_and_in_order, .timeout = 30)
+{
+    rill_loop *l = h_loop(backend);
+    struct checker k = {.bad_at = SIZE_MAX};
+    int fd = check_pair(l, &k);
+    size_t sent = 0;
+    pump(l, fd, &k, &sent, 8u << 20);
+    cr_assert_eq(k.bad_at, SIZE_MAX, "byte %zu is not the one sent", k.bad_at);
+    cr_assert_eq(k.bytes, (size_t)8 << 20);
+    struct rill_loop_stats st;
+    for (int j = 0; j < 3; j++)
+        cr_assert_geq(rill_loop_run_once(l, 0), 0);
+    rill_loop_stats(l, &st);
+    cr_log_info("%s: %" PRIu64 " reads, %" PRIu64 " on_data for 8 MiB", backend, st.sys_read,
+                k.calls);
+    cr_assert_eq(st.bufs_in_use, 0, "%" PRIu64 " buffers still leased", st.bufs_in_use);
+    close(fd);
+    rill_loop_destroy(l);
+}
+
+/* The same, with the connection pausing in every on_data: what the rest of a large receive
+ * brings is held and delivered, in order, after the resume, never while paused. */
+H_BACKEND_TEST(recv_size, bulk_bytes_held_in_order_while_paused, .timeout = 30)
+{
+    rill_loop *l = h_loop(backend);
+    struct checker k = {.bad_at = SIZE_MAX, .pause_each = true};
+    int fd = check_pair(l, &k);
+    size_t sent = 0;
+    struct rill_loop_stats a, b;
+    rill_loop_stats(l, &a);
+    pump(l, fd, &k, &sent, 2u << 20);
+    rill_loop_stats(l, &b);
+    /* On io_uring a receive brings up to 16 buffers, the rest held after the first one's pause;
+     * every pause also ends the armed receive with a cancelled completion, counted as a read. */
+    cr_log_info("%s: %" PRIu64 " reads, %" PRIu64 " on_data for 2 MiB, pausing in each",
+                backend, b.sys_read - a.sys_read, k.calls);
+    cr_assert_eq(k.bad_at, SIZE_MAX, "byte %zu is not the one sent", k.bad_at);
+    cr_assert_eq(k.bytes, (size_t)2 << 20);
+    cr_assert_eq(k.paused_in, k.calls, "on_data ran while the connection was paused");
+    close(fd);
+    rill_loop_destroy(l);
+}
+
+/* After a bulk transfer grew the receives, small messages one at a time go back to small
+ * buffers: each is read once, into a buffer of the configured size (epoll halves its offer
+ * after each read under a quarter of it, 256 KiB down to 16 KiB in four reads; io_uring's
+ * bundles take one 16 KiB buffer for a small message from the start). */
+H_BACKEND_TEST(recv_size, small_messages_after_bulk_take_small_buffers, .timeout = 30)
+{
+    rill_loop *l = h_loop(backend);
+    struct checker k = {.bad_at = SIZE_MAX};
+    int fd = check_pair(l, &k);
+    size_t sent = 0;
+    pump(l, fd, &k, &sent, 1u << 20);
+    size_t bulk_cap = k.max_cap;
+    enum { WARM = 8, N = 32, SMALL = 200 };
+    struct rill_loop_stats a, b;
+    for (int i = 0; i < WARM + N; i++) {
+        if (i == WARM) {
+            rill_loop_stats(l, &a);
+            k.calls = 0;
+            k.max_cap = 0;
+        }
+        pump(l, fd, &k, &sent, SMALL);
+        for (int j = 0; j < 3; j++)
+            cr_assert_geq(rill_loop_run_once(l, 0), 0);
+    }
+    rill_loop_stats(l, &b);
+    uint64_t reads = b.sys_read - a.sys_read;
+    cr_log_info("%s: largest buffer %zu during the bulk, %zu after; %" PRIu64
+                " reads for %d small messages", backend, bulk_cap, k.max_cap, reads, N);
+    cr_assert_eq(k.bad_at, SIZE_MAX, "byte %zu is not the one sent", k.bad_at);
+    cr_assert_leq(k.max_cap, 16u << 10, "small messages still read into %zu-byte buffers",
+                  k.max_cap);
+    cr_assert_eq(reads, N, "%" PRIu64 " reads for %d messages", reads, N);
+    cr_assert_eq(k.calls, N);
+    cr_assert_eq(b.bufs_in_use, 0, "%" PRIu64 " buffers still leased", b.bufs_in_use);
+    close(fd);
+    rill_loop_destroy(l);
+}
