@@ -19,16 +19,18 @@
 #
 #   bash bench/macro/grid.sh              the full grid: 8 cells x 4 servers x 5 repetitions of
 #                                         3 s (+1 s warm-up), about 12 minutes (17 with BASE_BUILD)
-#   QUICK=1 bash bench/macro/grid.sh      2 repetitions of 1 s, no warm-up (the window then takes
-#                                         in the connects): about 1.5 minutes (2.5 with BASE_BUILD)
+#   QUICK=1 bash bench/macro/grid.sh      2 repetitions of 1 s (+1 s warm-up): about 2.5 minutes;
+#                                         with BASE_BUILD the servers are then the two rills and
+#                                         their -base twins only (no peers), also 2.5 minutes
 #   BASE_BUILD=/path/to/main/build/release bash bench/macro/grid.sh
 #
 # env (defaults in brackets; QUICK=1 changes the ones marked *):
 #   BUILD [build/release]  BASE_BUILD [] (the second build; adds rill-uring-base rill-epoll-base)
 #   OUT [bench/results/grid-<UTC time>]: results.jsonl and grid.md
-#   REPS* [5]  DURATION* [3]  WARMUP* [1]  SERVER_CPU [0]  LOAD_CPU [1] (empty: no taskset)
+#   REPS* [5]  DURATION* [3]  WARMUP [1]  SERVER_CPU [0]  LOAD_CPU [1] (empty: no taskset)
 #   SIZES ["64 16384"]  DEPTHS ["1 16"]  CONNS ["100 1000"]  TRANSPORTS ["tcp"] (or "tcp unix")
-#   SERVERS ["rill-uring rill-epoll peer-epoll peer-uring"] (+ the two -base with BASE_BUILD)
+#   SERVERS* ["rill-uring rill-epoll peer-epoll peer-uring"] (+ the two -base with BASE_BUILD;
+#          QUICK=1 with BASE_BUILD: "rill-uring rill-epoll rill-uring-base rill-epoll-base")
 #   MIN_BASE [0.97]: the ratio 64 B at depth 1 must reach against the second build
 #   STRICT [0]: 1 = exit 1 when any run measured nothing
 set -euo pipefail
@@ -48,7 +50,11 @@ invocation+="bash bench/macro/grid.sh"
 
 QUICK=${QUICK:-0}
 case $QUICK in 0|1) ;; *) echo "grid.sh: QUICK must be 0 or 1" >&2; exit 2 ;; esac
-if [ "$QUICK" = 1 ]; then : "${REPS:=2}" "${DURATION:=1}" "${WARMUP:=0}"; fi
+if [ "$QUICK" = 1 ]; then
+    : "${REPS:=2}" "${DURATION:=1}"
+    # The quick check against a second build: the two rills and their twins only.
+    [ -n "${BASE_BUILD:-}" ] && : "${SERVERS:=rill-uring rill-epoll rill-uring-base rill-epoll-base}"
+fi
 BUILD=${BUILD:-build/release} BASE_BUILD=${BASE_BUILD:-}
 REPS=${REPS:-5} DURATION=${DURATION:-3} WARMUP=${WARMUP:-1}
 SIZES=${SIZES:-64 16384} DEPTHS=${DEPTHS:-1 16} CONNS=${CONNS:-100 1000} TRANSPORTS=${TRANSPORTS:-tcp}
