@@ -134,7 +134,7 @@ load() {
 cpu_ticks() {
     local ticks ns
     ticks=$(cat /proc/"$server"/task/*/stat 2>/dev/null | awk '{u += $14; s += $15} END {print u + 0, s + 0}')
-    ns=$(cat /proc/"$server"/task/*/schedstat 2>/dev/null | awk '{t += $1} END {printf "%d", t + 0}')
+    ns=$(cat /proc/"$server"/task/*/schedstat 2>/dev/null | awk '{t += $1} END {printf "%.0f", t}')
     echo "$ticks $ns"
 }
 
