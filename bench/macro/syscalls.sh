@@ -223,7 +223,7 @@ print("Commands (the port and paths vary):")
 seen = set()
 for r in runs:
     for k in ("server_cmd", "load_cmd"):
-        cmd = re.sub(r"/tmp/tmp\.\w+/", "$TMP/", re.sub(r"127\.0\.0\.1:\d+$", "127.0.0.1:$PORT", r[k]))
+        cmd = r[k] if k == "server_cmd" else re.sub(r"/tmp/tmp\.\w+/", "$TMP/", re.sub(r"127\.0\.0\.1:\d+$", "127.0.0.1:$PORT", r[k]))
         if (r["server"], k) not in seen:
             seen.add((r["server"], k))
             print("    " + cmd.strip())
