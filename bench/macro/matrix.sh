@@ -15,7 +15,9 @@
 #   TRANSPORTS* ["tcp unix"]  CONNS* ["1 10 100 1000"]  SIZES* ["64 1024 16384"]  DEPTHS ["1 16"]
 #   MATRIX [star]: star = every CONNS at the first size and depth, then every other size and
 #          every other depth at STAR_CONNS* [100]; full = every combination
-#   SERVERS ["rill-uring rill-epoll peer-epoll peer-libuv peer-libevent peer-uring"]
+#   SERVERS ["rill-uring rill-epoll peer-epoll peer-libuv peer-libevent peer-uring"]; also
+#          rill-uring-base and rill-epoll-base: rill-echo of a second build, BASE_BUILD
+#   BASE_BUILD []: the build directory of that second rill (e.g. a build of main) to compare with
 #   RATE_CONNS* [1000] (empty: no fixed-rate run)  RATE_TRANSPORTS [tcp]
 #   HTTP_SERVERS ["rill-http-uring rill-http-epoll nginx"] (empty: no HTTP)  HTTP_LOADS ["wrk rill-load"]
 #   HTTP_CONNS [100]  HTTP_DEPTHS [1]  HTTP_PATH [/plaintext]
@@ -27,7 +29,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 case ${1:-} in -h|--help) sed -n '2,/^set -e/p' "$0" | grep '^#'; exit 0 ;; esac
 invocation=""
-for v in QUICK REPS DURATION WARMUP TRANSPORTS CONNS SIZES DEPTHS MATRIX STAR_CONNS SERVERS RATE_CONNS \
+for v in QUICK REPS DURATION WARMUP TRANSPORTS CONNS SIZES DEPTHS MATRIX STAR_CONNS SERVERS BASE_BUILD RATE_CONNS \
          RATE_TRANSPORTS HTTP_SERVERS HTTP_LOADS HTTP_CONNS HTTP_DEPTHS PROBE UPDATE SERVER_CPU LOAD_CPU OUT; do
     if [ -n "${!v+x}" ]; then invocation+="$v=\"${!v}\" "; fi
 done
@@ -47,7 +49,7 @@ SERVERS=${SERVERS-rill-uring rill-epoll peer-epoll peer-libuv peer-libevent peer
 RATE_CONNS=${RATE_CONNS-1000} RATE_TRANSPORTS=${RATE_TRANSPORTS:-tcp}
 HTTP_SERVERS=${HTTP_SERVERS-rill-http-uring rill-http-epoll nginx} HTTP_LOADS=${HTTP_LOADS-wrk rill-load}
 HTTP_CONNS=${HTTP_CONNS:-100} HTTP_DEPTHS=${HTTP_DEPTHS:-1} HTTP_PATH=${HTTP_PATH:-/plaintext}
-PROBE=${PROBE:-1} REPORT=${REPORT:-1} UPDATE=${UPDATE:-0} STRICT=${STRICT:-0}
+PROBE=${PROBE:-1} REPORT=${REPORT:-1} UPDATE=${UPDATE:-0} STRICT=${STRICT:-0} BASE_BUILD=${BASE_BUILD:-}
 
 [ -x "$BUILD/rill-load" ] || { echo "matrix.sh: build first (cmake --preset release && cmake --build --preset release)" >&2; exit 2; }
 server_pre=() load_pre=()
@@ -73,6 +75,7 @@ failed=0 nrun=0
 have() {
     case $1 in
     rill-uring|rill-epoll) [ -x "$BUILD/rill-echo" ] ;;
+    rill-uring-base|rill-epoll-base) [ -n "$BASE_BUILD" ] && [ -x "$BASE_BUILD/rill-echo" ] ;;
     rill-http-*) [ -x "$BUILD/rill-http" ] ;;
     peer-*) [ -x "$BUILD/bench/peers/$1" ] ;;
     nginx) command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] ;;
@@ -91,6 +94,8 @@ server_cmd() {
     case $1 in
     rill-uring) echo "$BUILD/rill-echo -t 1 --backend uring -l $l" ;;
     rill-epoll) echo "$BUILD/rill-echo -t 1 --backend epoll -l $l" ;;
+    rill-uring-base) echo "$BASE_BUILD/rill-echo -t 1 --backend uring -l $l" ;;
+    rill-epoll-base) echo "$BASE_BUILD/rill-echo -t 1 --backend epoll -l $l" ;;
     peer-*) echo "$BUILD/bench/peers/$1 -t 1 --port 0 $u" ;;
     rill-http-uring) echo "$BUILD/rill-http -t 1 --backend uring -l tcp://127.0.0.1:0" ;;
     rill-http-epoll) echo "$BUILD/rill-http -t 1 --backend epoll -l tcp://127.0.0.1:0" ;;
@@ -215,7 +220,7 @@ py add-meta "$results" run="$run_id" invocation="$invocation" reps="$REPS" durat
     warmup="$WARMUP" server_cpu="$SERVER_CPU" load_cpu="$LOAD_CPU" transports="$TRANSPORTS" conns="$CONNS" \
     sizes="$SIZES" depths="$DEPTHS" matrix="$MATRIX" servers="$SERVERS" rate_conns="$RATE_CONNS" \
     http_servers="$HTTP_SERVERS" http_loads="$HTTP_LOADS" http_conns="$HTTP_CONNS" http_depths="$HTTP_DEPTHS" \
-    probe="$PROBE" loadavg="$(cut -d' ' -f1-3 /proc/loadavg)"
+    probe="$PROBE" base_build="$BASE_BUILD" loadavg="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 # B0: the blocking floor, client thread on the load CPU, server thread on the server CPU.
 if [ "$PROBE" = 1 ] && [ -x "$BUILD/rill-probe" ]; then
