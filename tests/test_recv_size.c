@@ -23,17 +23,18 @@ static void sink_data(rill_conn *c, rill_buf *buf, const void *data, size_t len,
 
 static const struct rill_conn_handler sink_h = {.on_data = sink_data};
 
-/* A listener whose connections count into *k, and a blocking client connected to it; returns
- * the client's descriptor once the server has its connection. */
-static int sink_pair(rill_loop *l, struct sink *k)
+/* A listener whose connections run handler h with ctx, and a blocking client connected to it;
+ * returns the client's descriptor once the server has its connection. */
+static int tcp_pair(rill_loop *l, const struct rill_conn_handler *h, void *ctx)
 {
     rill_listener *ls;
-    struct rill_listen_config lc = {.handler = &sink_h, .ctx = k};
+    struct rill_listen_config lc = {.handler = h, .ctx = ctx};
     int r = rill_listen(l, "tcp://127.0.0.1:0", &lc, &ls);
     cr_assert_eq(r, 0, "listen: %s", rill_strerror(r));
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     cr_assert_geq(fd, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)rill_listener_port(ls))};
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)rill_listener_port(ls))};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
     int one = 1;
@@ -46,6 +47,11 @@ static int sink_pair(rill_loop *l, struct sink *k)
         cr_assert_lt(h_now_ms(), end, "the server never accepted");
     } while (st.conns_open == 0);
     return fd;
+}
+
+static int sink_pair(rill_loop *l, struct sink *k)
+{
+    return tcp_pair(l, &sink_h, k);
 }
 
 static void send_all(int fd, const uint8_t *p, size_t n)
@@ -179,28 +185,10 @@ static void check_data(rill_conn *c, rill_buf *buf, const void *data, size_t len
 
 static const struct rill_conn_handler check_h = {.on_data = check_data};
 
-/* Like sink_pair, for a checker. */
+/* Like sink_pair, for a checker; the client is non-blocking. */
 static int check_pair(rill_loop *l, struct checker *k)
 {
-    rill_listener *ls;
-    struct rill_listen_config lc = {.handler = &check_h, .ctx = k};
-    int r = rill_listen(l, "tcp://127.0.0.1:0", &lc, &ls);
-    cr_assert_eq(r, 0, "listen: %s", rill_strerror(r));
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    cr_assert_geq(fd, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET,
-                             .sin_port = htons((uint16_t)rill_listener_port(ls))};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    struct rill_loop_stats st;
-    uint64_t end = h_now_ms() + 5000;
-    do {
-        cr_assert_geq(rill_loop_run_once(l, 10), 0);
-        rill_loop_stats(l, &st);
-        cr_assert_lt(h_now_ms(), end, "the server never accepted");
-    } while (st.conns_open == 0);
+    int fd = tcp_pair(l, &check_h, k);
     cr_assert_eq(fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK), 0);
     return fd;
 }
