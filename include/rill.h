@@ -103,7 +103,12 @@ typedef enum rill_backend {
 struct rill_loop_config {
     rill_backend backend;     /* default RILL_BACKEND_AUTO; env RILL_BACKEND=uring|epoll wins */
     size_t slab_budget;       /* bytes of buffer memory this loop may map; default 64 MiB */
-    uint32_t recv_buf_size;   /* size of one receive buffer; default 16 KiB (512 B .. 1 MiB) */
+    /* The smallest receive a stream connection is offered; default 16 KiB (512 B .. 1 MiB).
+     * Offers adapt above it: epoll doubles a connection's next read after one that filled its
+     * buffer (up to 256 KiB) and halves it after a small one; io_uring lends buffers of this
+     * size from one ring, several per completion where the kernel has bundles (Linux 6.10).
+     * on_data may therefore see more than this many bytes at once. */
+    uint32_t recv_buf_size;
     uint32_t max_conns;       /* connections open at once on this loop; default 65536 */
     uint32_t max_events;      /* readiness events or completions reaped per poll; default 256 */
     uint32_t ring_entries;    /* io_uring submission queue size; default 1024 */
