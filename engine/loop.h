@@ -42,7 +42,7 @@ struct rill_loop {
      * once the slab has had buffers back since starve_mark) or for a free descriptor. */
     uint32_t pending;
     uint32_t starving;
-    uint64_t starve_mark;           /* slab.releases when a kind last starved or was retried */
+    uint64_t starve_mark;           /* slab.releases when kinds began to starve, or were retried */
     uint32_t fd_waiting;            /* kinds to wake (pending) when a descriptor is freed */
 
     /* Connections (conn.c): a chunked slot table, so that slot numbers stay stable and
@@ -167,11 +167,14 @@ static inline void rill__loop_pending(rill_loop *l, enum rill__kind k)
     l->pending |= RILL__KIND_BIT(k);
 }
 
-/* A kind waits for slab buffers: its retry_starved runs once the slab has had some back. */
+/* A kind waits for slab buffers: its retry_starved runs once the slab has had some back. The
+ * mark is taken when the first kind starts waiting (and again at each retry), not at every
+ * starvation: one kind starving later must not hide buffers that came back for another. */
 static inline void rill__loop_starving(rill_loop *l, enum rill__kind k)
 {
+    if (!l->starving)
+        l->starve_mark = l->slab.releases;
     l->starving |= RILL__KIND_BIT(k);
-    l->starve_mark = l->slab.releases;
 }
 
 /* A descriptor was freed on this loop (the EMFILE reserve): kinds that wait for one get their
