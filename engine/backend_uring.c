@@ -127,7 +127,7 @@ static int u_create(const struct rill_loop_config *cfg, rill_loop **out, const c
         rill__free_aligned(u);
         return r;
     }
-    if ((r = rill__uring_setup(&u->ring, cfg->ring_entries, &u->caps, why)) < 0) {
+    if ((r = rill__uring_setup(&u->ring, cfg->ring_entries, cfg->disable, &u->caps, why)) < 0) {
         u->ring.ring_fd = -1;
         goto fail;
     }
@@ -140,8 +140,7 @@ static int u_create(const struct rill_loop_config *cfg, rill_loop **out, const c
         goto fail;
     }
     u_arm_wake(u);
-    u->msg_ring = (u->caps & RILL__CAP_MSG_RING) != 0;
-    u->caps &= ~RILL__CAP_MSG_RING; /* internal, not one of the public RILL_CAP_* bits */
+    u->msg_ring = (u->caps & RILL_CAP_MSG_RING) != 0;
     *out = l;
     return 0;
 fail:
@@ -149,9 +148,12 @@ fail:
     return r;
 }
 
+/* What this loop uses now: a cross-ring wake-up that failed once is off for good (u_dispatch). */
 static uint32_t u_caps(const rill_loop *l)
 {
-    return u_of((rill_loop *)l)->caps;
+    struct uring_loop *u = u_of((rill_loop *)l);
+    uint32_t caps = u->caps & ~(RILL_CAP_MSG_RING | RILL_CAP_RECV_BUNDLE);
+    return caps | (u->msg_ring ? RILL_CAP_MSG_RING : 0) | (u->rx_bundle ? RILL_CAP_RECV_BUNDLE : 0);
 }
 
 static int u_post_wake(rill_loop *src, rill_loop *dst)

@@ -41,7 +41,8 @@ static void br_size_rx(struct uring_loop *u)
      * buffer's entry short, and some kernels write the shortened length back into the ring. */
     uint32_t cls = rill__slab_class_of(u->base.cfg.recv_buf_size);
     size_t one = (size_t)1 << (cls + RILL__SLAB_MIN_SHIFT);
-    u->rx_bundle = (u->ring.features & IORING_FEAT_RECVSEND_BUNDLE) != 0;
+    u->rx_bundle = (u->ring.features & IORING_FEAT_RECVSEND_BUNDLE) != 0 &&
+                   !(u->base.cfg.disable & RILL_CAP_RECV_BUNDLE);
     u->rx_cap = u->rx_bundle ? (uint32_t)(one > RX_MAX ? one : RX_MAX) : 0;
 }
 

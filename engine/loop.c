@@ -155,7 +155,10 @@ int rill__loop_config_resolve(const struct rill_loop_config *in, struct rill_loo
             d.max_events = in->max_events;
         if (in->ring_entries)
             d.ring_entries = in->ring_entries;
+        d.disable = in->disable;
     }
+    if (d.disable & ~RILL_CAP_DISABLEABLE)
+        return -EINVAL;
     if (d.recv_buf_size < 512 || d.recv_buf_size > RILL__SLAB_MAX || d.slab_budget < d.recv_buf_size)
         return -EINVAL;
     if (d.max_conns > (1u << 24) || d.max_events > 65536 || d.ring_entries > 32768)
@@ -207,6 +210,76 @@ void rill__loop_fini_common(rill_loop *l)
     atomic_fetch_sub(&loops_alive, 1);
 }
 
+/* ---- capabilities by name -------------------------------------------------------------------- */
+
+/* Indexed by bit number: the words rill-echo, rill-load and RILL_URING_DISABLE use. */
+static const char *const cap_names[] = {
+    "multishot_accept", "multishot_recv", "buf_ring",          "send_zc",
+    "msg_zerocopy",     "defer_taskrun",  "edge_triggered",    "multishot_recvmsg",
+    "udp_gso",          "udp_gro",        "recv_bundle",       "msg_ring",
+};
+
+const char *rill_cap_name(uint32_t cap)
+{
+    if (cap == 0 || (cap & (cap - 1)))
+        return NULL;
+    unsigned bit = (unsigned)__builtin_ctz(cap);
+    return bit < sizeof cap_names / sizeof cap_names[0] ? cap_names[bit] : NULL;
+}
+
+size_t rill_caps_format(uint32_t caps, char *buf, size_t len)
+{
+    size_t n = 0;
+    if (len)
+        buf[0] = '\0';
+    for (unsigned bit = 0; bit < 32; bit++) {
+        uint32_t b = 1u << bit;
+        if (!(caps & b))
+            continue;
+        const char *name = rill_cap_name(b);
+        char hex[16];
+        if (!name) {
+            snprintf(hex, sizeof hex, "0x%x", b);
+            name = hex;
+        }
+        int w = snprintf(buf ? buf + (n < len ? n : len) : NULL, n < len ? len - n : 0, "%s%s",
+                         n ? "," : "", name);
+        n += w > 0 ? (size_t)w : 0;
+    }
+    return n;
+}
+
+/* RILL_URING_DISABLE=name[,name...]: io_uring features to switch off, in rill_cap_name's words,
+ * for ablation or to step around a kernel bug without a rebuild. */
+static int env_disable(uint32_t *out)
+{
+    const char *env = getenv("RILL_URING_DISABLE");
+    *out = 0;
+    if (!env)
+        return 0;
+    char word[32];
+    for (const char *p = env; *p;) {
+        size_t n = strcspn(p, ", ");
+        uint32_t cap = 0;
+        if (n > 0 && n < sizeof word) {
+            memcpy(word, p, n);
+            word[n] = '\0';
+            for (unsigned bit = 0; bit < 32 && !cap; bit++)
+                if (rill_cap_name(1u << bit) && !strcmp(rill_cap_name(1u << bit), word))
+                    cap = 1u << bit;
+        }
+        if (n > 0 && !(cap & RILL_CAP_DISABLEABLE)) {
+            rill__log("RILL_URING_DISABLE: \"%.*s\" is not one of recv_bundle, defer_taskrun, "
+                      "msg_ring", (int)n, p);
+            return -EINVAL;
+        }
+        *out |= cap;
+        p += n;
+        p += strspn(p, ", ");
+    }
+    return 0;
+}
+
 /* Which backend to try: the environment wins over the config, so that any program can be run on
  * either backend without a rebuild. */
 static int choose_backend(rill_backend cfg_choice, rill_backend *out)
@@ -241,6 +314,10 @@ int rill_loop_create(const struct rill_loop_config *cfg, rill_loop **out)
     rill_backend which;
     if ((r = choose_backend(c.backend, &which)) < 0)
         return r;
+    uint32_t env_off;
+    if ((r = env_disable(&env_off)) < 0)
+        return r;
+    c.disable |= env_off;
     const char *why = NULL;
     if (which != RILL_BACKEND_EPOLL) {
         r = rill__backend_uring.create(&c, out, &why);

@@ -78,12 +78,13 @@ static int probe_ops(struct io_uring *ring, uint32_t *caps, const char **why)
         }
     }
     if (r == 0 && io_uring_opcode_supported(p, IORING_OP_MSG_RING))
-        *caps |= RILL__CAP_MSG_RING;
+        *caps |= RILL_CAP_MSG_RING;
     io_uring_free_probe(p);
     return r;
 }
 
-int rill__uring_setup(struct io_uring *ring, unsigned entries, uint32_t *caps, const char **why)
+int rill__uring_setup(struct io_uring *ring, unsigned entries, uint32_t disable, uint32_t *caps,
+                      const char **why)
 {
     /* R_DISABLED: a loop is often created on one thread and run on another, and a
      * SINGLE_ISSUER ring belongs to the task that enables it; rill__uring_bind() enables it on
@@ -99,6 +100,8 @@ int rill__uring_setup(struct io_uring *ring, unsigned entries, uint32_t *caps, c
     int r = -EINVAL;
     unsigned used = 0;
     for (size_t i = 0; i < sizeof tries / sizeof tries[0]; i++) {
+        if ((disable & RILL_CAP_DEFER_TASKRUN) && (tries[i] & IORING_SETUP_DEFER_TASKRUN))
+            continue; /* switched off: the COOP_TASKRUN set-up, as on a kernel before 6.1 */
         struct io_uring_params p;
         memset(&p, 0, sizeof p);
         p.flags = tries[i];
@@ -128,6 +131,7 @@ int rill__uring_setup(struct io_uring *ring, unsigned entries, uint32_t *caps, c
         io_uring_queue_exit(ring);
         return r;
     }
+    *caps &= ~disable;
     /* Multishot receive (recv and recvmsg) arrived in Linux 6.0, as did SINGLE_ISSUER: a kernel that refused
      * SINGLE_ISSUER is older, and its recv would reject IORING_RECV_MULTISHOT. (The weaker
      * set-ups above are still tried so the reason names the real gap.) */

@@ -99,6 +99,25 @@ typedef enum rill_backend {
 #define RILL_CAP_MULTISHOT_RECVMSG (1u << 7) /* datagrams: multishot recvmsg on a buffer ring */
 #define RILL_CAP_UDP_GSO (1u << 8) /* the kernel segments UDP sends (UDP_SEGMENT, Linux 4.18) */
 #define RILL_CAP_UDP_GRO (1u << 9) /* the kernel coalesces UDP receives (UDP_GRO, Linux 5.0) */
+#define RILL_CAP_RECV_BUNDLE (1u << 10) /* io_uring: one receive fills several buffers (Linux 6.10) */
+#define RILL_CAP_MSG_RING (1u << 11) /* io_uring: loops wake each other with IORING_OP_MSG_RING */
+
+/* The io_uring features rill_loop_config.disable (and RILL_URING_DISABLE) may switch off, to
+ * ablate them or to step around a kernel bug; the loop then runs as on a kernel without them. */
+#define RILL_CAP_DISABLEABLE (RILL_CAP_DEFER_TASKRUN | RILL_CAP_RECV_BUNDLE | RILL_CAP_MSG_RING)
+
+/* The name of one capability bit, the words the tools print: "multishot_accept",
+ * "multishot_recv", "buf_ring", "send_zc", "msg_zerocopy", "defer_taskrun", "edge_triggered",
+ * "multishot_recvmsg", "udp_gso", "udp_gro", "recv_bundle", "msg_ring".
+ * Returns: the name; NULL when cap is not exactly one known bit.
+ * Ownership: a static string; never free it. Thread: any. */
+RILL_API const char *rill_cap_name(uint32_t cap);
+
+/* Writes the names of the bits of caps into buf, comma-separated in bit order ("" for 0), always
+ * NUL-terminated when len > 0; unknown bits are written as 0x.. in hex.
+ * Returns: the length of the whole text (as snprintf: it was cut when >= len).
+ * Ownership: buf is the caller's storage, written during the call. Thread: any. */
+RILL_API size_t rill_caps_format(uint32_t caps, char *buf, size_t len);
 
 struct rill_loop_config {
     rill_backend backend;     /* default RILL_BACKEND_AUTO; env RILL_BACKEND=uring|epoll wins */
@@ -112,6 +131,9 @@ struct rill_loop_config {
     uint32_t max_conns;       /* connections open at once on this loop; default 65536 */
     uint32_t max_events;      /* readiness events or completions reaped per poll; default 256 */
     uint32_t ring_entries;    /* io_uring submission queue size; default 1024 */
+    /* RILL_CAP_* bits of io_uring features not to use, within RILL_CAP_DISABLEABLE; default 0.
+     * The environment's RILL_URING_DISABLE=name[,name...] (rill_cap_name's words) adds to it. */
+    uint32_t disable;
 };
 
 /* Fills cfg with the defaults documented on each field. NULL is ignored.
@@ -120,8 +142,10 @@ RILL_API void rill_loop_config_init(struct rill_loop_config *cfg);
 
 /* Creates a loop. cfg may be NULL for the defaults. The loop belongs to the thread that first runs
  * it; create it (and set up listeners, connections, timers) on any thread before that.
- * Returns: 0 and *out; -EINVAL for a bad argument or config value; -ENOSYS/-EPERM/-ENOMEM when
- * the forced backend cannot start (the reason is logged on stderr); -ENOMEM; -EMFILE.
+ * Returns: 0 and *out; -EINVAL for a bad argument or config value (a disable bit outside
+ * RILL_CAP_DISABLEABLE, or a RILL_URING_DISABLE word that is not one of them: logged);
+ * -ENOSYS/-EPERM/-ENOMEM when the forced backend cannot start (the reason is logged on stderr);
+ * -ENOMEM; -EMFILE.
  * Ownership: cfg is read during the call and not kept. The caller owns the loop and destroys it
  * with rill_loop_destroy() (a loop of an engine is the engine's: see rill_engine_loop()).
  * Thread: any (the loop then belongs to the thread that first runs it). */

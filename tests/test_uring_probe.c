@@ -32,7 +32,7 @@
 
 #define URING_BITS                                                                             \
     (RILL_CAP_MULTISHOT_ACCEPT | RILL_CAP_MULTISHOT_RECV | RILL_CAP_PROVIDED_BUFFERS |        \
-     RILL_CAP_SEND_ZC | RILL_CAP_DEFER_TASKRUN)
+     RILL_CAP_SEND_ZC | RILL_CAP_DEFER_TASKRUN | RILL_CAP_RECV_BUNDLE | RILL_CAP_MSG_RING)
 #define URING_MUST (RILL_CAP_MULTISHOT_ACCEPT | RILL_CAP_MULTISHOT_RECV | RILL_CAP_PROVIDED_BUFFERS)
 
 /* ---- the child ------------------------------------------------------------------------------ */
@@ -450,4 +450,75 @@ Test(uring_probe, auto_picks_uring_when_available, .timeout = 30)
     cr_expect_str_eq(o.res.backend, "io_uring");
     cr_expect_eq(o.res.caps & URING_MUST, URING_MUST, "caps 0x%x", o.res.caps);
     cr_expect_eq(o.log[0], '\0', "a loop that got io_uring logs nothing, got:\n%s", o.log);
+}
+
+/* ---- capabilities by name, and switching io_uring features off ------------------------------ */
+
+Test(uring_probe, every_capability_has_one_name, .timeout = 30)
+{
+    static const uint32_t bits[] = {
+        RILL_CAP_MULTISHOT_ACCEPT, RILL_CAP_MULTISHOT_RECV,    RILL_CAP_PROVIDED_BUFFERS,
+        RILL_CAP_SEND_ZC,          RILL_CAP_MSG_ZEROCOPY,      RILL_CAP_DEFER_TASKRUN,
+        RILL_CAP_EDGE_TRIGGERED,   RILL_CAP_MULTISHOT_RECVMSG, RILL_CAP_UDP_GSO,
+        RILL_CAP_UDP_GRO,          RILL_CAP_RECV_BUNDLE,       RILL_CAP_MSG_RING,
+    };
+    uint32_t all = 0;
+    for (size_t i = 0; i < sizeof bits / sizeof bits[0]; i++) {
+        const char *n = rill_cap_name(bits[i]);
+        cr_assert_not_null(n, "bit 0x%x has no name", bits[i]);
+        for (size_t j = 0; j < i; j++)
+            cr_assert_str_neq(n, rill_cap_name(bits[j]), "two bits are called %s", n);
+        all |= bits[i];
+    }
+    cr_expect_null(rill_cap_name(0));
+    cr_expect_null(rill_cap_name(RILL_CAP_MULTISHOT_ACCEPT | RILL_CAP_MULTISHOT_RECV));
+    cr_expect_null(rill_cap_name(1u << 30));
+    cr_expect_str_eq(rill_cap_name(RILL_CAP_RECV_BUNDLE), "recv_bundle");
+
+    char buf[512];
+    size_t n = rill_caps_format(RILL_CAP_MULTISHOT_ACCEPT | RILL_CAP_RECV_BUNDLE | (1u << 30), buf,
+                                sizeof buf);
+    cr_expect_str_eq(buf, "multishot_accept,recv_bundle,0x40000000");
+    cr_expect_eq(n, strlen(buf));
+    cr_expect_eq(rill_caps_format(0, buf, sizeof buf), 0);
+    cr_expect_str_eq(buf, "");
+    /* Cut short: NUL-terminated, and the length says how long the whole text would be. */
+    n = rill_caps_format(all, buf, 8);
+    cr_expect_eq(strlen(buf), 7);
+    cr_expect_gt(n, 7);
+}
+
+/* rill_loop_config.disable and RILL_URING_DISABLE switch features off on io_uring (what the loop
+ * reports is what it uses); anything but the switchable three is refused, by name. */
+Test(uring_probe, disabled_features_are_off, .timeout = 30)
+{
+    rill_loop *probe = h_loop("uring"); /* skips when io_uring cannot run here */
+    uint32_t have = rill_loop_caps(probe);
+    rill_loop_destroy(probe);
+
+    struct rill_loop_config cfg;
+    rill_loop_config_init(&cfg);
+    cfg.disable = RILL_CAP_DEFER_TASKRUN;
+    rill_loop *l = h_loop_cfg("uring", &cfg);
+    uint32_t caps = rill_loop_caps(l);
+    cr_expect_eq(caps & RILL_CAP_DEFER_TASKRUN, 0, "caps 0x%x", caps);
+    cr_expect_eq(caps & URING_MUST, URING_MUST, "the rest stays: caps 0x%x", caps);
+    rill_loop_destroy(l);
+
+    setenv("RILL_URING_DISABLE", "recv_bundle, msg_ring", 1);
+    rill_loop_config_init(&cfg);
+    cfg.backend = RILL_BACKEND_URING;
+    cr_assert_eq(rill_loop_create(&cfg, &l), 0);
+    caps = rill_loop_caps(l);
+    cr_expect_eq(caps & (RILL_CAP_RECV_BUNDLE | RILL_CAP_MSG_RING), 0, "caps 0x%x", caps);
+    cr_expect_eq(caps & RILL_CAP_DEFER_TASKRUN, have & RILL_CAP_DEFER_TASKRUN);
+    rill_loop_destroy(l);
+
+    setenv("RILL_URING_DISABLE", "multishot_recv", 1);
+    cr_expect_eq(rill_loop_create(&cfg, &l), -EINVAL, "a feature the backend needs");
+    setenv("RILL_URING_DISABLE", "bogus", 1);
+    cr_expect_eq(rill_loop_create(&cfg, &l), -EINVAL);
+    unsetenv("RILL_URING_DISABLE");
+    cfg.disable = RILL_CAP_MULTISHOT_ACCEPT;
+    cr_expect_eq(rill_loop_create(&cfg, &l), -EINVAL);
 }

@@ -128,8 +128,9 @@ static void usage(FILE *f)
             "      --steer         serve each connection on the loop of the CPU it arrived on\n"
             "  -s, --stats         print one line of counters per second\n"
             "  -h, --help          this text\n"
-            "Prints \"listening URI loops=N backend=NAME caps=0x..\" per address once ready;\n"
-            "on SIGINT or SIGTERM it drains (up to 2 s) and exits.\n");
+            "Prints \"listening URI loops=N backend=NAME caps=NAME,NAME,..\" per address once\n"
+            "ready (the capabilities by rill_cap_name(); RILL_URING_DISABLE=recv_bundle,... turns\n"
+            "io_uring features off); on SIGINT or SIGTERM it drains (up to 2 s) and exits.\n");
 }
 
 static void print_stats(rill_engine *e, struct rill_loop_stats *prev)
@@ -222,6 +223,8 @@ static int open_all(rill_engine *e, bool steer)
     struct rill_listen_config lc = {.handler = &echo_handler,
                                     .flags = RILL_LISTEN_F_UNLINK_STALE};
     rill_loop *l0 = rill_engine_loop(e, 0);
+    char caps[256];
+    rill_caps_format(rill_loop_caps(l0), caps, sizeof caps);
     for (int i = 0; i < n_listen; i++) {
         const char *uri = listen_uris[i];
         int r;
@@ -231,9 +234,9 @@ static int open_all(rill_engine *e, bool steer)
                 fprintf(stderr, "rill-echo: open %s: %s\n", uri, rill_strerror(r));
                 return r;
             }
-            printf("listening %s loops=%u backend=%s caps=0x%x\n", bound,
+            printf("listening %s loops=%u backend=%s caps=%s\n", bound,
                    strncmp(bound, "unix", 4) == 0 ? 1 : rill_engine_loop_count(e),
-                   rill_loop_backend_name(l0), rill_loop_caps(l0));
+                   rill_loop_backend_name(l0), caps);
             continue;
         }
         rill_steering how;
@@ -248,9 +251,9 @@ static int open_all(rill_engine *e, bool steer)
             printf("listening %.*s:%d", plen, uri, r);
         else
             printf("listening %s", uri);
-        printf(" loops=%u backend=%s caps=0x%x steering=%s\n",
+        printf(" loops=%u backend=%s caps=%s steering=%s\n",
                strncmp(uri, "unix", 4) == 0 ? 1 : rill_engine_loop_count(e),
-               rill_loop_backend_name(l0), rill_loop_caps(l0),
+               rill_loop_backend_name(l0), caps,
                how == RILL_STEER_BPF_CPU         ? "bpf-cpu"
                : how == RILL_STEER_INCOMING_CPU ? "incoming-cpu"
                                                 : "hash");

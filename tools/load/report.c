@@ -342,7 +342,9 @@ int report_final(const struct totals *t, const struct load_opts *o, const char *
         fprintf(f, "%zu-byte requests\n", o->size_min);
     else
         fprintf(f, "%zu..%zu-byte requests\n", o->size_min, o->size_max);
-    fprintf(f, "backend       %s (caps 0x%x)\n", backend, caps);
+    char names[256];
+    rill_caps_format(caps, names, sizeof names);
+    fprintf(f, "backend       %s (caps %s)\n", backend, names);
     fprintf(f, "window        %.3f s (after %u s of warm-up)\n", t->secs, o->warmup_s);
     fprintf(f, "requests      %llu\n", (unsigned long long)t->requests);
     print_load(t, o);
