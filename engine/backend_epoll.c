@@ -4,7 +4,7 @@
  * modified: there is no epoll_ctl per operation. With edge triggering, EPOLLOUT is only reported
  * when the socket's state changes (the kernel raises a write-space wake-up only after a send hit
  * a full buffer), so keeping it registered costs nothing; the connection acts on it only while
- * RILL__C_WR_BLOCKED says a send came up short. That is "EPOLLOUT armed only after a short
+ * EP_WR_BLOCKED says a send came up short. That is "EPOLLOUT armed only after a short
  * write" without the two epoll_ctl calls per short write that arming it for real would cost.
  *
  * Per-handle state lives here, in structs that embed the handle first (ep_conn, ep_dgram,

@@ -1,12 +1,12 @@
 /* Stream connections: the slot table, the state machine, half-close, timeouts and asynchronous
  * close. The write queue and its water marks are in conn_send.c.
  *
- * Everything here is backend-neutral. Backends report what happened (opened, data, eof, bytes
- * sent, failure) and conn.c turns it into the embedder's callbacks; conn.c asks the backend to
- * send at the flush point (rill__conn_flush_all), so sends queued by many callbacks in one
- * iteration leave together. (The epoll backend sends a connection's queue sooner, right after
- * that connection's read turn, when the reply would otherwise wait for the whole batch: see
- * ep_send_now.)
+ * Everything here is backend-neutral. Backends report what happened through engine/upcall.h
+ * (opened, a receive, bytes sent, failure) and conn.c turns it into the embedder's callbacks;
+ * conn.c asks the backend to send at the flush point (conn_flush_all), so sends queued by many
+ * callbacks in one iteration leave together. (The epoll backend sends a connection's queue
+ * sooner, right after that connection's read turn, when the reply would otherwise wait for the
+ * whole batch: see ep_send_now and l->send_turn.)
  *
  * Lifetime: a connection is "closing" from conn_begin_close() until its on_close has run at the
  * flush point, and its memory is reused only when, in addition, the backend reports it quiet
