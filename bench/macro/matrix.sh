@@ -14,9 +14,14 @@
 #   SERVER_CPU [0]  LOAD_CPU [1]  (empty: no taskset)
 #   TRANSPORTS* ["tcp unix"]  CONNS* ["1 10 100 1000"]  SIZES* ["64 1024 16384"]  DEPTHS ["1 16"]
 #   MATRIX [star]: star = every CONNS at the first size and depth, then every other size and
-#          every other depth at STAR_CONNS* [100]; full = every combination
+#          every other depth at STAR_CONNS* [100]; full = every combination; cells = every CONNS
+#          at each SIZE/DEPTH pair of CELLS (e.g. "64/1 64/16 16384/1"; SIZES and DEPTHS unused)
 #   SERVERS ["rill-uring rill-epoll peer-epoll peer-libuv peer-libevent peer-uring"]; also
-#          rill-uring-base and rill-epoll-base: rill-echo of a second build, BASE_BUILD
+#          rill-uring-base and rill-epoll-base: rill-echo of a second build, BASE_BUILD; and
+#          rill-uring-no-NAME[+NAME..]: rill-echo on io_uring with RILL_URING_DISABLE=NAME[,NAME..]
+#   ENTERS [0]: 1 = run rill-echo under `perf stat -e syscalls:sys_enter_io_uring_enter` and
+#          record the server's io_uring_enter calls per request (over its life, warm-up included)
+#   LIMIT [DURATION + WARMUP + 30]: seconds after which a rill-load run is killed
 #   BASE_BUILD []: the build directory of that second rill (e.g. a build of main) to compare with
 #   RATE_CONNS* [1000] (empty: no fixed-rate run)  RATE_TRANSPORTS [tcp]
 #   HTTP_SERVERS ["rill-http-uring rill-http-epoll nginx"] (empty: no HTTP)  HTTP_LOADS ["wrk rill-load"]
@@ -29,7 +34,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 case ${1:-} in -h|--help) sed -n '2,/^set -e/p' "$0" | grep '^#'; exit 0 ;; esac
 invocation=""
-for v in QUICK REPS DURATION WARMUP TRANSPORTS CONNS SIZES DEPTHS MATRIX STAR_CONNS SERVERS BASE_BUILD RATE_CONNS \
+for v in QUICK REPS DURATION WARMUP TRANSPORTS CONNS SIZES DEPTHS MATRIX CELLS STAR_CONNS SERVERS BASE_BUILD RATE_CONNS ENTERS \
          RATE_TRANSPORTS HTTP_SERVERS HTTP_LOADS HTTP_CONNS HTTP_DEPTHS PROBE UPDATE SERVER_CPU LOAD_CPU OUT; do
     if [ -n "${!v+x}" ]; then invocation+="$v=\"${!v}\" "; fi
 done
@@ -50,6 +55,7 @@ RATE_CONNS=${RATE_CONNS-1000} RATE_TRANSPORTS=${RATE_TRANSPORTS:-tcp}
 HTTP_SERVERS=${HTTP_SERVERS-rill-http-uring rill-http-epoll nginx} HTTP_LOADS=${HTTP_LOADS-wrk rill-load}
 HTTP_CONNS=${HTTP_CONNS:-100} HTTP_DEPTHS=${HTTP_DEPTHS:-1} HTTP_PATH=${HTTP_PATH:-/plaintext}
 PROBE=${PROBE:-1} REPORT=${REPORT:-1} UPDATE=${UPDATE:-0} STRICT=${STRICT:-0} BASE_BUILD=${BASE_BUILD:-}
+CELLS=${CELLS:-64/1} ENTERS=${ENTERS:-0} LIMIT=${LIMIT:-$((DURATION + WARMUP + 30))}
 
 [ -x "$BUILD/rill-load" ] || { echo "matrix.sh: build first (cmake --preset release && cmake --build --preset release)" >&2; exit 2; }
 server_pre=() load_pre=()
@@ -60,8 +66,9 @@ mkdir -p "$OUT"
 results=$OUT/results.jsonl
 py() { python3 bench/macro/report.py "$@"; }
 tmp=$(mktemp -d)
-server=""
+server="" worker="" counted=0
 cleanup() {
+    if [ -n "$server" ] && [ "$counted" = 1 ] && [ -n "$worker" ]; then kill -TERM "$worker" 2>/dev/null || true; fi
     if [ -n "$server" ]; then kill -TERM "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; fi
     rm -rf "$tmp"
 }
@@ -74,7 +81,7 @@ failed=0 nrun=0
 # Drop servers whose binary was not built (the peers need libuv, libevent, liburing).
 have() {
     case $1 in
-    rill-uring|rill-epoll) [ -x "$BUILD/rill-echo" ] ;;
+    rill-uring|rill-epoll|rill-uring-no-*) [ -x "$BUILD/rill-echo" ] ;;
     rill-uring-base|rill-epoll-base) [ -n "$BASE_BUILD" ] && [ -x "$BASE_BUILD/rill-echo" ] ;;
     rill-http-*) [ -x "$BUILD/rill-http" ] ;;
     peer-*) [ -x "$BUILD/bench/peers/$1" ] ;;
@@ -93,6 +100,8 @@ server_cmd() {
     [ "$2" = unix ] && l="unix:$3" u="--unix $3"
     case $1 in
     rill-uring) echo "$BUILD/rill-echo -t 1 --backend uring -l $l" ;;
+    rill-uring-no-*) local off=${1#rill-uring-no-}
+        echo "env RILL_URING_DISABLE=${off//+/,} $BUILD/rill-echo -t 1 --backend uring -l $l" ;;
     rill-epoll) echo "$BUILD/rill-echo -t 1 --backend epoll -l $l" ;;
     rill-uring-base) echo "$BASE_BUILD/rill-echo -t 1 --backend uring -l $l" ;;
     rill-epoll-base) echo "$BASE_BUILD/rill-echo -t 1 --backend epoll -l $l" ;;
@@ -115,15 +124,20 @@ ticks() {
 }
 
 # start_server NAME TRANSPORT: sets $server, $target_base (tcp://127.0.0.1:P or unix:PATH),
-# $port, $worker (the pid doing the work: nginx's worker, else the server) and $scmd.
+# $port, $worker (the pid doing the work: nginx's worker, or rill-echo under perf, else the
+# server), $scmd and $counted (1: the server runs under perf stat, ENTERS=1).
 start_server() {
-    local out=$tmp/server.out sock=$tmp/srv.sock
-    port="" worker=""
-    rm -f "$out" "$tmp/server.err" "$sock"
+    local out=$tmp/server.out sock=$tmp/srv.sock perf_pre=()
+    port="" worker="" counted=0
+    rm -f "$out" "$tmp/server.err" "$sock" "$tmp/enters.txt"
     scmd="$(server_cmd "$1" "$2" "$sock")"
+    if [ "$ENTERS" = 1 ] && [[ $1 == rill-uring* ]]; then
+        counted=1 perf_pre=(perf stat -e syscalls:sys_enter_io_uring_enter -x "," -o "$tmp/enters.txt" --)
+    fi
     # shellcheck disable=SC2086 # the command is words on purpose
-    "${server_pre[@]}" $scmd >"$out" 2>"$tmp/server.err" &
+    "${server_pre[@]}" "${perf_pre[@]}" $scmd >"$out" 2>"$tmp/server.err" &
     server=$!
+    if [ "$counted" = 1 ]; then scmd="${perf_pre[*]} $scmd"; fi
     for _ in $(seq 200); do
         port=$({ sed -nE 's/^listening tcp:\/\/127\.0\.0\.1:([0-9]+).*/\1/p' "$out" 2>/dev/null || true; } | head -1)
         if [ "$2" = unix ]; then
@@ -142,8 +156,19 @@ start_server() {
         done
         [ -n "$worker" ] || worker=$server
     fi
+    if [ "$counted" = 1 ]; then # perf's child (env and taskset exec): rill-echo
+        worker=$(for p in $(descendants "$server"); do [ "$(cat "/proc/$p/comm" 2>/dev/null)" = rill-echo ] && echo "$p"; done | head -1)
+        [ -n "$worker" ] || { echo "matrix.sh: $1 under perf: no rill-echo process" >&2; exit 1; }
+    fi
 }
-stop_server() { kill -TERM "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; server=""; }
+# Under perf the server is stopped itself (perf then writes its count and exits).
+stop_server() {
+    if [ "$counted" = 1 ]; then
+        kill -TERM "$worker" 2>/dev/null || true
+        for _ in $(seq 100); do kill -0 "$server" 2>/dev/null || break; sleep 0.05; done
+    fi
+    kill -TERM "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; server=""
+}
 
 check() { # check FILE: counts the run; notes a run that measured nothing
     nrun=$((nrun + 1))
@@ -160,15 +185,22 @@ run_load() {
     if [ "$kind" = http ]; then target="http://127.0.0.1:$port$HTTP_PATH"; else ra=(-s "$size"); fi
     [ "$rate" != 0 ] && ra+=(-R "$rate")
     local lcmd=(rill-load -c "$c" -t 1 -d "$DURATION" --warmup "$WARMUP" --depth "$depth" "${ra[@]}" -q
-                --server-pid "$worker" --json "$tmp/load.json" "$target")
+                --server-pid "$worker" --json "$tmp/load.json" "$target") extra=()
     rm -f "$tmp/load.json"
-    "${load_pre[@]}" "$BUILD/${lcmd[0]}" "${lcmd[@]:1}" >"$tmp/load.out" 2>&1 || true
+    "${load_pre[@]}" timeout -k 5 "$LIMIT" "$BUILD/${lcmd[0]}" "${lcmd[@]:1}" >"$tmp/load.out" 2>&1 || true
     stop_server
     check "$tmp/load.out"
+    # The server's start line (its capabilities) and, under perf, its io_uring_enter calls and the
+    # bytes it received over its life (rill-echo's exit line), for report.py.
+    extra=(server_line="$(grep -m1 '^listening' "$tmp/server.out" 2>/dev/null || true)")
+    if [ "$counted" = 1 ]; then
+        extra+=(server_enters="$(awk -F, '$3 ~ /io_uring_enter/ {print $1}' "$tmp/enters.txt" 2>/dev/null || true)"
+                server_bytes_in="$(sed -nE 's/.* bytes-in ([0-9]+).*/\1/p' "$tmp/server.out" "$tmp/server.err" 2>/dev/null | head -1)")
+    fi
     if [ -s "$tmp/load.json" ]; then
         py add-load "$tmp/load.json" "$results" run="$run_id" kind="$kind" server="$name" load=rill-load \
             transport="$tr" conns="$c" size="$size" depth="$depth" rep="$rep" rate="$rate" \
-            server_cmd="${server_pre[*]} $scmd" load_cmd="${load_pre[*]} ${lcmd[*]}"
+            server_cmd="${server_pre[*]} $scmd" load_cmd="${load_pre[*]} ${lcmd[*]}" "${extra[@]}"
     fi
 }
 
@@ -202,6 +234,8 @@ workloads() {
     for t in $TRANSPORTS; do
         if [ "$MATRIX" = full ]; then
             for c in $CONNS; do for s in $SIZES; do for d in $DEPTHS; do echo "$t $c $s $d"; done; done; done
+        elif [ "$MATRIX" = cells ]; then
+            for c in $CONNS; do for s in $CELLS; do echo "$t $c ${s%/*} ${s#*/}"; done; done
         else
             for c in $CONNS; do echo "$t $c $s0 $d0"; done
             for s in $SIZES; do [ "$s" = "$s0" ] || echo "$t $STAR_CONNS $s $d0"; done
@@ -218,7 +252,7 @@ runs=$(( (nwl * nserv + (nrate > 0 ? $(wc -w <<<"$RATE_TRANSPORTS") * $(wc -w <<
 echo "matrix.sh: $(uname -r), $(nproc) CPUs, server on CPU ${SERVER_CPU:-any}, load on CPU ${LOAD_CPU:-any}; $runs runs of ${DURATION} s (+${WARMUP} s warm-up), about $(( runs * (DURATION + WARMUP + 1) / 60 + 1 )) min; results: $results"
 py add-meta "$results" run="$run_id" invocation="$invocation" reps="$REPS" duration="$DURATION" \
     warmup="$WARMUP" server_cpu="$SERVER_CPU" load_cpu="$LOAD_CPU" transports="$TRANSPORTS" conns="$CONNS" \
-    sizes="$SIZES" depths="$DEPTHS" matrix="$MATRIX" servers="$SERVERS" rate_conns="$RATE_CONNS" \
+    sizes="$SIZES" depths="$DEPTHS" matrix="$MATRIX" cells="$CELLS" enters="$ENTERS" servers="$SERVERS" rate_conns="$RATE_CONNS" \
     http_servers="$HTTP_SERVERS" http_loads="$HTTP_LOADS" http_conns="$HTTP_CONNS" http_depths="$HTTP_DEPTHS" \
     probe="$PROBE" base_build="$BASE_BUILD" loadavg="$(cut -d' ' -f1-3 /proc/loadavg)"
 
