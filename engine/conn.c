@@ -109,6 +109,7 @@ void rill__conn_release_slot(rill_conn *c)
     rill__wheel_del(&c->loop->wheel, &c->timer);
     rill__list_del(&c->flush_link);
     rill__list_del(&c->read_link);
+    rill__list_del(&c->resume_link);
     rill__list_del(&c->migrate_link);
     c->fd = -1;
     conn_free(c);
@@ -158,13 +159,15 @@ void rill__conn_starved(rill_conn *c)
 }
 
 /* Resumed connections with data held for them: delivered here, at the flush point, then their
- * receive goes on. Never inside rill_read_resume(), whose caller may be a callback. */
+ * receive goes on. Never inside rill_read_resume(), whose caller may be a callback. The list has
+ * a link of its own: backends move read_link between their lists meanwhile (a receive that
+ * arrives before the flush point is appended to what is held, in order). */
 static void conn_resume_all(rill_loop *l)
 {
     struct rill__list todo, *n;
     rill__list_take(&l->resume_list, &todo);
     while ((n = rill__list_pop_front(&todo))) {
-        rill_conn *c = rill__container_of(n, rill_conn, read_link);
+        rill_conn *c = rill__container_of(n, rill_conn, resume_link);
         if (rill__conn_deliver_held(c) && rill__conn_can_read(c))
             l->ops->recv_resume(l, c);
     }
@@ -181,6 +184,7 @@ static void conn_begin_close(rill_conn *c, int status)
     c->close_status = status;
     rill__list_del(&c->flush_link);
     rill__list_del(&c->read_link);
+    rill__list_del(&c->resume_link);
     rill__list_del(&c->migrate_link); /* closing cancels a move that has not happened */
     rill__wheel_del(&l->wheel, &c->timer);
     l->ops->conn_close(l, c);
@@ -569,6 +573,7 @@ int rill_read_pause(rill_conn *c)
     if (!(c->state & RILL__C_RD_PAUSED)) {
         c->state |= RILL__C_RD_PAUSED;
         rill__list_del(&c->read_link);
+        rill__list_del(&c->resume_link);
         c->state &= ~RILL__C_RD_STARVED;
         c->loop->ops->recv_pause(c->loop, c);
     }
@@ -584,8 +589,7 @@ int rill_read_resume(rill_conn *c)
     if (c->state & RILL__C_RD_PAUSED) {
         c->state &= ~RILL__C_RD_PAUSED;
         if (c->held_head || c->held_eof) {
-            rill__list_del(&c->read_link);
-            rill__list_push_back(&c->loop->resume_list, &c->read_link);
+            rill__list_push_back(&c->loop->resume_list, &c->resume_link);
             rill__loop_pending(c->loop, RILL__KIND_CONN);
         } else if (rill__conn_can_read(c)) {
             c->loop->ops->recv_resume(c->loop, c);

@@ -85,7 +85,8 @@ struct rill_conn {
     uint64_t last_io;
 
     struct rill__list flush_link; /* on l->flush_list */
-    struct rill__list read_link;  /* on l->read_list, l->starve_list or l->resume_list */
+    struct rill__list read_link;  /* on l->read_list or l->starve_list (backends move it) */
+    struct rill__list resume_link; /* on l->resume_list: held data due (conn.c's own) */
     struct rill__list close_link; /* on l->close_list */
     int wq_status;                /* what queued sends get when the connection dies */
     struct rill_conn *next_free;
