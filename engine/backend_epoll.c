@@ -23,9 +23,12 @@
  * queued up to the offer under the socket lock, so a short count means the queue was drained;
  * bytes that arrive after that call raise a new EPOLLIN edge (ep_poll_callback runs on every
  * wake-up of the socket's wait queue, and the edge-triggered item is re-queued for it), so
- * nothing waits unseen. Exceptions: the peer's FIN or an error was signalled (EP_RD_HUP), where
- * we read on to see the end of stream; urgent data, where a read stops at the mark; and a
- * read the fault hook cut short, which proves nothing. A connection that used its
+ * nothing waits unseen. That is TCP's rule only: a Unix stream read also stops after an skb
+ * that carried descriptors and before an out-of-band one (unix_stream_read_generic) with more
+ * bytes queued behind, and no new edge comes for those, so Unix streams read on to EAGAIN
+ * (ep_conn.drained_ok). Other exceptions: the peer's FIN or an error was signalled (EP_RD_HUP),
+ * where we read on to see the end of stream; urgent data, where a read stops at the mark; and
+ * a read the fault hook cut short, which proves nothing. A connection that used its
  * RILL_READ_BUDGET goes on the loop's read list and continues in the next iteration, so one
  * fast sender cannot starve the others.
  *
@@ -68,6 +71,7 @@ struct ep_conn {
     struct rill_conn c; /* first */
     uint32_t f;         /* EP_* */
     uint32_t rx;        /* the next read's offer in bytes (0: recv_buf_size) */
+    bool drained_ok;    /* a short read proves the socket drained (see the top of this file) */
 };
 
 struct ep_dgram {
@@ -297,9 +301,10 @@ static void ep_read_msg(struct ep_conn *e)
             m.msg_controllen = sizeof ctl.buf;
         }
         ssize_t r = rill__sys_recvmsg(&l->stats, c->fd, &m, MSG_DONTWAIT);
+        bool injected = rill__sys_was_injected(); /* before callbacks make calls of their own */
         bool ok = r <= 0 || rill__conn_on_msg(c, b, (size_t)r, &m);
         rill__buf_put(b);
-        if (!ok || !read_goes_on(e, r, rill__sys_was_injected(), &budget))
+        if (!ok || !read_goes_on(e, r, injected, &budget))
             return;
     }
 }
@@ -307,8 +312,9 @@ static void ep_read_msg(struct ep_conn *e)
 /* The adaptive offer: see the top of this file. */
 static void rx_adapt(struct ep_conn *e, size_t offered, size_t got, size_t floor)
 {
+    size_t max = floor > EP_RX_MAX ? floor : EP_RX_MAX;
     if (got == offered)
-        e->rx = (uint32_t)(offered * 2 <= EP_RX_MAX ? offered * 2 : EP_RX_MAX);
+        e->rx = (uint32_t)(offered * 2 <= max ? offered * 2 : max);
     else if (got < offered / 4 && offered / 2 >= floor)
         e->rx = (uint32_t)(offered / 2);
 }
@@ -334,18 +340,18 @@ static void ep_read(struct ep_conn *e)
         }
         size_t offered = rill__buf_cap(b);
         ssize_t r = rill__sys_read(&l->stats, c->fd, b->data, offered);
+        bool injected = rill__sys_was_injected(); /* before callbacks make calls of their own */
         if (r <= 0) {
             rill__buf_put(b);
-            if (!read_goes_on(e, r, rill__sys_was_injected(), &budget))
+            if (!read_goes_on(e, r, injected, &budget))
                 return;
             continue;
         }
         bool more = rill__conn_recv(c, b, r); /* held, in order, if a callback paused */
         rill__buf_put(b);
-        bool injected = rill__sys_was_injected();
         if (!injected)
             rx_adapt(e, offered, (size_t)r, floor);
-        if ((size_t)r < offered && !injected && !(e->f & EP_RD_HUP) && !c->h.on_urgent) {
+        if ((size_t)r < offered && !injected && e->drained_ok && !(e->f & EP_RD_HUP)) {
             e->f &= ~EP_RD_READY; /* drained: see the top of this file */
             return;
         }
@@ -445,8 +451,15 @@ static uint32_t conn_events(const rill_conn *c)
     return ev;
 }
 
+/* TCP without urgent data: the only case where a short read proves the socket drained. */
+static void ep_conn_kind(rill_conn *c)
+{
+    epc(c)->drained_ok = c->family != AF_UNIX && !c->h.on_urgent;
+}
+
 static int ep_conn_start(rill_loop *l, rill_conn *c)
 {
+    ep_conn_kind(c);
     epc(c)->f |= EP_RD_READY;
     return ep_add(l, c->fd, conn_events(c), rill__cookie(RILL__OP_CONN, c->gen, c->slot));
 }
@@ -455,6 +468,7 @@ static int ep_conn_connect(rill_loop *l, rill_conn *c, const struct sockaddr *sa
                            uint32_t timeout_ms)
 {
     (void)timeout_ms; /* conn.c's wheel timer bounds it */
+    ep_conn_kind(c);
     int r = rill__sys_connect(&l->stats, c->fd, sa, len);
     if (r < 0 && r != -EINPROGRESS)
         return r;
