@@ -302,6 +302,7 @@ void rill__uring_arm_recv(struct uring_loop *u, rill_conn *c)
         }
     } else {
         rill__uring_prep_recv(u, sqe, c->fd);
+        uc(c)->rx_capped = u->rx_cap != 0;
     }
     io_uring_sqe_set_data64(sqe, rill__cookie(RILL__OP_RECV, c->gen, c->slot));
     uc(c)->recv_armed = true;
@@ -506,8 +507,11 @@ static void u_on_recv(struct uring_loop *u, rill_conn *c, int res, uint32_t flag
         l->stats.buf_ring_empty++;
         if (!(c->state & (RILL__C_CLOSING | RILL__C_RD_PAUSED)))
             rill__conn_starved(c);
-    } else if (res == -EINVAL && u->rx_cap && !more) {
-        u->rx_cap = 0; /* a kernel without the bundle cap (backend_uring_ring.c): re-armed below */
+    } else if (res == -EINVAL && uc(c)->rx_capped && !more) {
+        /* A kernel without the bundle cap (backend_uring_ring.c) refuses it: every receive armed
+         * with it before the first refusal was reaped comes back so, and each is re-armed
+         * below without it. */
+        u->rx_cap = 0;
     } else if (res < 0 && res != -ECANCELED) {
         rill__conn_recv(c, NULL, res);
     }
@@ -659,7 +663,9 @@ static int u_poll(rill_loop *l, int timeout_ms)
     struct uring_loop *u = u_of(l);
     struct rill__list held, *node;
     rill__list_take(&l->read_list, &held);
-    if (!rill__list_empty(&held))
+    /* Work carried over is done after this wait: a read budget spent (held), or a datagram
+     * socket whose re-arm found no SQE (l->dgram_read, re-armed at the next flush point). */
+    if (!rill__list_empty(&held) || !rill__list_empty(&l->dgram_read))
         timeout_ms = 0;
 
     unsigned pending = io_uring_sq_ready(&u->ring);

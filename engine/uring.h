@@ -45,6 +45,7 @@ struct u_conn {
     uint32_t inflight;
     bool send_inflight;
     bool recv_armed;    /* a multishot receive (or message-mode recvmsg) is in flight */
+    bool rx_capped;     /* ... and it carried the bundle cap (u->rx_cap) */
     bool urg_armed;     /* a multishot poll for POLLPRI is in flight */
     struct msghdr smsg;
     struct iovec siov[RILL__SEND_IOV];
