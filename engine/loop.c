@@ -230,6 +230,8 @@ const char *rill_cap_name(uint32_t cap)
 size_t rill_caps_format(uint32_t caps, char *buf, size_t len)
 {
     size_t n = 0;
+    if (!buf)
+        len = 0; /* only the length is wanted */
     if (len)
         buf[0] = '\0';
     for (unsigned bit = 0; bit < 32; bit++) {
