@@ -23,10 +23,12 @@
  * queued up to the offer under the socket lock, so a short count means the queue was drained;
  * bytes that arrive after that call raise a new EPOLLIN edge (ep_poll_callback runs on every
  * wake-up of the socket's wait queue, and the edge-triggered item is re-queued for it), so
- * nothing waits unseen. That is TCP's rule only: a Unix stream read also stops after an skb
- * that carried descriptors and before an out-of-band one (unix_stream_read_generic) with more
- * bytes queued behind, and no new edge comes for those, so Unix streams read on to EAGAIN
- * (ep_conn.drained_ok). Other exceptions: the peer's FIN or an error was signalled (EP_RD_HUP),
+ * nothing waits unseen. A Unix stream read also stops after an skb that carried descriptors
+ * and before an out-of-band one (unix_stream_read_generic), with more bytes queued behind and
+ * no new edge coming for them. So Unix streams are read with recvmsg and a little control room:
+ * a read that brought descriptors (to a connection that takes none: they are closed) reads on;
+ * and out-of-band data raises EPOLLPRI (Linux 5.15, CONFIG_AF_UNIX_OOB), after which that
+ * connection reads on to EAGAIN for good (ep_conn.drained_ok). Other exceptions: the peer's FIN or an error was signalled (EP_RD_HUP),
  * where we read on to see the end of stream; urgent data, where a read stops at the mark; and
  * a read the fault hook cut short, which proves nothing. A connection that used its
  * RILL_READ_BUDGET goes on the loop's read list and continues in the next iteration, so one
@@ -66,6 +68,28 @@ enum {
     EP_WR_BLOCKED = 1u << 2,  /* a short write: waiting for EPOLLOUT */
     EP_URG_PENDING = 1u << 3, /* urgent data was signalled but its byte has not arrived yet */
 };
+
+/* A Unix stream read, with room for a control message: *cut says the read may have stopped
+ * short at an skb that carried descriptors (see the top of this file); those are closed, as a
+ * connection without on_fds never takes them. */
+static ssize_t ep_read_unix(struct rill_loop_stats *st, int fd, void *buf, size_t len, bool *cut)
+{
+    union {
+        char b[CMSG_SPACE(4 * sizeof(int))];
+        struct cmsghdr align;
+    } ctl;
+    struct iovec iov = {buf, len};
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b,
+                       .msg_controllen = sizeof ctl.b};
+    ssize_t r = rill__sys_recvmsg(st, fd, &m, MSG_DONTWAIT);
+    *cut = r > 0 && (m.msg_controllen || (m.msg_flags & MSG_CTRUNC));
+    if (r > 0 && m.msg_controllen)
+        for (struct cmsghdr *cm = CMSG_FIRSTHDR(&m); cm; cm = CMSG_NXTHDR(&m, cm))
+            if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
+                for (size_t i = 0; i < (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++)
+                    close(((int *)CMSG_DATA(cm))[i]);
+    return r;
+}
 
 struct ep_conn {
     struct rill_conn c; /* first */
@@ -339,7 +363,9 @@ static void ep_read(struct ep_conn *e)
             e->rx = 0;
         }
         size_t offered = rill__buf_cap(b);
-        ssize_t r = rill__sys_read(&l->stats, c->fd, b->data, offered);
+        bool cut = false;
+        ssize_t r = c->family == AF_UNIX ? ep_read_unix(&l->stats, c->fd, b->data, offered, &cut)
+                                         : rill__sys_read(&l->stats, c->fd, b->data, offered);
         bool injected = rill__sys_was_injected(); /* before callbacks make calls of their own */
         if (r <= 0) {
             rill__buf_put(b);
@@ -351,7 +377,7 @@ static void ep_read(struct ep_conn *e)
         rill__buf_put(b);
         if (!injected)
             rx_adapt(e, offered, (size_t)r, floor);
-        if ((size_t)r < offered && !injected && e->drained_ok && !(e->f & EP_RD_HUP)) {
+        if ((size_t)r < offered && !injected && !cut && e->drained_ok && !(e->f & EP_RD_HUP)) {
             e->f &= ~EP_RD_READY; /* drained: see the top of this file */
             return;
         }
@@ -446,15 +472,18 @@ static void ep_turn(rill_loop *l, struct ep_conn *e)
 static uint32_t conn_events(const rill_conn *c)
 {
     uint32_t ev = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+    if (c->family == AF_UNIX && c->socktype == SOCK_STREAM)
+        ev |= EPOLLPRI; /* out-of-band data: see the top of this file */
     if (c->h.on_urgent && c->family != AF_UNIX)
         ev |= EPOLLPRI;
     return ev;
 }
 
-/* TCP without urgent data: the only case where a short read proves the socket drained. */
+/* A short read proves the socket drained unless the connection takes urgent data (TCP's read
+ * stops at the mark); a Unix stream loses the right once it sees out-of-band data. */
 static void ep_conn_kind(rill_conn *c)
 {
-    epc(c)->drained_ok = c->family != AF_UNIX && !c->h.on_urgent;
+    epc(c)->drained_ok = !c->h.on_urgent;
 }
 
 static int ep_conn_start(rill_loop *l, rill_conn *c)
@@ -706,7 +735,9 @@ static void ep_conn_event(rill_loop *l, uint64_t cookie, uint32_t ev)
         if (c->state & RILL__C_CLOSING)
             return;
     }
-    if ((ev & EPOLLPRI) || ((e->f & EP_URG_PENDING) && (ev & EPOLLIN))) {
+    if ((ev & EPOLLPRI) && c->family == AF_UNIX) {
+        e->drained_ok = false; /* out-of-band data: reads stop short before it from now on */
+    } else if ((ev & EPOLLPRI) || ((e->f & EP_URG_PENDING) && (ev & EPOLLIN))) {
         e->f &= ~EP_URG_PENDING;
         if (rill__conn_read_urgent(c))
             e->f |= EP_URG_PENDING;
