@@ -183,9 +183,12 @@ static int parse_args(int argc, char **argv, struct echo_opts *eo)
             }
             break;
         case 't': {
-            long n = strtol(optarg, NULL, 10);
-            if (n < 1 || n > 1024) {
-                fprintf(stderr, "rill-echo: --loops must be 1..1024\n");
+            char *end;
+            errno = 0;
+            long n = strtol(optarg, &end, 10);
+            if (end == optarg || *end || errno || n < 1 || n > 1024) {
+                fprintf(stderr, "rill-echo: --loops must be a whole number 1..1024, not '%s'\n",
+                        optarg);
                 return 2;
             }
             eo->ecfg.loops = (uint32_t)n;
@@ -210,6 +213,11 @@ static int parse_args(int argc, char **argv, struct echo_opts *eo)
             usage(stderr);
             return 2;
         }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "rill-echo: unexpected argument '%s' (addresses go with --listen)\n",
+                argv[optind]);
+        return 2;
     }
     if (n_listen == 0)
         listen_uris[n_listen++] = "tcp://127.0.0.1:7000";
