@@ -209,8 +209,8 @@ int main(int argc, char **argv)
         return r < 0 ? 0 : r; /* -1: --help was printed */
     if (o.json && !strcmp(o.json, "-"))
         load_out = stderr; /* stdout carries the JSON alone */
-    if (opts_resolve(&o) != 0)
-        return 1;
+    if ((r = opts_resolve(&o)) != 0)
+        return r; /* 2: a bad address or port; 1: the name does not resolve */
     signal(SIGPIPE, SIG_IGN); /* rill sends with MSG_NOSIGNAL; this is for anything else */
     raise_nofile((uint64_t)o.conns + 64);
     series = calloc((size_t)o.warmup_s + o.duration_s + 1, sizeof *series);

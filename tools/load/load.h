@@ -71,7 +71,8 @@ struct load_opts {
  * returns -1 after --help was printed. */
 int opts_parse(int argc, char **argv, struct load_opts *o);
 /* Resolves the target's host name once, so that connects never block in getaddrinfo (rill
- * resolves names on every rill_connect). Returns 0, or prints why and returns 1. */
+ * resolves names on every rill_connect). Returns 0, or prints why and returns the exit code:
+ * 2 for a bad address or port (a bad command line), 1 for a name that does not resolve. */
 int opts_resolve(struct load_opts *o);
 void opts_usage(FILE *f);
 /* Requests per second offered by the schedule between t0 and t1 s after the start (ramp aware). */

@@ -382,12 +382,19 @@ int opts_resolve(struct load_opts *o)
     if (split_hostport(hp, host, sizeof host, port, sizeof port) < 0) {
         fprintf(stderr, "rill-load: bad address '%s': expected %s://HOST:PORT\n", o->target,
                 http ? "http" : udp ? "udp" : "tcp");
-        return 1;
+        return 2; /* a bad command line, before anything started */
+    }
+    char *end;
+    errno = 0;
+    long pn = strtol(port, &end, 10);
+    if (end == port || *end || errno || pn < 1 || pn > 65535) {
+        fprintf(stderr, "rill-load: bad port '%s' in '%s': expected 1..65535\n", port, o->target);
+        return 2;
     }
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *res;
     int rc = getaddrinfo(host, port, &hints, &res);
     if (rc != 0) {
-        fprintf(stderr, "rill-load: cannot resolve %s: %s\n", host, gai_strerror(rc));
+        fprintf(stderr, "rill-load: cannot resolve host %s: %s\n", host, gai_strerror(rc));
         return 1;
     }
     /* The first address is the one the resolver prefers; every connection uses it. */
