@@ -162,4 +162,24 @@ static inline void h_fill(uint8_t *p, size_t n, uint64_t seed, uint64_t off)
         p[i] = h_pattern(seed, off + i);
 }
 
+/* Sends len bytes on a Unix socket with descriptor fd attached (SCM_RIGHTS). Returns what
+ * sendmsg returns. Usable from a forked child: it asserts nothing. */
+static inline ssize_t h_send_fd(int s, const void *bytes, size_t len, int fd)
+{
+    union {
+        char b[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } ctl;
+    memset(&ctl, 0, sizeof ctl);
+    struct iovec iov = {(void *)bytes, len};
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b,
+                       .msg_controllen = sizeof ctl.b};
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+    return sendmsg(s, &m, 0);
+}
+
 #endif

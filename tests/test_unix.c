@@ -307,23 +307,17 @@ static int child_main(const char *path, int pipe_w)
     strcpy(un.sun_path, path);
     if (connect(fd, (struct sockaddr *)&un, sizeof un) < 0)
         return 2;
+    if (h_send_fd(fd, "fd", 2, pipe_w) != 2)
+        return 3;
+    close(pipe_w);
+    /* The echo of "fd", then "xy" with a descriptor attached. */
     union {
         char b[CMSG_SPACE(sizeof(int))];
         struct cmsghdr a;
     } ctl;
-    char msg[] = "fd";
-    struct iovec iov = {msg, 2};
-    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b,
-                       .msg_controllen = sizeof ctl.b};
-    struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(cm), &pipe_w, sizeof(int));
-    if (sendmsg(fd, &m, 0) != 2)
-        return 3;
-    close(pipe_w);
-    /* The echo of "fd", then "xy" with a descriptor attached. */
+    struct iovec iov;
+    struct msghdr m;
+    struct cmsghdr *cm;
     char in[8];
     size_t got = 0;
     int passed = -1;

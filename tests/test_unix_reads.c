@@ -75,21 +75,31 @@ static void send_with_fd(int s, const char *bytes)
 {
     int pass = open("/dev/null", O_RDONLY | O_CLOEXEC);
     cr_assert_geq(pass, 0);
-    union {
-        char b[CMSG_SPACE(sizeof(int))];
-        struct cmsghdr align;
-    } ctl;
-    memset(&ctl, 0, sizeof ctl);
-    struct iovec iov = {(void *)bytes, strlen(bytes)};
-    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b,
-                       .msg_controllen = sizeof ctl.b};
-    struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(cm), &pass, sizeof(int));
-    cr_assert_eq(sendmsg(s, &m, 0), (ssize_t)strlen(bytes));
+    cr_assert_eq(h_send_fd(s, bytes, strlen(bytes), pass), (ssize_t)strlen(bytes));
     close(pass);
+}
+
+/* A listener on an abstract name with handler h counting into t, and two clients connected in
+ * turn (A, then B), returned once the server has both connections. */
+static void two_setup(rill_loop *l, const char *what, const char *backend,
+                      const struct rill_conn_handler *h, struct two *t, int *ca, int *cb)
+{
+    char uri[128], name[96];
+    abstract_uri(uri, sizeof uri, name, sizeof name, what, backend);
+    struct rill_listen_config lc = {.handler = h, .ctx = t};
+    rill_listener *ls;
+    cr_assert_eq(rill_listen(l, uri, &lc, &ls), 0);
+    uint64_t end = h_now_ms() + 5000;
+    *ca = unix_client(name);
+    while (!t->a) {
+        cr_assert_geq(rill_loop_run_once(l, 10), 0);
+        cr_assert_lt(h_now_ms(), end, "the server never accepted A");
+    }
+    *cb = unix_client(name);
+    while (!t->b) {
+        cr_assert_geq(rill_loop_run_once(l, 10), 0);
+        cr_assert_lt(h_now_ms(), end, "the server never accepted B");
+    }
 }
 
 static void run_until_b(rill_loop *l, const struct two *t, size_t want)
@@ -110,18 +120,8 @@ H_BACKEND_TEST(unix_reads, bytes_behind_passed_descriptors_are_read, .timeout = 
     rill_loop *l = h_loop(backend);
     struct two t = {0};
     static const struct rill_conn_handler h = {.on_open = two_open, .on_data = two_data};
-    char uri[128], name[96];
-    abstract_uri(uri, sizeof uri, name, sizeof name, "fdshort", backend);
-    struct rill_listen_config lc = {.handler = &h, .ctx = &t};
-    rill_listener *ls;
-    cr_assert_eq(rill_listen(l, uri, &lc, &ls), 0);
-    int ca = unix_client(name); /* A: the first connection, idle here */
-    int cb = unix_client(name);
-    uint64_t end = h_now_ms() + 5000;
-    while (!t.b) {
-        cr_assert_geq(rill_loop_run_once(l, 10), 0);
-        cr_assert_lt(h_now_ms(), end, "the server never accepted");
-    }
+    int ca, cb; /* A stays idle here */
+    two_setup(l, "fdshort", backend, &h, &t, &ca, &cb);
     send_with_fd(cb, "first");
     cr_assert_eq(write(cb, "second", 6), 6);
     run_until_b(l, &t, 11);
@@ -139,22 +139,9 @@ H_BACKEND_TEST(unix_reads, resumed_by_another_callback_gets_held_and_new_bytes, 
     struct two t = {0};
     static const struct rill_conn_handler h = {.on_open = two_open, .on_data = two_data,
                                                .on_fds = two_fds};
-    char uri[128], name[96];
-    abstract_uri(uri, sizeof uri, name, sizeof name, "resume", backend);
-    struct rill_listen_config lc = {.handler = &h, .ctx = &t};
-    rill_listener *ls;
-    cr_assert_eq(rill_listen(l, uri, &lc, &ls), 0);
-    int ca = unix_client(name);
+    int ca, cb;
+    two_setup(l, "resume", backend, &h, &t, &ca, &cb);
     uint64_t end = h_now_ms() + 5000;
-    while (!t.a) {
-        cr_assert_geq(rill_loop_run_once(l, 10), 0);
-        cr_assert_lt(h_now_ms(), end, "the server never accepted A");
-    }
-    int cb = unix_client(name);
-    while (!t.b) {
-        cr_assert_geq(rill_loop_run_once(l, 10), 0);
-        cr_assert_lt(h_now_ms(), end, "the server never accepted B");
-    }
     send_with_fd(cb, "first");
     while (!t.fds_b) {
         cr_assert_geq(rill_loop_run_once(l, 10), 0);
@@ -182,18 +169,8 @@ H_BACKEND_TEST(unix_reads, bytes_after_out_of_band_data_are_read, .timeout = 30)
     rill_loop *l = h_loop(backend);
     struct two t = {0};
     static const struct rill_conn_handler h = {.on_open = two_open, .on_data = two_data};
-    char uri[128], name[96];
-    abstract_uri(uri, sizeof uri, name, sizeof name, "oob", backend);
-    struct rill_listen_config lc = {.handler = &h, .ctx = &t};
-    rill_listener *ls;
-    cr_assert_eq(rill_listen(l, uri, &lc, &ls), 0);
-    int ca = unix_client(name);
-    int cb = unix_client(name);
-    uint64_t end = h_now_ms() + 5000;
-    while (!t.b) {
-        cr_assert_geq(rill_loop_run_once(l, 10), 0);
-        cr_assert_lt(h_now_ms(), end, "the server never accepted");
-    }
+    int ca, cb;
+    two_setup(l, "oob", backend, &h, &t, &ca, &cb);
     cr_assert_eq(write(cb, "first", 5), 5);
     if (send(cb, "X", 1, MSG_OOB) < 0) {
         int e = errno;
