@@ -346,9 +346,9 @@ static void hop_fn(rill_loop *l, void *arg)
     }
 }
 
-H_BACKEND_TEST(engine, post_between_loops, .timeout = 60)
+/* Starts e (2 loops), sends the token round HOPS times, stops and destroys e. */
+static void run_hops(rill_engine *e)
 {
-    rill_engine *e = eng_create(backend, 2, pin_flags(2), 0);
     cr_assert_eq(rill_engine_start(e), 0);
     record_loop_threads(e);
     static struct hop h;
@@ -365,6 +365,11 @@ H_BACKEND_TEST(engine, post_between_loops, .timeout = 60)
     check_notes();
 }
 
+H_BACKEND_TEST(engine, post_between_loops, .timeout = 60)
+{
+    run_hops(eng_create(backend, 2, pin_flags(2), 0));
+}
+
 /* The same hops with IORING_OP_MSG_RING switched off (rill_loop_config.disable): loops wake
  * each other through their eventfds, as on a kernel without it, and no post is lost. */
 H_BACKEND_TEST(engine, post_between_loops_without_msg_ring, .timeout = 60)
@@ -374,20 +379,7 @@ H_BACKEND_TEST(engine, post_between_loops_without_msg_ring, .timeout = 60)
     cfg.loop.disable = RILL_CAP_MSG_RING;
     rill_engine *e = eng_create_cfg(backend, &cfg);
     cr_assert_eq(rill_loop_caps(rill_engine_loop(e, 0)) & RILL_CAP_MSG_RING, 0);
-    cr_assert_eq(rill_engine_start(e), 0);
-    record_loop_threads(e);
-    static struct hop h;
-    h.e = e;
-    h.loops = 2;
-    h.left = HOPS;
-    h.expect_loop = 0;
-    sem_init(&h.done, 0, 0);
-    cr_assert_eq(rill_engine_post(e, 0, hop_fn, &h), 0);
-    cr_assert(sem_wait_ms(&h.done, 20000), "the token stopped after %u hops", HOPS - h.left);
-    cr_assert_eq(h.left, 0);
-    cr_assert_eq(eng_stop(e, 0), 0);
-    rill_engine_destroy(e);
-    check_notes();
+    run_hops(e);
 }
 
 /* Posting while the engine stops: every post that returned 0 runs exactly once (none is lost
