@@ -656,6 +656,16 @@ GRID_ORDER = ["rill-uring", "rill-epoll", "rill-uring-base", "rill-epoll-base", 
               "peer-libuv", "peer-libevent"]
 
 
+def emit(lines, md_path):
+    """Prints a report's lines and, given a path, writes them there as Markdown."""
+    text = "\n".join(lines)
+    print(text)
+    if md_path:
+        with open(md_path, "w") as f:
+            f.write(text)
+        print("report.py: %s" % md_path)
+
+
 def grid(results, md_path, min_base):
     """The echo cells of grid.sh, one table per cell: each server's figures as median [min max]
     and the ratios of medians to B1, to B4 and, for rill-X, to rill-X-base (the second build)."""
@@ -727,12 +737,7 @@ def grid(results, md_path, min_base):
                  "says how far to trust it; server CPU per request (lower is better) moves less with load from "
                  "elsewhere and is shown beside it.")
         L.append("")
-    text = "\n".join(L)
-    print(text)
-    if md_path:
-        with open(md_path, "w") as f:
-            f.write(text)
-        print("report.py: %s" % md_path)
+    emit(L, md_path)
     if not groups:
         sys.exit("report.py: %s: no echo runs" % results)
 
@@ -843,12 +848,7 @@ def features(results, md_path):
                 fmt3(c.cli, 2), fmt3(ent, 3), fmt3(cent, 3), rt("rps"), rt("p50"), rt("p99"), rt("srv"),
                 rt("cli"), rt("ent"), lim or "–"))
         L.append("")
-    text = "\n".join(L)
-    print(text)
-    if md_path:
-        with open(md_path, "w") as f:
-            f.write(text)
-        print("report.py: %s" % md_path)
+    emit(L, md_path)
     if not groups:
         sys.exit("report.py: %s: no rill-uring echo runs" % results)
 
