@@ -69,16 +69,6 @@ int rill__conn_alloc(rill_loop *l, rill_conn **out)
     return 0;
 }
 
-rill_conn *rill__conn_lookup(rill_loop *l, uint32_t slot, uint32_t gen)
-{
-    if (slot >= l->conn_slots)
-        return NULL;
-    rill_conn *c = rill__conn_at(l, slot);
-    if (c->loop != l || (c->gen & RILL__COOKIE_GEN_MASK) != gen)
-        return NULL;
-    return c;
-}
-
 rill_conn *rill__conn_next(rill_loop *l, uint32_t *it)
 {
     while (*it < l->conn_slots) {
@@ -340,7 +330,11 @@ bool rill__conn_deliver_held(rill_conn *c)
 
 bool rill__conn_recv(rill_conn *c, struct rill_buf *buf, ssize_t res)
 {
-    if (res > 0)
+    /* Data for a connection that reads and holds nothing: straight to on_data. */
+    if (__builtin_expect(res > 0 && !(c->state & (RILL__C_CLOSING | RILL__C_RD_PAUSED)) &&
+                             !c->held_head, 1))
+        conn_deliver(c, buf, (size_t)res);
+    else if (res > 0)
         conn_on_data(c, buf, (size_t)res);
     else if (res == 0)
         conn_on_eof(c);

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include "cookie.h"
 #include "loop.h"
 
 #define RILL__CONN_CHUNK 256u   /* connections per chunk of the slot table */
@@ -130,6 +131,17 @@ static inline rill_conn *rill__conn_at(rill_loop *l, uint32_t slot)
 {
     return (rill_conn *)((char *)l->conn_chunks[slot / RILL__CONN_CHUNK] +
                          (size_t)(slot % RILL__CONN_CHUNK) * l->conn_stride);
+}
+/* The connection a cookie names: NULL when the slot is free or holds a newer generation. Inline:
+ * every readiness event and completion looks its connection up. */
+static inline rill_conn *rill__conn_lookup(rill_loop *l, uint32_t slot, uint32_t gen)
+{
+    if (slot >= l->conn_slots)
+        return NULL;
+    rill_conn *c = rill__conn_at(l, slot);
+    if (c->loop != l || (c->gen & RILL__COOKIE_GEN_MASK) != gen)
+        return NULL;
+    return c;
 }
 /* The one walk over the slot table: returns the next live connection from slot *it on and
  * moves *it past it, or NULL at the end. Start with *it = 0. A callback run on the connection

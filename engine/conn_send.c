@@ -171,11 +171,32 @@ int rill_send_ex(rill_conn *c, const struct iovec *iov, unsigned iovcnt,
     return 0;
 }
 
-int rill_send_bufs(rill_conn *c, const struct rill_bufslice *s, unsigned n, rill_send_cb cb,
-                   void *ctx)
+/* rill_send_bufs with one slice, the echo and proxy case: the same checks and the same entry
+ * as the general path below, without its two loops and their bookkeeping (measured with
+ * callgrind: about 60 of the 130 instructions the general path spends on one slice). */
+static inline int send_buf1(rill_conn *c, const struct rill_bufslice *s, rill_send_cb cb,
+                            void *ctx)
 {
-    if (!c || !c->loop || !s || n == 0 || n > IOV_MAX)
+    struct rill_buf *b = s->buf;
+    if (!b || b->refs == 0 || s->len == 0 || (size_t)s->off + s->len > rill__buf_cap(b))
         return -EINVAL;
+    struct rill__wq_entry *e;
+    int r = wq_begin(c, s->len, 1, &e);
+    if (r < 0)
+        return r;
+    e->bufs = true;
+    e->niov = 1;
+    b->refs++; /* refs != 0 was checked above */
+    e->buf[0] = b;
+    e->iov[0] = (struct iovec){b->data + s->off, s->len};
+    wq_append(c, e, cb, ctx, s->len);
+    return 0;
+}
+
+/* Several slices: out of line, so that the one-slice path saves no registers for it. */
+static __attribute__((noinline)) int send_bufs_n(rill_conn *c, const struct rill_bufslice *s,
+                                                 unsigned n, rill_send_cb cb, void *ctx)
+{
     size_t total = 0;
     for (unsigned i = 0; i < n; i++) {
         if (!s[i].buf || s[i].buf->refs == 0 ||
@@ -199,6 +220,14 @@ int rill_send_bufs(rill_conn *c, const struct rill_bufslice *s, unsigned n, rill
     }
     wq_append(c, e, cb, ctx, total);
     return 0;
+}
+
+int rill_send_bufs(rill_conn *c, const struct rill_bufslice *s, unsigned n, rill_send_cb cb,
+                   void *ctx)
+{
+    if (!c || !s || !c->loop || n == 0 || n > IOV_MAX)
+        return -EINVAL;
+    return n == 1 ? send_buf1(c, s, cb, ctx) : send_bufs_n(c, s, n, cb, ctx);
 }
 
 /* Gathers queued iovecs for one sendmsg. Entries are joined freely on a stream, except where
@@ -262,15 +291,16 @@ void rill__conn_check_drained_slow(rill_conn *c)
         rill__conn_fail(c, 0);
 }
 
-void rill__conn_sent(rill_conn *c, size_t n)
+/* The general case of rill__conn_sent: n bytes off the front of the queue, across entries and
+ * within them. Out of line, so that the common case below saves no registers for it. */
+static __attribute__((noinline)) void conn_sent_walk(rill_conn *c, size_t n)
 {
     rill_loop *l = c->loop;
-    l->stats.bytes_out += n;
-    c->last_io = l->now_ms;
+    struct rill__wq_entry *e;
     if (n > 0 && c->wq_head)
         c->wq_head->fds_sent = true; /* the control message went with the first byte */
     while (n > 0 && c->wq_head) {
-        struct rill__wq_entry *e = c->wq_head;
+        e = c->wq_head;
         struct iovec *v = &e->iov[e->cur];
         if (n < v->iov_len) {
             v->iov_base = (char *)v->iov_base + n;
@@ -289,6 +319,25 @@ void rill__conn_sent(rill_conn *c, size_t n)
         if (e->cb)
             e->cb(c, (int)e->total, e->ctx);
         wq_entry_put(l, e);
+    }
+}
+
+void rill__conn_sent(rill_conn *c, size_t n)
+{
+    rill_loop *l = c->loop;
+    l->stats.bytes_out += n;
+    c->last_io = l->now_ms;
+    struct rill__wq_entry *e = c->wq_head;
+    if (e && n == c->wq_bytes && !e->next && e->cur + 1 == e->niov) {
+        /* The common case: the one queued entry went out whole, and completes without the walk.
+         * As there, it leaves the queue before its callback. */
+        c->wq_head = c->wq_tail = NULL;
+        c->wq_bytes = 0;
+        if (e->cb)
+            e->cb(c, (int)e->total, e->ctx);
+        wq_entry_put(l, e);
+    } else {
+        conn_sent_walk(c, n);
     }
     rill__conn_check_drained(c);
 }

@@ -25,8 +25,8 @@ struct rill__dgram_tx;
 
 /* ---- connections ------------------------------------------------------------------------- */
 
-/* The connection a cookie names: NULL when the slot is free or holds a newer generation. */
-rill_conn *rill__conn_lookup(rill_loop *l, uint32_t slot, uint32_t gen);
+/* rill__conn_lookup(l, slot, gen) (inline, in conn.h): the connection a cookie names; NULL
+ * when the slot is free or holds a newer generation. */
 
 /* rill__conn_can_read(c) (inline, in conn.h): the connection may receive now: not paused, not
  * starved, no end of stream yet, not closing, connecting or migrating. A backend checks it
