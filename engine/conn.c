@@ -228,6 +228,22 @@ void rill__conn_put(rill_conn *c)
         conn_free(c);
 }
 
+/* The next moment the connection's timer must look at it: the idle deadline, and with a send
+ * timeout the deadline of the queued bytes (or, with the queue empty, one period from now, so
+ * that the timer stays armed and a send never has to arm it). UINT64_MAX: neither is set. */
+static uint64_t conn_next_due(const rill_conn *c, uint64_t now)
+{
+    uint64_t due = UINT64_MAX;
+    if (c->opts.idle_timeout_ms)
+        due = c->last_io + c->opts.idle_timeout_ms;
+    if (c->opts.send_timeout_ms) {
+        uint64_t s = (c->wq_head ? c->wq_moved : now) + c->opts.send_timeout_ms;
+        if (s < due)
+            due = s;
+    }
+    return due;
+}
+
 static void conn_timer_fn(struct rill__tnode *t)
 {
     rill_conn *c = rill__container_of(t, rill_conn, timer);
@@ -236,22 +252,26 @@ static void conn_timer_fn(struct rill__tnode *t)
         rill__conn_fail(c, -ETIMEDOUT);
         return;
     }
-    /* Idle timer: I/O only moved last_io forward, so re-arm for the remainder if any. */
-    uint64_t due = c->last_io + c->opts.idle_timeout_ms;
-    if (due > l->now_ms) {
-        rill__wheel_add(&l->wheel, &c->timer, due);
+    /* I/O only moved last_io and wq_moved forward (no timer work per send or receive), so the
+     * timer fires at the earliest deadline it could have had and re-arms for what is left. */
+    uint64_t due = conn_next_due(c, l->now_ms);
+    if (due <= l->now_ms) {
+        rill__conn_fail(c, -ETIMEDOUT);
         return;
     }
-    rill__conn_fail(c, -ETIMEDOUT);
+    if (due != UINT64_MAX)
+        rill__wheel_add(&l->wheel, &c->timer, due);
 }
 
-static void conn_start_idle(rill_conn *c)
+static void conn_start_timer(rill_conn *c)
 {
     rill_loop *l = c->loop;
     c->last_io = l->now_ms;
+    c->wq_moved = l->now_ms;
     rill__wheel_del(&l->wheel, &c->timer);
-    if (c->opts.idle_timeout_ms)
-        rill__wheel_add(&l->wheel, &c->timer, l->now_ms + c->opts.idle_timeout_ms);
+    uint64_t due = conn_next_due(c, l->now_ms);
+    if (due != UINT64_MAX)
+        rill__wheel_add(&l->wheel, &c->timer, due);
 }
 
 void rill__conn_opened(rill_conn *c)
@@ -263,7 +283,7 @@ void rill__conn_opened(rill_conn *c)
     }
     c->state |= RILL__C_OPEN;
     l->stats.conns_open++;
-    conn_start_idle(c);
+    conn_start_timer(c);
     if (c->h.on_open)
         c->h.on_open(c, c->ctx);
     if (c->state & RILL__C_CLOSING)
@@ -286,7 +306,7 @@ void rill__conn_adopted(rill_conn *c)
 {
     c->state |= RILL__C_OPEN;
     c->loop->stats.conns_open++;
-    conn_start_idle(c);
+    conn_start_timer(c);
 }
 
 static void conn_on_eof(rill_conn *c);
@@ -438,12 +458,14 @@ bool rill__conn_read_urgent(rill_conn *c)
 
 int rill__conn_options_resolve(const struct rill_conn_options *in, struct rill_conn_options *out)
 {
-    struct rill_conn_options d = {0, 0, 1u << 20, 256u << 10, 16u << 20, 256u << 10};
+    struct rill_conn_options d = {
+        .wq_high = 1u << 20, .wq_low = 256u << 10, .wq_limit = 16u << 20, .msg_max = 256u << 10};
     if (in) {
         if (in->msg_max)
             d.msg_max = in->msg_max;
         d.flags = in->flags;
         d.idle_timeout_ms = in->idle_timeout_ms;
+        d.send_timeout_ms = in->send_timeout_ms;
         if (in->wq_high)
             d.wq_high = in->wq_high;
         if (in->wq_low)

@@ -81,9 +81,12 @@ struct rill_conn {
     struct rill__wq_entry *wq_head, *wq_tail;
     size_t wq_bytes;
 
-    /* Idle or connect timeout. Re-armed lazily: I/O only refreshes last_io. */
+    /* Connect, idle and send timeouts, one timer. Re-armed lazily: I/O only refreshes last_io
+     * (any byte in or out) and wq_moved (the last byte the kernel took from the queue, or when
+     * the queue stopped being empty). */
     struct rill__tnode timer;
     uint64_t last_io;
+    uint64_t wq_moved;
 
     struct rill__list flush_link; /* on l->flush_list */
     struct rill__list read_link;  /* on l->read_list or l->starve_list (backends move it) */

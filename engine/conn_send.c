@@ -97,10 +97,12 @@ static inline void wq_append(rill_conn *c, struct rill__wq_entry *e, rill_send_c
     e->cb = cb;
     e->ctx = ctx;
     e->total = total;
-    if (c->wq_tail)
+    if (c->wq_tail) {
         c->wq_tail->next = e;
-    else
+    } else {
         c->wq_head = e;
+        c->wq_moved = c->loop->now_ms; /* the send timeout counts from here */
+    }
     c->wq_tail = e;
     c->wq_bytes += total;
     if (c->wq_bytes >= c->opts.wq_high)
@@ -326,7 +328,7 @@ void rill__conn_sent(rill_conn *c, size_t n)
 {
     rill_loop *l = c->loop;
     l->stats.bytes_out += n;
-    c->last_io = l->now_ms;
+    c->last_io = c->wq_moved = l->now_ms;
     struct rill__wq_entry *e = c->wq_head;
     if (e && n == c->wq_bytes && !e->next && e->cur + 1 == e->niov) {
         /* The common case: the one queued entry went out whole, and completes without the walk.

@@ -336,8 +336,9 @@ struct rill_conn_handler {
      * or after a send was refused with -ENOBUFS: the moment to send again. */
     void (*on_drain)(rill_conn *c, void *ctx);
     /* The last callback, exactly once. status is 0 for an orderly close (rill_close(), end of
-     * stream) or a negative errno (-ECONNRESET, -ETIMEDOUT for a connect or idle timeout,
-     * -ECONNREFUSED, -ECANCELED when the loop is destroyed, ...). The handle is invalid after
+     * stream) or a negative errno (-ECONNRESET, -ETIMEDOUT for a connect, idle or send timeout,
+     * -ENOBUFS when the loop's memory ceiling closed it, -ECONNREFUSED, -ECANCELED when the loop
+     * is destroyed, ...). The handle is invalid after
      * this returns. For an outbound connection that never opened, on_open was not called. */
     void (*on_close)(rill_conn *c, int status, void *ctx);
     /* TCP urgent (out-of-band) data arrived: the kernel's single urgent byte, taken out of the
@@ -366,6 +367,11 @@ struct rill_conn_options {
      * -EMSGSIZE rather than cut it. Default 256 KiB (above Linux's default socket send buffer,
      * which bounds a message); at most 1 MiB. */
     uint32_t msg_max;
+    /* Close with -ETIMEDOUT when the write queue holds bytes and none of them has gone out for
+     * this long (a peer that stopped reading); 0: never (the default). Measured from the last
+     * byte the kernel took, or from when the queue stopped being empty. Checked by the same
+     * timer as idle_timeout_ms, so a close comes at most one wheel tick late. */
+    uint32_t send_timeout_ms;
 };
 
 typedef void (*rill_send_cb)(rill_conn *c, int status, void *ctx);

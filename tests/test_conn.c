@@ -514,6 +514,122 @@ H_BACKEND_TEST(conn, idle_timeout, .timeout = 30)
     rill_loop_destroy(l);
 }
 
+/* ---- send timeout ---------------------------------------------------------------------------- */
+
+/* A server that queues 4 MiB to each peer as it connects, with small socket buffers so that
+ * every read the peer makes shows up as progress of the server's queue at once. */
+struct stall {
+    uint8_t *blob;
+    size_t blob_len;
+    int status, sent_status;
+    bool closed;
+    uint64_t closed_at;
+};
+
+static void stall_sent(rill_conn *c, int status, void *ctx)
+{
+    (void)c;
+    ((struct stall *)ctx)->sent_status = status;
+}
+
+static void stall_open(rill_conn *c, void *ctx)
+{
+    struct stall *st = ctx;
+    cr_assert_eq(rill_conn_setopt(c, RILL_OPT_SNDBUF, 32 << 10), 0);
+    struct iovec v = {st->blob, st->blob_len};
+    cr_assert_eq(rill_send(c, &v, 1, stall_sent, st), 0);
+}
+
+static void stall_close(rill_conn *c, int status, void *ctx)
+{
+    (void)c;
+    struct stall *st = ctx;
+    st->closed = true;
+    st->status = status;
+    st->closed_at = h_now_ms();
+}
+
+H_BACKEND_TEST(conn, send_timeout_closes_a_peer_that_stops_reading, .timeout = 30)
+{
+    rill_loop *l = h_loop(backend);
+    struct stall st = {.blob_len = 4u << 20};
+    st.blob = calloc(1, st.blob_len);
+    struct rill_conn_handler h = {.on_open = stall_open, .on_close = stall_close};
+    struct rill_listen_config lc = {.handler = &h, .ctx = &st, .conn.send_timeout_ms = 600};
+    rill_listener *ls;
+    cr_assert_eq(rill_listen(l, "tcp://127.0.0.1:0", &lc, &ls), 0);
+    int fd = h_client(AF_INET, rill_listener_port(ls));
+    int small = 32 << 10;
+    cr_assert_eq(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
+    /* A slow reader: 16 KiB every 100 ms for 1.5 s is progress, however slow, and the queue
+     * (4 MiB) never empties meanwhile. */
+    static char sink[16 << 10];
+    size_t got = 0;
+    for (int i = 0; i < 15; i++) {
+        h_run_for(l, 100);
+        ssize_t r = recv(fd, sink, sizeof sink, MSG_DONTWAIT);
+        if (r > 0)
+            got += (size_t)r;
+    }
+    cr_expect(!st.closed, "a peer that reads must not time out (closed with %s)",
+              rill_strerror(st.status));
+    cr_expect_gt(got, 0u);
+    /* Then it stops reading: the queue stops moving and the connection closes. */
+    uint64_t stop = h_now_ms();
+    h_run_until(l, &st.closed, 5000, "send timeout");
+    cr_expect_eq(st.status, -ETIMEDOUT, "got %s", rill_strerror(st.status));
+    cr_expect_eq(st.sent_status, -ECANCELED, "the unsent bytes' callback: %s",
+                 rill_strerror(st.sent_status));
+    /* The deadline counts from the last progress the server saw, which TCP's window updates
+     * make coarser than the reads: so only an upper bound here (the lower one is below). */
+    uint64_t took = st.closed_at - stop;
+    cr_expect_leq(took, 3000, "closed %llu ms after the last read", (unsigned long long)took);
+    close(fd);
+    rill_loop_destroy(l);
+    free(st.blob);
+}
+
+H_BACKEND_TEST(conn, send_timeout_counts_from_the_first_queued_byte, .timeout = 30)
+{
+    /* A peer that never reads: the queue never moves past what the socket buffers take, and
+     * the connection closes one timeout after that, not before. */
+    rill_loop *l = h_loop(backend);
+    struct stall st = {.blob_len = 4u << 20};
+    st.blob = calloc(1, st.blob_len);
+    struct rill_conn_handler h = {.on_open = stall_open, .on_close = stall_close};
+    struct rill_listen_config lc = {.handler = &h, .ctx = &st, .conn.send_timeout_ms = 600};
+    rill_listener *ls;
+    cr_assert_eq(rill_listen(l, "tcp://127.0.0.1:0", &lc, &ls), 0);
+    uint64_t t0 = h_now_ms();
+    int fd = h_client(AF_INET, rill_listener_port(ls));
+    h_run_until(l, &st.closed, 5000, "send timeout");
+    uint64_t took = st.closed_at - t0;
+    cr_expect_eq(st.status, -ETIMEDOUT, "got %s", rill_strerror(st.status));
+    cr_expect_geq(took, 590, "closed %llu ms after connecting", (unsigned long long)took);
+    cr_expect_leq(took, 3000, "closed %llu ms after connecting", (unsigned long long)took);
+    close(fd);
+    rill_loop_destroy(l);
+    free(st.blob);
+}
+
+H_BACKEND_TEST(conn, send_timeout_leaves_an_idle_connection_alone, .timeout = 30)
+{
+    /* Nothing queued is nothing stalled: a quiet connection with a send timeout stays open. */
+    rill_loop *l = h_loop(backend);
+    struct stall st = {0};
+    struct rill_conn_handler h = {.on_close = stall_close};
+    struct rill_listen_config lc = {.handler = &h, .ctx = &st, .conn.send_timeout_ms = 200};
+    rill_listener *ls;
+    cr_assert_eq(rill_listen(l, "tcp://127.0.0.1:0", &lc, &ls), 0);
+    int fd = h_client(AF_INET, rill_listener_port(ls));
+    h_run_for(l, 800);
+    cr_expect(!st.closed, "closed with %s", rill_strerror(st.status));
+    close(fd);
+    h_run_until(l, &st.closed, 5000, "close after the peer left");
+    cr_expect_eq(st.status, 0);
+    rill_loop_destroy(l);
+}
+
 /* ---- buffer starvation ---------------------------------------------------------------------- */
 
 H_BACKEND_TEST(conn, tiny_slab_budget_loses_nothing, .timeout = 120)
