@@ -314,7 +314,7 @@ static void ep_read_msg(struct ep_conn *e)
     while (rill__conn_can_read(c) && (e->f & EP_RD_READY)) {
         struct rill_buf *b;
         size_t size = rill__conn_rx_size(c);
-        if (rill__slab_lease(&l->slab, size, &b) < 0) {
+        if (rill__slab_lease_rx(&l->slab, size, &b) < 0) {
             rill__conn_starved(c);
             return;
         }
@@ -354,9 +354,9 @@ static void ep_read(struct ep_conn *e)
     }
     while (rill__conn_can_read(c) && (e->f & EP_RD_READY)) {
         struct rill_buf *b;
-        if (rill__slab_lease(&l->slab, e->rx ? e->rx : floor, &b) < 0) {
+        if (rill__slab_lease_rx(&l->slab, e->rx ? e->rx : floor, &b) < 0) {
             /* A large offer the budget cannot give falls back to the configured size. */
-            if (!e->rx || rill__slab_lease(&l->slab, floor, &b) < 0) {
+            if (!e->rx || rill__slab_lease_rx(&l->slab, floor, &b) < 0) {
                 rill__conn_starved(c); /* retried when buffers come back */
                 return;
             }
@@ -605,7 +605,7 @@ static void ep_dgram_read(rill_dgram *d)
         } ctl[EP_MMSG];
         unsigned n = 0;
         for (; n < want; n++) {
-            if (!e->rx_bufs[n] && rill__slab_lease(&l->slab, d->max_dgram, &e->rx_bufs[n]) < 0)
+            if (!e->rx_bufs[n] && rill__slab_lease_rx(&l->slab, d->max_dgram, &e->rx_bufs[n]) < 0)
                 break;
             iov[n] = (struct iovec){e->rx_bufs[n]->data, d->max_dgram};
             mm[n].msg_hdr = (struct msghdr){.msg_name = &from[n], .msg_namelen = sizeof from[n],

@@ -34,7 +34,7 @@ static void d_refill(struct uring_loop *u, rill_dgram *d)
         if (ud(d)->br_bufs[i])
             continue;
         struct rill_buf *b;
-        if (rill__slab_lease(&l->slab, d->max_dgram + D_HDR, &b) < 0)
+        if (rill__slab_lease_rx(&l->slab, d->max_dgram + D_HDR, &b) < 0)
             break;
         ud(d)->br_bufs[i] = b;
         /* Exactly header + max_datagram, though the slab's buffer may be larger: a datagram

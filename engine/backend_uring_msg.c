@@ -24,7 +24,7 @@ bool rill__uring_prep_recvmsg(struct uring_loop *u, rill_conn *c, struct io_urin
     if (!uc(c)->mrx && !(uc(c)->mrx = rill__calloc(1, sizeof *uc(c)->mrx)))
         return false;
     struct rill__msg_rx *x = uc(c)->mrx;
-    if (!x->buf && rill__slab_lease(&l->slab, size, &x->buf) < 0)
+    if (!x->buf && rill__slab_lease_rx(&l->slab, size, &x->buf) < 0)
         return false;
     x->iov = (struct iovec){x->buf->data, size};
     memset(&x->m, 0, sizeof x->m);
@@ -52,7 +52,7 @@ void rill__uring_read_sync(struct uring_loop *u, rill_conn *c)
     size_t budget = RILL_READ_BUDGET;
     while (rill__conn_can_read(c)) {
         struct rill_buf *b;
-        if (rill__slab_lease(&l->slab, l->cfg.recv_buf_size, &b) < 0) {
+        if (rill__slab_lease_rx(&l->slab, l->cfg.recv_buf_size, &b) < 0) {
             rill__conn_starved(c);
             return;
         }

@@ -97,7 +97,7 @@ void rill__uring_br_refill(struct uring_loop *u)
     while (u->br_count < u->br_target) {
         uint16_t bid = (uint16_t)((u->br->tail + added) & mask);
         struct rill_buf *b;
-        if (u->br_bufs[bid] || rill__slab_lease(&l->slab, l->cfg.recv_buf_size, &b) < 0)
+        if (u->br_bufs[bid] || rill__slab_lease_rx(&l->slab, l->cfg.recv_buf_size, &b) < 0)
             break;
         u->br_bufs[bid] = b;
         io_uring_buf_ring_add(u->br, b->data, (unsigned)rill__buf_cap(b), bid, mask, added++);

@@ -205,6 +205,8 @@ static void conn_close_all_due(rill_loop *l)
             rill__buf_put(b);
         }
         c->held_tail = NULL;
+        rill__slab_unhold(&l->slab, c->held_bytes);
+        c->held_bytes = 0;
         rill__conn_wq_cancel_all(c, c->wq_status);
         c->state |= RILL__C_CLOSED;
         if (c->h.on_close)
@@ -326,6 +328,9 @@ static void conn_on_data(rill_conn *c, struct rill_buf *buf, size_t len)
         else
             c->held_head = buf;
         c->held_tail = buf;
+        c->held_bytes += len;
+        if (rill__slab_hold(&c->loop->slab, len))
+            rill__conn_mem_over(c->loop);
         return;
     }
     conn_deliver(c, buf, len);
@@ -338,6 +343,8 @@ bool rill__conn_deliver_held(rill_conn *c)
         c->held_head = b->next_free;
         if (!c->held_head)
             c->held_tail = NULL;
+        c->held_bytes -= b->len;
+        rill__slab_unhold(&c->loop->slab, b->len);
         conn_deliver(c, b, b->len); /* the oldest held bytes: straight to the callback */
         rill__buf_put(b);
     }
@@ -682,6 +689,7 @@ static int conn_kind_init(rill_loop *l)
 
 static void conn_kind_fini(rill_loop *l)
 {
+    rill__wheel_del(&l->wheel, &l->mem_watch);
     for (uint32_t i = 0; l->conn_chunks && i * RILL__CONN_CHUNK < l->conn_slots; i++)
         rill__free(l->conn_chunks[i]);
     rill__free(l->conn_chunks);

@@ -98,6 +98,7 @@ struct rill_conn {
     /* Data that arrived after the embedder paused reading waits here (linked through
      * rill_buf.next_free, lengths in rill_buf.len) until rill_read_resume(). */
     struct rill_buf *held_head, *held_tail;
+    size_t held_bytes; /* their lengths, as counted against the loop's memory ceiling */
     bool held_eof;    /* end of stream arrived while paused */
 
     /* rill_conn_migrate: where to and whom to tell (on l->migrate_list, through read_link's
@@ -179,6 +180,10 @@ static inline void rill__conn_check_drained(rill_conn *c)
 void rill__conn_wq_cancel_all(rill_conn *c, int status);
 /* Gathers up to max iovecs from the head for one send. */
 unsigned rill__conn_wq_iov(const rill_conn *c, struct iovec *iov, unsigned max);
+
+/* The loop's held bytes reached its memory ceiling (rill__slab_hold returned true): starts the
+ * grace period after which the connections stalled longest are closed (conn_mem.c). */
+void rill__conn_mem_over(rill_loop *l);
 
 /* Hands quiet migrating connections to their target loops (migrate.c). */
 void rill__conn_migrate_ready(rill_loop *l);

@@ -107,6 +107,8 @@ static inline void wq_append(rill_conn *c, struct rill__wq_entry *e, rill_send_c
     c->wq_bytes += total;
     if (c->wq_bytes >= c->opts.wq_high)
         c->state |= RILL__C_HIGH;
+    if (__builtin_expect(rill__slab_hold(&c->loop->slab, total), 0))
+        rill__conn_mem_over(c->loop);
     rill__conn_mark_flush(c);
 }
 
@@ -329,6 +331,7 @@ void rill__conn_sent(rill_conn *c, size_t n)
     rill_loop *l = c->loop;
     l->stats.bytes_out += n;
     c->last_io = c->wq_moved = l->now_ms;
+    rill__slab_unhold(&l->slab, n);
     struct rill__wq_entry *e = c->wq_head;
     if (e && n == c->wq_bytes && !e->next && e->cur + 1 == e->niov) {
         /* The common case: the one queued entry went out whole, and completes without the walk.
@@ -347,6 +350,7 @@ void rill__conn_sent(rill_conn *c, size_t n)
 void rill__conn_wq_cancel_all(rill_conn *c, int status)
 {
     rill_loop *l = c->loop;
+    rill__slab_unhold(&l->slab, c->wq_bytes);
     while (c->wq_head) {
         struct rill__wq_entry *e = c->wq_head;
         c->wq_head = e->next;

@@ -156,7 +156,16 @@ int rill__loop_config_resolve(const struct rill_loop_config *in, struct rill_loo
         if (in->ring_entries)
             d.ring_entries = in->ring_entries;
         d.disable = in->disable;
+        d.mem_ceiling = in->mem_ceiling;
+        d.mem_grace_ms = in->mem_grace_ms;
+        d.slab_idle_ms = in->slab_idle_ms;
     }
+    if (!d.slab_idle_ms)
+        d.slab_idle_ms = 5000;
+    if (!d.mem_ceiling)
+        d.mem_ceiling = d.slab_budget / 2;
+    if (!d.mem_grace_ms)
+        d.mem_grace_ms = 1000;
     if (d.disable & ~RILL_CAP_DISABLEABLE)
         return -EINVAL;
     if (d.recv_buf_size < 512 || d.recv_buf_size > RILL__SLAB_MAX || d.slab_budget < d.recv_buf_size)
@@ -174,6 +183,29 @@ void rill__loop_update_time(rill_loop *l)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     l->now_ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    l->slab.now = l->now_ms;
+}
+
+/* The slab's idle regions go back to the kernel slab_idle_ms after they became wholly free. The
+ * timer re-arms for the next region due, and stops when none is free; a later release arms it
+ * again from the flush point (slab_trim_watch). */
+static void slab_trim_fn(struct rill__tnode *t)
+{
+    rill_loop *l = rill__container_of(t, rill_loop, trim);
+    uint64_t next;
+    rill__slab_trim(&l->slab, l->cfg.slab_idle_ms, &next);
+    l->trim_mark = l->slab.releases;
+    if (next != UINT64_MAX)
+        rill__wheel_add(&l->wheel, &l->trim, next);
+}
+
+static inline void slab_trim_watch(rill_loop *l)
+{
+    if (l->slab.releases != l->trim_mark && !rill__tnode_active(&l->trim) &&
+        l->cfg.slab_idle_ms != UINT32_MAX) {
+        l->trim_mark = l->slab.releases;
+        rill__wheel_add(&l->wheel, &l->trim, l->now_ms + l->cfg.slab_idle_ms);
+    }
 }
 
 int rill__loop_init_common(rill_loop *l, const struct rill_loop_config *cfg)
@@ -182,6 +214,8 @@ int rill__loop_init_common(rill_loop *l, const struct rill_loop_config *cfg)
     int r = rill__slab_init(&l->slab, cfg->slab_budget);
     if (r < 0)
         return r;
+    rill__slab_set_ceiling(&l->slab, cfg->mem_ceiling);
+    l->trim.fn = slab_trim_fn;
     rill__loop_update_time(l);
     rill__wheel_init(&l->wheel, l->now_ms);
     rill__list_init(&l->timers);
@@ -466,6 +500,7 @@ static int flush_point(rill_loop *l)
         n += rill__mailbox_drain(l->mbox, l, (unsigned)l->mbox->mask + 1);
     n += run_deferred(l);
     run_kinds(l);
+    slab_trim_watch(l);
     int r = l->ops->flush(l);
     /* A graceful stop ends when the last connection has gone, in-flight work included. */
     if (l->draining && l->live_conns == 0 && l->inflight == 0)

@@ -32,6 +32,10 @@ struct rill_loop {
 
     struct rill__wheel wheel;
     struct rill__slab slab;
+    /* Giving idle slab regions back (loop.c, slab_trim): armed at a flush point when buffers
+     * were released since trim_mark, so that a loop with nothing to give back never wakes. */
+    struct rill__tnode trim;
+    uint64_t trim_mark;
 
     /* Deferred callbacks: a growable ring (grows only as fast as the embedder defers). */
     struct rill__defer *defer;
@@ -58,6 +62,11 @@ struct rill_loop {
     struct rill__list starve_list;  /* connections waiting for slab buffers */
     struct rill__list migrate_list; /* connections waiting to be handed to another loop */
     uint32_t live_conns;            /* connection slots in use (open, connecting or closing) */
+    /* The memory ceiling's grace period (conn_mem.c): armed when the held bytes reach the
+     * ceiling; mem_mark is slab.held_pauses then, to tell a ceiling that held throughout from
+     * one that was left and reached again. */
+    struct rill__tnode mem_watch;
+    uint64_t mem_mark;
     /* Write-queue entries for small sends are recycled through this list. */
     struct rill__wq_entry *wq_free;
     uint32_t wq_free_len;

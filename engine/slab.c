@@ -49,7 +49,15 @@ int rill__slab_init(struct rill__slab *s, size_t budget)
     if (budget == 0)
         return -EINVAL;
     *s = (struct rill__slab){ .budget = budget };
+    rill__slab_set_ceiling(s, SIZE_MAX);
     return 0;
+}
+
+void rill__slab_set_ceiling(struct rill__slab *s, size_t limit)
+{
+    s->held_limit = limit;
+    s->held_low = limit == SIZE_MAX ? SIZE_MAX : limit - limit / 4;
+    s->rx_stop = s->held >= limit ? 0 : limit;
 }
 
 static void region_unmap(struct rill__region *r)
@@ -67,8 +75,9 @@ void rill__slab_fini(struct rill__slab *s)
         region_unmap(r);
         r = next;
     }
-    size_t budget = s->budget;
+    size_t budget = s->budget, limit = s->held_limit;
     *s = (struct rill__slab){ .budget = budget };
+    rill__slab_set_ceiling(s, limit);
 }
 
 /* How many buffers a new region of class cls gets with `room` bytes of budget left: the target
@@ -107,6 +116,7 @@ static int region_map(struct rill__slab *s, uint32_t cls, uint32_t nbufs, size_t
     r->bytes = bytes;
     r->cls = cls;
     r->nbufs = r->nfree = nbufs;
+    r->idle_since = s->now;
     r->next = s->regions;
     s->regions = r;
     s->mapped += bytes;
@@ -123,6 +133,34 @@ static int region_map(struct rill__slab *s, uint32_t cls, uint32_t nbufs, size_t
         c->free = b;
     }
     return 0;
+}
+
+/* Unmaps the regions marked doomed; classes has a bit for each class that loses one. A doomed
+ * region's buffers are all on its class's free list, interleaved with other regions' buffers:
+ * each affected list is filtered once, before the headers are freed. */
+static void unmap_doomed(struct rill__slab *s, uint32_t classes)
+{
+    for (uint32_t cls = 0; cls < RILL__SLAB_CLASSES; cls++) {
+        if (!(classes & (1u << cls)))
+            continue;
+        struct rill_buf **pp = &s->cls[cls].free;
+        while (*pp) {
+            if ((*pp)->region->doomed)
+                *pp = (*pp)->next_free;
+            else
+                pp = &(*pp)->next_free;
+        }
+    }
+    for (struct rill__region **pp = &s->regions; *pp;) {
+        struct rill__region *r = *pp;
+        if (!r->doomed) {
+            pp = &r->next;
+            continue;
+        }
+        *pp = r->next;
+        s->mapped -= r->bytes;
+        region_unmap(r);
+    }
 }
 
 /* Unmaps wholly free regions until `need` more bytes fit in the budget. Regions are only chosen
@@ -149,30 +187,32 @@ static bool reclaim(struct rill__slab *s, size_t need)
         freed += r->bytes;
         classes |= 1u << r->cls;
     }
-    /* A doomed region's buffers are all on its class's free list, interleaved with other
-     * regions' buffers: filter each affected list once, before the headers are freed. */
-    for (uint32_t cls = 0; cls < RILL__SLAB_CLASSES; cls++) {
-        if (!(classes & (1u << cls)))
-            continue;
-        struct rill_buf **pp = &s->cls[cls].free;
-        while (*pp) {
-            if ((*pp)->region->doomed)
-                *pp = (*pp)->next_free;
-            else
-                pp = &(*pp)->next_free;
-        }
-    }
-    for (struct rill__region **pp = &s->regions; *pp;) {
-        struct rill__region *r = *pp;
-        if (!r->doomed) {
-            pp = &r->next;
-            continue;
-        }
-        *pp = r->next;
-        s->mapped -= r->bytes;
-        region_unmap(r);
-    }
+    unmap_doomed(s, classes);
     return true;
+}
+
+size_t rill__slab_trim(struct rill__slab *s, uint64_t idle_ms, uint64_t *next)
+{
+    size_t freed = 0;
+    uint32_t classes = 0;
+    *next = UINT64_MAX;
+    for (struct rill__region *r = s->regions; r; r = r->next) {
+        if (r->nfree != r->nbufs)
+            continue;
+        uint64_t due = r->idle_since + idle_ms;
+        if (due <= s->now) {
+            r->doomed = true;
+            freed += r->bytes;
+            classes |= 1u << r->cls;
+        } else if (due < *next) {
+            *next = due;
+        }
+    }
+    if (classes) {
+        unmap_doomed(s, classes);
+        s->trimmed += freed;
+    }
+    return freed;
 }
 
 /* Gives class cls at least one free buffer, within the budget.
@@ -234,7 +274,8 @@ void rill__buf_free(struct rill_buf *b)
 
     b->next_free = c->free;
     c->free = b;
-    r->nfree++;
+    if (++r->nfree == r->nbufs)
+        r->idle_since = s->now; /* wholly free from now: rill__slab_trim counts from here */
     c->in_use--;
     s->in_use--;
     s->releases++;

@@ -41,8 +41,22 @@ struct rill__slab {
     uint64_t in_use;               /* buffers leased now, all classes */
     uint64_t exhausted;            /* leases that failed for lack of budget */
     uint64_t releases;             /* buffers returned to a free list, ever (a cheap "changed" mark) */
+    uint64_t now;                  /* the loop's clock in ms, for the regions' idle stamps */
+    uint64_t trimmed;              /* bytes unmapped by rill__slab_trim, ever */
     struct rill__region *regions;  /* every mapped region */
     struct rill__slab_class cls[RILL__SLAB_CLASSES];
+
+    /* The loop's memory ceiling (rill_loop_config.mem_ceiling). The handles report the bytes
+     * they hold for peers, write queues and data held for paused readers, with
+     * rill__slab_hold()/_unhold(); at the ceiling, receive leases (rill__slab_lease_rx) are
+     * refused until the held bytes fall below held_low, so that reading pauses everywhere
+     * through the backends' usual "no buffer" path. Kept here because the receive lease is
+     * where it bites; the slab does not know what holds the bytes. */
+    size_t held;                   /* bytes held for peers now (not all of them slab memory) */
+    size_t held_limit;             /* the ceiling; SIZE_MAX: none */
+    size_t held_low;               /* receive leases come back below this */
+    size_t rx_stop;                /* held_limit, or 0 while receive leases are refused */
+    uint64_t held_pauses;          /* times the ceiling was reached */
 };
 
 /* Prepares an empty slab with the given budget in bytes (> 0). Maps nothing yet.
@@ -70,6 +84,7 @@ struct rill__region {
     uint32_t nbufs;            /* buffers carved from it */
     uint32_t nfree;            /* of which on the free list now; nfree == nbufs: reclaimable */
     bool doomed;               /* chosen for unmapping by reclaim() */
+    uint64_t idle_since;       /* s->now when nfree last reached nbufs */
     struct rill_buf bufs[];    /* the headers, bufs[i].data == base + i * class size */
 };
 
@@ -100,6 +115,48 @@ static inline int rill__slab_lease(struct rill__slab *s, size_t size, struct ril
     *out = b;
     return 0;
 }
+
+/* Sets the memory ceiling (SIZE_MAX: none); receive leases come back below 3/4 of it. */
+void rill__slab_set_ceiling(struct rill__slab *s, size_t limit);
+
+/* The handles took n more bytes to hold for a peer. Returns true when the held bytes are at the
+ * ceiling (receive leases are refused from now on; the caller starts its grace period). */
+static inline bool rill__slab_hold(struct rill__slab *s, size_t n)
+{
+    s->held += n;
+    if (__builtin_expect(s->held < s->rx_stop, 1))
+        return false;
+    if (s->rx_stop) {
+        s->rx_stop = 0;
+        s->held_pauses++;
+    }
+    return true;
+}
+
+/* n held bytes were sent, delivered or dropped. Below the low mark after a pause, receive leases
+ * come back, and the "buffers came back" mark moves so that readers waiting for one retry. */
+static inline void rill__slab_unhold(struct rill__slab *s, size_t n)
+{
+    s->held -= n;
+    if (__builtin_expect(s->rx_stop == 0, 0) && s->held < s->held_low) {
+        s->rx_stop = s->held_limit;
+        s->releases++;
+    }
+}
+
+/* A lease for receiving: as rill__slab_lease(), refused with -ENOBUFS while the held bytes are
+ * over the ceiling. Every lease a backend makes to read into goes through here. */
+static inline int rill__slab_lease_rx(struct rill__slab *s, size_t size, struct rill_buf **out)
+{
+    if (__builtin_expect(s->rx_stop == 0, 0))
+        return -ENOBUFS;
+    return rill__slab_lease(s, size, out);
+}
+
+/* Unmaps the regions whose buffers have all been free for at least idle_ms (by s->now), giving
+ * their memory back to the kernel. Sets *next to the moment the next wholly free region will
+ * have been idle that long (UINT64_MAX: none is free). Returns the bytes unmapped. */
+size_t rill__slab_trim(struct rill__slab *s, uint64_t idle_ms, uint64_t *next);
 
 /* Returns the buffer's slab (through its region). */
 struct rill__slab *rill__buf_slab(const struct rill_buf *b);

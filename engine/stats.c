@@ -19,5 +19,9 @@ void rill_loop_stats(const rill_loop *l, struct rill_loop_stats *out)
     out->buf_bytes_mapped = l->slab.mapped;
     out->buf_budget = l->slab.budget;
     out->buf_exhausted = l->slab.exhausted;
+    out->buf_bytes_trimmed = l->slab.trimmed;
+    out->mem_held = l->slab.held;
+    out->mem_ceiling = l->slab.held_limit == SIZE_MAX ? UINT64_MAX : l->slab.held_limit;
+    out->mem_pauses = l->slab.held_pauses;
     out->timers_fired = l->wheel.fired;
 }

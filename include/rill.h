@@ -134,6 +134,22 @@ struct rill_loop_config {
     /* RILL_CAP_* bits of io_uring features not to use, within RILL_CAP_DISABLEABLE; default 0.
      * The environment's RILL_URING_DISABLE=name[,name...] (rill_cap_name's words) adds to it. */
     uint32_t disable;
+    /* The memory ceiling: bytes this loop's connections may hold for their peers, write queues
+     * (every queued byte, the caller's memory included) and data held for paused readers.
+     * Default (0): half the slab budget; SIZE_MAX: none. When it is reached, reading pauses on
+     * every connection and datagram socket of the loop (as when the slab budget is spent;
+     * stats.mem_pauses counts it) until the held bytes fall below 3/4 of it. If they are still
+     * over it mem_grace_ms later, the connections whose write queues moved least recently are
+     * closed with -ENOBUFS (stats.mem_closes), oldest first, until what they held brings the
+     * loop below 3/4 of the ceiling; the check repeats every mem_grace_ms while it holds. */
+    size_t mem_ceiling;
+    uint32_t mem_grace_ms;    /* default (0): 1000 ms; UINT32_MAX: pause only, never close */
+    /* Slab regions (about 256 KiB each) whose buffers have all been free for this long are
+     * unmapped, so memory a burst took goes back to the kernel once the burst is over; what a
+     * loop keeps is then the buffers in use, plus, on io_uring, those lent to the kernel's
+     * buffer ring (half the slab budget in receive-size buffers, at most 512). A loop with
+     * regions waiting wakes once per period to look. Default (0): 5000 ms; UINT32_MAX: never. */
+    uint32_t slab_idle_ms;
 };
 
 /* Fills cfg with the defaults documented on each field. NULL is ignored.
@@ -231,6 +247,7 @@ struct rill_loop_stats {
     uint64_t buf_bytes_mapped; /* now: bytes of slab regions mapped */
     uint64_t buf_budget;       /* the slab budget in bytes */
     uint64_t buf_exhausted;    /* times a lease failed because the budget was spent */
+    uint64_t buf_bytes_trimmed; /* bytes of idle slab regions given back to the kernel */
     uint64_t read_pauses;      /* times reading paused for lack of buffers (backpressure) */
     uint64_t timers_fired;     /* timer callbacks run (idle timeouts included) */
     uint64_t emfile_events;    /* accepts that failed with EMFILE/ENFILE */
@@ -245,6 +262,10 @@ struct rill_loop_stats {
     uint64_t dgrams_truncated; /* datagrams longer than max_datagram (delivered with TRUNC) */
     uint64_t dgram_bytes_in;   /* payload bytes of datagrams received */
     uint64_t dgram_bytes_out;  /* payload bytes of datagrams sent */
+    uint64_t mem_held;         /* now: bytes held for peers, against the memory ceiling */
+    uint64_t mem_ceiling;      /* the memory ceiling in bytes (UINT64_MAX: none) */
+    uint64_t mem_pauses;       /* times the ceiling was reached and reading paused */
+    uint64_t mem_closes;       /* connections closed because the ceiling held (-ENOBUFS) */
 };
 
 /* Copies the loop's counters into *out (zeros for a NULL loop; a NULL out is ignored).

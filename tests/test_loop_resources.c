@@ -149,6 +149,42 @@ H_BACKEND_TEST(buf, lease_ref_release, .timeout = 30)
     rill_loop_destroy(l);
 }
 
+H_BACKEND_TEST(buf, idle_regions_go_back_to_the_kernel, .timeout = 30)
+{
+    /* A burst of 64 buffers of 16 KiB (4 MiB of regions), all released: slab_idle_ms later the
+     * regions are unmapped, and an idle loop is not woken for it again. */
+    struct rill_loop_config cfg;
+    rill_loop_config_init(&cfg);
+    cfg.slab_idle_ms = 200;
+    rill_loop *l = h_loop_cfg(backend, &cfg);
+    rill_loop_run_once(l, 0); /* io_uring fills its buffer ring at the first flush point */
+    struct rill_loop_stats st;
+    rill_loop_stats(l, &st);
+    uint64_t base = st.buf_bytes_mapped;
+    enum { N = 64 };
+    rill_buf *b[N];
+    for (int i = 0; i < N; i++)
+        cr_assert_eq(rill_buf_lease(l, 64u << 10, &b[i]), 0);
+    rill_loop_stats(l, &st);
+    cr_assert_geq(st.buf_bytes_mapped, base + N * (64u << 10));
+    for (int i = 0; i < N; i++)
+        rill_buf_release(b[i]);
+    h_run_for(l, 100);
+    rill_loop_stats(l, &st);
+    cr_expect_eq(st.buf_bytes_trimmed, 0, "not idle for long enough yet");
+    h_run_for(l, 400);
+    rill_loop_stats(l, &st);
+    cr_expect_geq(st.buf_bytes_trimmed, N * (64u << 10), "trimmed %llu",
+                  (unsigned long long)st.buf_bytes_trimmed);
+    cr_expect_leq(st.buf_bytes_mapped, base, "mapped %llu, %llu before the burst",
+                  (unsigned long long)st.buf_bytes_mapped, (unsigned long long)base);
+    /* Nothing left to give back: the loop sleeps through its whole timeout. */
+    uint64_t t0 = h_now_ms();
+    cr_expect_eq(rill_loop_run_once(l, 300), 0);
+    cr_expect_geq(h_now_ms() - t0, 290);
+    rill_loop_destroy(l);
+}
+
 H_BACKEND_TEST(buf, small_budget_runs_out, .timeout = 30)
 {
     struct rill_loop_config c;

@@ -401,3 +401,81 @@ Test(slab, churn_stays_within_budget)
     cr_assert_eq(s.in_use, 0);
     rill__slab_fini(&s);
 }
+
+/* ---- giving idle regions back, and the memory ceiling's receive gate ------------------------- */
+
+Test(slab, trim_unmaps_regions_idle_long_enough)
+{
+    struct rill__slab s;
+    cr_assert_eq(rill__slab_init(&s, 8 * MiB), 0);
+    s.now = 1000;
+    enum { N = 64 }; /* 64 x 16 KiB: four regions of 16 */
+    struct rill_buf *b[N];
+    for (int i = 0; i < N; i++)
+        cr_assert_eq(rill__slab_lease(&s, 16 * KiB, &b[i]), 0);
+    size_t mapped = s.mapped;
+    cr_assert_eq(mapped, N * 16 * KiB);
+    uint64_t next;
+    /* Nothing is free: nothing goes, and no region is due. */
+    cr_expect_eq(rill__slab_trim(&s, 100, &next), 0);
+    cr_expect_eq(next, UINT64_MAX);
+    /* All but one buffer of the first region back at t=1000, the rest at t=1050. */
+    for (int i = 1; i < N; i++) {
+        s.now = i < 32 ? 1000 : 1050;
+        rill__buf_put(b[i]);
+    }
+    /* b[0] keeps its region; of the other three, one went free at 1000 and two at 1050. */
+    s.now = 1099;
+    cr_expect_eq(rill__slab_trim(&s, 100, &next), 0, "not idle for 100 ms yet");
+    cr_expect_eq(next, 1100);
+    s.now = 1100;
+    cr_expect_eq(rill__slab_trim(&s, 100, &next), 16 * 16 * KiB, "the region free since 1000");
+    cr_expect_eq(next, 1150);
+    s.now = 1150;
+    cr_expect_eq(rill__slab_trim(&s, 100, &next), 2 * 16 * 16 * KiB);
+    cr_expect_eq(next, UINT64_MAX, "the region in use is never due");
+    cr_expect_eq(s.mapped, 16 * 16 * KiB);
+    cr_expect_eq(s.trimmed, 3 * 16 * 16 * KiB);
+    /* The buffer kept is intact, and the slab leases again after trimming (a new region). */
+    memset(b[0]->data, 0x5a, 16 * KiB);
+    for (int i = 1; i < N; i++)
+        cr_assert_eq(rill__slab_lease(&s, 16 * KiB, &b[i]), 0);
+    for (int i = 0; i < N; i++)
+        rill__buf_put(b[i]);
+    cr_expect_eq(s.in_use, 0);
+    s.now = 5000;
+    cr_expect_eq(rill__slab_trim(&s, 100, &next), mapped);
+    cr_expect_eq(s.mapped, 0);
+    rill__slab_fini(&s);
+}
+
+Test(slab, ceiling_gates_receive_leases)
+{
+    struct rill__slab s;
+    cr_assert_eq(rill__slab_init(&s, 8 * MiB), 0);
+    rill__slab_set_ceiling(&s, 1 * MiB);
+    struct rill_buf *b;
+    cr_assert_eq(rill__slab_lease_rx(&s, 4096, &b), 0);
+    rill__buf_put(b);
+    cr_expect(!rill__slab_hold(&s, 512 * KiB));
+    cr_expect(rill__slab_hold(&s, 512 * KiB), "at the ceiling");
+    cr_expect_eq(s.held_pauses, 1);
+    cr_expect_eq(rill__slab_lease_rx(&s, 4096, &b), -ENOBUFS);
+    cr_expect_eq(rill__slab_lease(&s, 4096, &b), 0, "only receive leases are gated");
+    rill__buf_put(b);
+    cr_expect(rill__slab_hold(&s, 1), "still over: the caller's grace period goes on");
+    cr_expect_eq(s.held_pauses, 1, "one pause, however many holds");
+    /* Below the ceiling is not enough: receive leases come back below 3/4 of it. */
+    rill__slab_unhold(&s, 256 * KiB);
+    cr_expect_eq(rill__slab_lease_rx(&s, 4096, &b), -ENOBUFS);
+    uint64_t rel = s.releases;
+    rill__slab_unhold(&s, 1);
+    cr_expect_eq(s.held, 768 * KiB);
+    cr_expect_eq(rill__slab_lease_rx(&s, 4096, &b), -ENOBUFS, "768 KiB is not below 3/4");
+    rill__slab_unhold(&s, 1);
+    cr_expect_gt(s.releases, rel, "readers waiting for buffers are told to retry");
+    cr_assert_eq(rill__slab_lease_rx(&s, 4096, &b), 0);
+    rill__buf_put(b);
+    rill__slab_unhold(&s, s.held);
+    rill__slab_fini(&s);
+}

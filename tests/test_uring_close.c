@@ -81,6 +81,17 @@ static void inf_close(rill_conn *c, int status, void *ctx)
 static const struct rill_conn_handler inf_h = {
     .on_open = inf_open, .on_data = inf_data, .on_close = inf_close};
 
+/* A loop without a memory ceiling: the tests below queue SENDS x 4 MiB of their own memory on
+ * every connection towards peers that never read, which is what the default ceiling (half the
+ * slab budget) exists to stop; here the point is closing with all of it in flight. */
+static rill_loop *inflight_loop(const char *backend)
+{
+    struct rill_loop_config cfg;
+    rill_loop_config_init(&cfg);
+    cfg.mem_ceiling = SIZE_MAX;
+    return h_loop_cfg(backend, &cfg);
+}
+
 /* Opens n connections whose server side queues SENDS x 4 MiB towards a peer that never reads,
  * while the peer writes 64 KiB (so receives complete too). Returns the listener. */
 static rill_listener *inflight_setup(rill_loop *l, struct inflight *f, int n, int *peers)
@@ -137,7 +148,7 @@ static void inflight_check(struct inflight *f, int n, int want_status)
 
 H_BACKEND_TEST(uring, close_with_sends_and_recvs_in_flight, .timeout = 60)
 {
-    rill_loop *l = h_loop(backend);
+    rill_loop *l = inflight_loop(backend);
     enum { N = 24 };
     struct inflight f[N + 1];
     memset(f, 0, sizeof f);
@@ -190,7 +201,7 @@ H_BACKEND_TEST(uring, close_with_sends_and_recvs_in_flight, .timeout = 60)
 H_BACKEND_TEST(uring, destroy_with_sends_and_recvs_in_flight, .timeout = 60)
 {
     int fds = h_count_fds();
-    rill_loop *l = h_loop(backend);
+    rill_loop *l = inflight_loop(backend);
     enum { N = 16 };
     struct inflight f[N + 1];
     memset(f, 0, sizeof f);
