@@ -29,6 +29,9 @@ expect_bad "loops.*99999999999999999999" -- -t 99999999999999999999
 expect_bad "unexpected argument 'stray'" -- -l tcp://127.0.0.1:0 stray
 expect_bad "backend" -- --backend fast
 expect_bad "unrecognized|usage" -- --bogus
+expect_bad "idle-timeout.*'5x'" -- --idle-timeout 5x
+expect_bad "send-timeout.*'-1'" -- --send-timeout -1
+expect_bad "send-timeout.*''" -- --send-timeout ""
 
 timeout 10 "$echo_bin" --help >"$tmp/out" 2>&1
 rc=$?
@@ -37,6 +40,6 @@ if [ "$rc" -ne 0 ] || ! grep -q -- '--listen' "$tmp/out"; then
     fail=$((fail + 1))
 fi
 
-total=9
+total=12
 echo "$((total - fail)) passed, $fail failed"
 [ "$fail" -eq 0 ]

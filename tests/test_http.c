@@ -244,15 +244,17 @@ struct proc {
 };
 
 /* Starts rill-http on `listen` (tcp://127.0.0.1:0 for a free port) with the backend and loop
- * count; skips when that backend cannot run here. */
-static void server_start_on(struct proc *p, const char *backend, const char *listen,
-                            const char *threads)
+ * count, and the NULL-terminated extra arguments (NULL for none); skips when that backend
+ * cannot run here. */
+static void server_start_args(struct proc *p, const char *backend, const char *listen,
+                              const char *threads, const char *const *extra)
 {
 #ifndef RILL_HTTP_BIN
     (void)p;
     (void)backend;
     (void)listen;
     (void)threads;
+    (void)extra;
     cr_skip_test("rill-http was not built (RILL_TOOLS=OFF)");
 #else
     int fds[2];
@@ -264,8 +266,11 @@ static void server_start_on(struct proc *p, const char *backend, const char *lis
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         dup2(fds[1], 1);
         unsetenv("RILL_BACKEND"); /* the parameter decides */
-        execl(RILL_HTTP_BIN, RILL_HTTP_BIN, "--listen", listen, "--threads", threads,
-              "--no-pin", "--backend", backend, (char *)NULL);
+        const char *argv[24] = {RILL_HTTP_BIN, "--listen", listen, "--threads", threads,
+                                "--no-pin", "--backend", backend};
+        for (int i = 0; extra && extra[i] && i < 15; i++)
+            argv[8 + i] = extra[i];
+        execv(RILL_HTTP_BIN, (char *const *)argv);
         _exit(127);
     }
     close(fds[1]);
@@ -296,6 +301,12 @@ static void server_start_on(struct proc *p, const char *backend, const char *lis
         cr_skip_test("rill-http cannot run on io_uring here: %s", p->text);
     cr_assert_fail("rill-http did not start (status 0x%x): %s", st, p->text);
 #endif
+}
+
+static void server_start_on(struct proc *p, const char *backend, const char *listen,
+                            const char *threads)
+{
+    server_start_args(p, backend, listen, threads, NULL);
 }
 
 static void server_start(struct proc *p, const char *backend)
@@ -603,4 +614,102 @@ H_BACKEND_TEST(http_server, two_loops_and_unix, .timeout = 60)
     close(fd);
     server_stop(&p);
     unlink(path);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Slow and stuck clients
+ * ------------------------------------------------------------------------------------------- */
+
+enum { N_SLOW = 200 };
+
+H_BACKEND_TEST(http_server, slowloris_is_timed_out, .timeout = 60)
+{
+    /* 200 clients each trickle a request head, a byte every 100 ms, against a 500 ms header
+     * timeout: all of them are answered 408 and closed within 1.5 s, while a normal client on
+     * its own connection completes its requests the whole time. */
+    struct proc p;
+    static const char *const args[] = {"--header-timeout", "500", NULL};
+    server_start_args(&p, backend, "tcp://127.0.0.1:0", "1", args);
+    int slow[N_SLOW];
+    bool gone[N_SLOW] = {0};
+    static const char head[] = "GET /plaintext HTTP/1.1\r\nHost: t\r\nX-Slow: ";
+    uint64_t t0 = h_now_ms();
+    for (int i = 0; i < N_SLOW; i++) {
+        slow[i] = h_client(AF_INET, p.port);
+        cr_assert_eq(send(slow[i], "G", 1, MSG_NOSIGNAL), 1);
+        cr_assert_eq(fcntl(slow[i], F_SETFL, O_NONBLOCK), 0);
+    }
+    int good = h_client(AF_INET, p.port);
+    int served = 0, closed = 0;
+    uint64_t next_byte = h_now_ms() + 100, last_close = 0;
+    size_t pos = 1;
+    while (closed < N_SLOW && h_now_ms() < t0 + 5000) {
+        send_all(good, GET_PLAIN, sizeof GET_PLAIN - 1);
+        struct resp r[1];
+        read_responses(good, r, 1);
+        cr_assert_eq(r[0].status, 200);
+        served++;
+        if (h_now_ms() >= next_byte) { /* the next byte of every slow head */
+            char c = pos < sizeof head - 1 ? head[pos] : 'x';
+            pos++;
+            for (int i = 0; i < N_SLOW; i++)
+                if (!gone[i])
+                    (void)send(slow[i], &c, 1, MSG_NOSIGNAL);
+            next_byte += 100;
+        }
+        for (int i = 0; i < N_SLOW; i++) {
+            if (gone[i])
+                continue;
+            char buf[512];
+            ssize_t n;
+            while ((n = recv(slow[i], buf, sizeof buf, 0)) > 0) {
+                buf[n < (ssize_t)sizeof buf ? n : (ssize_t)sizeof buf - 1] = '\0';
+                cr_assert(strstr(buf, "HTTP/1.1 408") == buf || strstr(buf, "408"),
+                          "slow client %d: expected a 408, got %.60s", i, buf);
+            }
+            if (n == 0 || (n < 0 && errno != EAGAIN)) {
+                gone[i] = true;
+                closed++;
+                last_close = h_now_ms();
+            }
+        }
+    }
+    cr_expect_eq(closed, N_SLOW, "%d of %d slow clients closed", closed, N_SLOW);
+    cr_expect_leq(last_close - t0, 1500, "the last slow client went after %llu ms",
+                  (unsigned long long)(last_close - t0));
+    cr_expect_gt(served, 10, "the normal client got %d answers meanwhile", served);
+    for (int i = 0; i < N_SLOW; i++)
+        close(slow[i]);
+    close(good);
+    server_stop(&p);
+}
+
+H_BACKEND_TEST(http_server, closes_after_an_error_whatever_the_peer_does, .timeout = 60)
+{
+    /* A client that gets a 400 and neither reads on nor closes: the server's FIN comes at once,
+     * and within the 2 s linger its socket is gone too (a byte sent then meets a reset). */
+    struct proc p;
+    server_start(&p, backend);
+    int fd = h_client(AF_INET, p.port);
+    static const char bad[] = "GET / HTTP/1.1\r\nBad Header: x\r\n\r\n";
+    send_all(fd, bad, sizeof bad - 1);
+    struct resp r[1];
+    read_responses(fd, r, 1);
+    cr_assert_eq(r[0].status, 400);
+    cr_assert(closed_by_server(fd));
+    uint64_t end = h_now_ms() + 5000;
+    bool reset = false;
+    while (!reset && h_now_ms() < end) {
+        usleep(200000);
+        if (send(fd, "x", 1, MSG_NOSIGNAL) < 0) {
+            reset = true; /* EPIPE or ECONNRESET: the socket is closed for good */
+            break;
+        }
+        char c;
+        ssize_t n = recv(fd, &c, 1, MSG_DONTWAIT);
+        reset = n < 0 && errno == ECONNRESET;
+    }
+    cr_expect(reset, "the server kept its socket open after the error");
+    close(fd);
+    server_stop(&p);
 }

@@ -2,8 +2,12 @@
 #ifndef RILL_TOOLS_SERVER_CLI_H
 #define RILL_TOOLS_SERVER_CLI_H
 
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "rill.h"
@@ -19,6 +23,22 @@ static inline int server_cli_backend(const char *name, rill_backend *out)
         *out = RILL_BACKEND_AUTO;
     else
         return -1;
+    return 0;
+}
+
+/* Parses a timeout in milliseconds: a whole number 0 .. 86 400 000 (a day; 0: off) and nothing
+ * else. Returns 0, or -1 with a line on stderr naming the tool, the option and the value. */
+static inline int server_cli_ms(const char *tool, const char *opt, const char *arg, uint32_t *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(arg, &end, 10);
+    if (!*arg || *end || errno || v < 0 || v > 86400000LL) {
+        fprintf(stderr, "%s: %s takes milliseconds, a whole number 0..86400000 (0: off), not '%s'\n",
+                tool, opt, arg);
+        return -1;
+    }
+    *out = (uint32_t)v;
     return 0;
 }
 

@@ -127,7 +127,14 @@ static void usage(FILE *f)
             "      --pin/--no-pin  pin loop i to the i-th CPU of the affinity mask (default on)\n"
             "      --steer         serve each connection on the loop of the CPU it arrived on\n"
             "  -s, --stats         print one line of counters per second\n"
+            "      --idle-timeout MS    close a connection with no traffic for MS (default 0: off)\n"
+            "      --send-timeout MS    close a client whose echoes have not moved for MS, one\n"
+            "                      that stopped reading (default 0: off)\n"
             "  -h, --help          this text\n"
+            "rill-echo is a benchmark target: it times nobody out unless told to. Memory stays\n"
+            "bounded without that: each connection stops being read at 1 MiB of unsent echoes,\n"
+            "and each loop at its memory ceiling (32 MiB), closing the connections stalled\n"
+            "longest if the ceiling holds for 1 s.\n"
             "Prints \"listening URI loops=N backend=NAME caps=NAME,NAME,..\" per address once\n"
             "ready (the capabilities by rill_cap_name(); RILL_URING_DISABLE=recv_bundle,... turns\n"
             "io_uring features off); on SIGINT or SIGTERM it drains (up to 2 s) and exits.\n");
@@ -154,6 +161,7 @@ static void print_stats(rill_engine *e, struct rill_loop_stats *prev)
 struct echo_opts {
     struct rill_engine_config ecfg;
     bool stats, steer;
+    uint32_t idle_timeout_ms, send_timeout_ms;
 };
 
 /* Parses the command line. Returns -1 to go on, else the exit status (2: bad usage). */
@@ -164,6 +172,8 @@ static int parse_args(int argc, char **argv, struct echo_opts *eo)
         {"loops", required_argument, 0, 't'},  {"threads", required_argument, 0, 't'},
         {"pin", no_argument, 0, 'p'},          {"no-pin", no_argument, 0, 'P'},
         {"steer", no_argument, 0, 'S'},        {"stats", no_argument, 0, 's'},
+        {"idle-timeout", required_argument, 0, 'I'},
+        {"send-timeout", required_argument, 0, 'T'},
         {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
     rill_engine_config_init(&eo->ecfg);
     int o;
@@ -206,6 +216,14 @@ static int parse_args(int argc, char **argv, struct echo_opts *eo)
         case 's':
             eo->stats = true;
             break;
+        case 'I':
+            if (server_cli_ms("rill-echo", "--idle-timeout", optarg, &eo->idle_timeout_ms) < 0)
+                return 2;
+            break;
+        case 'T':
+            if (server_cli_ms("rill-echo", "--send-timeout", optarg, &eo->send_timeout_ms) < 0)
+                return 2;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -226,10 +244,13 @@ static int parse_args(int argc, char **argv, struct echo_opts *eo)
 
 /* Opens every --listen address on the engine and prints its "listening" line. Returns 0 or the
  * first error (printed). */
-static int open_all(rill_engine *e, bool steer)
+static int open_all(rill_engine *e, const struct echo_opts *eo)
 {
-    struct rill_listen_config lc = {.handler = &echo_handler,
-                                    .flags = RILL_LISTEN_F_UNLINK_STALE};
+    bool steer = eo->steer;
+    struct rill_listen_config lc = {
+        .handler = &echo_handler,
+        .flags = RILL_LISTEN_F_UNLINK_STALE,
+        .conn = {.idle_timeout_ms = eo->idle_timeout_ms, .send_timeout_ms = eo->send_timeout_ms}};
     rill_loop *l0 = rill_engine_loop(e, 0);
     char caps[256];
     rill_caps_format(rill_loop_caps(l0), caps, sizeof caps);
@@ -285,7 +306,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "rill-echo: engine: %s\n", rill_strerror(r));
         return 1;
     }
-    if (open_all(e, eo.steer) < 0) {
+    if (open_all(e, &eo) < 0) {
         rill_engine_destroy(e);
         return 1;
     }

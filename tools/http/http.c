@@ -11,7 +11,18 @@
  * goes out with one rill_send_bufs(), so 16 pipelined requests cost one send. Keep-alive is the
  * HTTP/1.1 default; "Connection: close", an HTTP/1.0 request without "Connection: keep-alive",
  * or any parse error (answered with its status: 400, 413, 414, 431, 501, 505) ends the
- * connection once the answers are sent. Bytes after such a request are ignored. */
+ * connection once the answers are sent. Bytes after such a request are ignored.
+ *
+ * Slow and hostile clients are timed out by default (each is 0 to turn it off):
+ *   --header-timeout  a request head must arrive whole within it, counted from the connection's
+ *                     opening or from the first byte of the head (408, then close): a client
+ *                     trickling a header byte at a time cannot hold a descriptor for long;
+ *   --idle-timeout    a keep-alive connection with no traffic at all is closed;
+ *   --send-timeout    a client whose answers do not move (it stopped reading) is closed.
+ * Once the last answer is queued the server shuts down its side and closes for good LINGER_MS
+ * later at the latest, whatever the peer does: it may read the answers meanwhile, and the bytes
+ * it still sends are read and dropped, so that a close with unread data (a reset) does not
+ * destroy the answer on its way. */
 #include <errno.h>
 #include <getopt.h>
 #include <pthread.h>
@@ -30,13 +41,19 @@
 #define MAX_RESPONSE 512    /* room one response needs at most */
 #define WQ_PAUSE (1u << 20) /* stop reading a client that does not read its answers */
 #define DRAIN_MS 2000
+#define LINGER_MS 2000      /* after the last answer: how long the peer may take to read it */
+
+/* The timeouts of the command line, in ms (0: off), the same for every loop. */
+static uint32_t header_timeout_ms = 10000, idle_timeout_ms = 30000, send_timeout_ms = 30000;
 
 static const char PLAINTEXT[] = "Hello, World!";
 static const char JSON[] = "{\"message\":\"Hello, World!\"}";
 
 struct hconn {
     struct http_parser parser;
-    bool closing; /* the last answer is queued; ignore anything more */
+    rill_conn *c;
+    rill_timer *timer; /* the header timeout, then the linger after the last answer */
+    bool closing;      /* the last answer is queued; ignore anything more */
 };
 
 /* The Date header, formatted once per second per loop thread (loops share nothing). */
@@ -130,18 +147,39 @@ static void answer(struct out *o, const struct http_request *rq, bool close_afte
     }
 }
 
+/* The header timeout (408, then the linger), or the end of the linger (close). */
+static void on_timer(rill_timer *t, void *ctx)
+{
+    (void)t;
+    struct hconn *h = ctx;
+    if (h->closing) {
+        rill_close(h->c);
+        return;
+    }
+    struct out o = {.c = h->c};
+    respond(&o, 408, "text/plain", "Request Timeout\n", 16, false, "close");
+    out_flush(&o);
+    h->closing = true;
+    rill_shutdown(h->c);
+    rill_timer_start(h->timer, LINGER_MS, 0);
+}
+
 static void on_open(rill_conn *c, void *ctx)
 {
     (void)ctx;
     struct hconn *h = malloc(sizeof *h);
-    if (!h) {
+    if (!h || rill_timer_create(rill_conn_loop(c), on_timer, h, &h->timer) < 0) {
+        free(h);
         rill_conn_set_ctx(c, NULL);
         rill_close(c);
         return;
     }
     http_parser_init(&h->parser, NULL);
+    h->c = c;
     h->closing = false;
     rill_conn_set_ctx(c, h);
+    if (header_timeout_ms)
+        rill_timer_start(h->timer, header_timeout_ms, 0);
 }
 
 static void on_data(rill_conn *c, rill_buf *buf, const void *data, size_t len, void *ctx)
@@ -152,6 +190,7 @@ static void on_data(rill_conn *c, rill_buf *buf, const void *data, size_t len, v
         return;
     struct out o = {.c = c};
     const char *p = data;
+    bool answered = false;
     while (len && !h->closing) {
         enum http_event ev;
         size_t n = http_parse(&h->parser, p, len, &ev);
@@ -160,6 +199,7 @@ static void on_data(rill_conn *c, rill_buf *buf, const void *data, size_t len, v
         if (ev == HTTP_REQUEST) {
             h->closing = !h->parser.req.keep_alive;
             answer(&o, &h->parser.req, h->closing);
+            answered = true;
         } else if (ev == HTTP_ERROR) {
             int st = h->parser.status;
             char body[64];
@@ -173,9 +213,23 @@ static void on_data(rill_conn *c, rill_buf *buf, const void *data, size_t len, v
         rill_close(c);
         return;
     }
-    if (h->closing)
-        rill_shutdown(c); /* FIN after the answers; the connection closes when the peer does */
-    else if (rill_conn_write_queued(c) >= WQ_PAUSE)
+    if (h->closing) {
+        /* FIN after the answers; the connection closes when the peer does, or at the end of the
+         * linger. */
+        rill_shutdown(c);
+        rill_timer_start(h->timer, LINGER_MS, 0);
+        return;
+    }
+    if (header_timeout_ms) {
+        /* A head under way keeps the deadline it started with, however slowly its bytes come; a
+         * new one (after an answer, or the first bytes after a quiet keep-alive) gets a fresh
+         * one; between requests the idle timeout alone applies. */
+        if (!http_parser_in_head(&h->parser))
+            rill_timer_stop(h->timer);
+        else if (answered || !rill_timer_active(h->timer))
+            rill_timer_start(h->timer, header_timeout_ms, 0);
+    }
+    if (rill_conn_write_queued(c) >= WQ_PAUSE)
         rill_read_pause(c);
 }
 
@@ -189,7 +243,10 @@ static void on_close(rill_conn *c, int status, void *ctx)
 {
     (void)c;
     (void)status;
-    free(ctx);
+    struct hconn *h = ctx;
+    if (h)
+        rill_timer_destroy(h->timer);
+    free(h);
 }
 
 static const struct rill_conn_handler http_handler = {
@@ -207,9 +264,17 @@ static void usage(FILE *f)
             "  -b, --backend NAME  auto, epoll or uring (default auto; RILL_BACKEND overrides)\n"
             "  -t, --threads N     loops, one per thread (default: one per CPU; --loops too)\n"
             "      --pin/--no-pin  pin loop i to the i-th CPU of the affinity mask (default on)\n"
+            "      --header-timeout MS  a request head must arrive whole within MS of the\n"
+            "                      connection's opening or of its first byte, else 408 and close\n"
+            "                      (default 10000; 0: off)\n"
+            "      --idle-timeout MS    close a connection with no traffic for MS (default 30000;\n"
+            "                      0: off)\n"
+            "      --send-timeout MS    close a client whose answers have not moved for MS, one\n"
+            "                      that stopped reading (default 30000; 0: off)\n"
             "  -h, --help          this text\n"
             "Serves GET/HEAD /plaintext and /json. Prints \"listening URI loops=N backend=NAME\"\n"
-            "once ready; on SIGINT or SIGTERM it drains (up to 2 s) and exits.\n");
+            "once ready; on SIGINT or SIGTERM it drains (up to 2 s) and exits. After its last\n"
+            "answer to a connection it closes it within 2 s, whatever the peer does.\n");
 }
 
 int main(int argc, char **argv)
@@ -218,6 +283,9 @@ int main(int argc, char **argv)
         {"listen", required_argument, 0, 'l'}, {"backend", required_argument, 0, 'b'},
         {"threads", required_argument, 0, 't'}, {"loops", required_argument, 0, 't'},
         {"pin", no_argument, 0, 'p'},          {"no-pin", no_argument, 0, 'P'},
+        {"header-timeout", required_argument, 0, 'H'},
+        {"idle-timeout", required_argument, 0, 'I'},
+        {"send-timeout", required_argument, 0, 'S'},
         {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
     struct rill_engine_config ecfg;
     rill_engine_config_init(&ecfg);
@@ -250,6 +318,18 @@ int main(int argc, char **argv)
         case 'P':
             ecfg.flags |= RILL_ENGINE_F_NO_PIN;
             break;
+        case 'H':
+            if (server_cli_ms("rill-http", "--header-timeout", optarg, &header_timeout_ms) < 0)
+                return 2;
+            break;
+        case 'I':
+            if (server_cli_ms("rill-http", "--idle-timeout", optarg, &idle_timeout_ms) < 0)
+                return 2;
+            break;
+        case 'S':
+            if (server_cli_ms("rill-http", "--send-timeout", optarg, &send_timeout_ms) < 0)
+                return 2;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -259,7 +339,7 @@ int main(int argc, char **argv)
         }
     }
     if (optind != argc) {
-        usage(stderr);
+        fprintf(stderr, "rill-http: unexpected argument '%s' (see --help)\n", argv[optind]);
         return 2;
     }
 
@@ -272,7 +352,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "rill-http: engine: %s\n", rill_strerror(r));
         return 1;
     }
-    struct rill_listen_config lc = {.handler = &http_handler};
+    struct rill_listen_config lc = {
+        .handler = &http_handler,
+        .conn = {.idle_timeout_ms = idle_timeout_ms, .send_timeout_ms = send_timeout_ms}};
     r = rill_engine_listen(e, uri, &lc, 0, NULL);
     if (r < 0) {
         fprintf(stderr, "rill-http: listen %s: %s\n", uri, rill_strerror(r));

@@ -197,6 +197,13 @@ static int head_done(struct http_parser *p)
     return 0;
 }
 
+bool http_parser_in_head(const struct http_parser *p)
+{
+    /* head_bytes counts every byte of the head, the empty lines before it included, and is
+     * zeroed when the next request starts; the body and a finished request are not the head. */
+    return p->head_bytes > 0 && p->state < S_BODY;
+}
+
 size_t http_parse(struct http_parser *p, const char *data, size_t len, enum http_event *ev)
 {
     if (p->state == S_ERROR) {

@@ -75,6 +75,9 @@ struct http_parser {
 /* Prepares a parser. lim may be NULL for the defaults; zero members take their default too. */
 void http_parser_init(struct http_parser *p, const struct http_limits *lim);
 
+/* True while a request head is under way: some of its bytes came, not all of them yet. */
+bool http_parser_in_head(const struct http_parser *p);
+
 /* Consumes bytes of the request stream. Returns the number of bytes consumed (all of them
  * with HTTP_NEED_MORE; up to the end of the request with HTTP_REQUEST; up to and including the
  * offending byte with HTTP_ERROR) and sets *ev. Call it again with the rest after a request.
