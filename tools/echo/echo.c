@@ -128,6 +128,7 @@ static void usage(FILE *f)
             "      --steer         serve each connection on the loop of the CPU it arrived on\n"
             "  -s, --stats         print one line of counters per second\n"
             "  -h, --help          this text\n"
+            "      --version       print the version (rill-echo X.Y.Z) and exit\n"
             "Prints \"listening URI loops=N backend=NAME caps=NAME,NAME,..\" per address once\n"
             "ready (the capabilities by rill_cap_name(); RILL_URING_DISABLE=recv_bundle,... turns\n"
             "io_uring features off); on SIGINT or SIGTERM it drains (up to 2 s) and exits.\n");
@@ -164,7 +165,8 @@ static int parse_args(int argc, char **argv, struct echo_opts *eo)
         {"loops", required_argument, 0, 't'},  {"threads", required_argument, 0, 't'},
         {"pin", no_argument, 0, 'p'},          {"no-pin", no_argument, 0, 'P'},
         {"steer", no_argument, 0, 'S'},        {"stats", no_argument, 0, 's'},
-        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
+        {"help", no_argument, 0, 'h'},         {"version", no_argument, 0, 'V'},
+        {0, 0, 0, 0}};
     rill_engine_config_init(&eo->ecfg);
     int o;
     while ((o = getopt_long(argc, argv, "l:b:t:sh", opts, NULL)) != -1) {
@@ -208,6 +210,9 @@ static int parse_args(int argc, char **argv, struct echo_opts *eo)
             break;
         case 'h':
             usage(stdout);
+            return 0;
+        case 'V':
+            printf("rill-echo %s\n", rill_version());
             return 0;
         default:
             usage(stderr);

@@ -208,6 +208,7 @@ static void usage(FILE *f)
             "  -t, --threads N     loops, one per thread (default: one per CPU; --loops too)\n"
             "      --pin/--no-pin  pin loop i to the i-th CPU of the affinity mask (default on)\n"
             "  -h, --help          this text\n"
+            "      --version       print the version (rill-http X.Y.Z) and exit\n"
             "Serves GET/HEAD /plaintext and /json. Prints \"listening URI loops=N backend=NAME\"\n"
             "once ready; on SIGINT or SIGTERM it drains (up to 2 s) and exits.\n");
 }
@@ -218,7 +219,8 @@ int main(int argc, char **argv)
         {"listen", required_argument, 0, 'l'}, {"backend", required_argument, 0, 'b'},
         {"threads", required_argument, 0, 't'}, {"loops", required_argument, 0, 't'},
         {"pin", no_argument, 0, 'p'},          {"no-pin", no_argument, 0, 'P'},
-        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
+        {"help", no_argument, 0, 'h'},         {"version", no_argument, 0, 'V'},
+        {0, 0, 0, 0}};
     struct rill_engine_config ecfg;
     rill_engine_config_init(&ecfg);
     const char *uri = "tcp://127.0.0.1:8080";
@@ -252,6 +254,9 @@ int main(int argc, char **argv)
             break;
         case 'h':
             usage(stdout);
+            return 0;
+        case 'V':
+            printf("rill-http %s\n", rill_version());
             return 0;
         default:
             usage(stderr);
