@@ -22,6 +22,7 @@ PACKAGES=(
     libuv1-dev libevent-dev            # bench/peers: the libuv and libevent echo peers
     nginx wrk                          # bench/peers: the HTTP peer and its load generator
     gnuplot-nox                        # bench/macro/report.py: the PNG plots
+    groff-base man-db                  # tests/check_man.py renders man/, install_consumer runs man -w
 )
 
 jobs=$(nproc 2>/dev/null || echo 2)

@@ -3,7 +3,8 @@
 # tests/install/main.c against that prefix twice, as an embedder would,
 #   1. with CMake: find_package(rill) -> rill::rill (shared) and rill::rill_static;
 #   2. with pkg-config: cc main.c $(pkg-config --cflags --libs rill);
-# and runs every program built. Nothing outside the build tree is touched.
+# and runs every program built; then checks that man -w finds the installed man pages. Nothing
+# outside the build tree is touched.
 #
 # Usage: run.sh --build DIR [--config CFG] [--cc COMPILER] [--flags "SANITIZER FLAGS"]
 set -euo pipefail
@@ -64,5 +65,25 @@ pc_libdir=$(pkg-config --variable=libdir rill)
 "$cc" $flags -o "$work/consumer_pc" "$here/main.c" $(pkg-config --cflags --libs rill) \
     -Wl,-rpath,"$pc_libdir"
 "$work/consumer_pc"
+
+# The man pages: man -w finds one for every RILL_API function of the installed header, and one
+# for every tool installed.
+step "man pages: MANPATH=$prefix/share/man man -w"
+if command -v man >/dev/null 2>&1; then
+    names=$(grep -o 'RILL_API[^(]*(' "$prefix/include/rill.h" | sed 's/.*[ *]\([a-z_0-9]*\)($/\1/' | grep '^rill_')
+    [ "$(echo "$names" | wc -l)" -gt 50 ] || { echo "few RILL_API names found: $names" >&2; exit 1; }
+    for tool in rill-echo rill-http rill-load rill-probe; do
+        [ -x "$prefix/bin/$tool" ] && names="$names $tool"
+    done
+    missing=""
+    for f in $names; do
+        page=$(MANPATH="$prefix/share/man" man -w "$f" 2>/dev/null) || page=""
+        case "$page" in "$prefix"/share/man/*) ;; *) missing="$missing $f" ;; esac
+    done
+    [ -z "$missing" ] || { echo "no installed man page for:$missing" >&2; exit 1; }
+    echo "$(echo $names | wc -w) pages found"
+else
+    echo "man not installed (apt-get install man-db): not checked"
+fi
 
 step "install_consumer: OK"

@@ -131,6 +131,7 @@ static void usage(FILE *f)
             "      --send-timeout MS    close a client whose echoes have not moved for MS, one\n"
             "                      that stopped reading (default 0: off)\n"
             "  -h, --help          this text\n"
+            "      --version       print the version (rill-echo X.Y.Z) and exit\n"
             "rill-echo is a benchmark target: it times nobody out unless told to. Memory stays\n"
             "bounded without that: each connection stops being read at 1 MiB of unsent echoes,\n"
             "and each loop at its memory ceiling (32 MiB), closing the connections stalled\n"
@@ -174,7 +175,8 @@ static int parse_args(int argc, char **argv, struct echo_opts *eo)
         {"steer", no_argument, 0, 'S'},        {"stats", no_argument, 0, 's'},
         {"idle-timeout", required_argument, 0, 'I'},
         {"send-timeout", required_argument, 0, 'T'},
-        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
+        {"help", no_argument, 0, 'h'},         {"version", no_argument, 0, 'V'},
+        {0, 0, 0, 0}};
     rill_engine_config_init(&eo->ecfg);
     int o;
     while ((o = getopt_long(argc, argv, "l:b:t:sh", opts, NULL)) != -1) {
@@ -226,6 +228,9 @@ static int parse_args(int argc, char **argv, struct echo_opts *eo)
             break;
         case 'h':
             usage(stdout);
+            return 0;
+        case 'V':
+            printf("rill-echo %s\n", rill_version());
             return 0;
         default:
             usage(stderr);

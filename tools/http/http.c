@@ -272,6 +272,7 @@ static void usage(FILE *f)
             "      --send-timeout MS    close a client whose answers have not moved for MS, one\n"
             "                      that stopped reading (default 30000; 0: off)\n"
             "  -h, --help          this text\n"
+            "      --version       print the version (rill-http X.Y.Z) and exit\n"
             "Serves GET/HEAD /plaintext and /json. Prints \"listening URI loops=N backend=NAME\"\n"
             "once ready; on SIGINT or SIGTERM it drains (up to 2 s) and exits. After its last\n"
             "answer to a connection it closes it within 2 s, whatever the peer does.\n");
@@ -286,7 +287,8 @@ int main(int argc, char **argv)
         {"header-timeout", required_argument, 0, 'H'},
         {"idle-timeout", required_argument, 0, 'I'},
         {"send-timeout", required_argument, 0, 'S'},
-        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
+        {"help", no_argument, 0, 'h'},         {"version", no_argument, 0, 'V'},
+        {0, 0, 0, 0}};
     struct rill_engine_config ecfg;
     rill_engine_config_init(&ecfg);
     const char *uri = "tcp://127.0.0.1:8080";
@@ -332,6 +334,9 @@ int main(int argc, char **argv)
             break;
         case 'h':
             usage(stdout);
+            return 0;
+        case 'V':
+            printf("rill-http %s\n", rill_version());
             return 0;
         default:
             usage(stderr);

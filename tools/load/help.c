@@ -70,6 +70,7 @@ void opts_usage(FILE *f)
         "                       then goes to stderr): configuration, machine, every figure,\n"
         "                       histogram buckets and the per-second series\n"
         "  -h, --help           this text\n"
+        "      --version        print the version (rill-load X.Y.Z) and exit\n"
         "\n"
         "Prints one line per second (requests, p50/p99 of that second, errors, connections open),\n"
         "then: requests, achieved and offered rate, latency p50 p90 p99 p99.9 p99.99 max in\n"

@@ -328,7 +328,7 @@ int opts_parse(int argc, char **argv, struct load_opts *o)
         {"dist", required_argument, 0, 'X'},        {"ramp", required_argument, 0, 'r'},
         {"churn", required_argument, 0, 'C'},       {"timeout", required_argument, 0, 'T'},
         {"json", required_argument, 0, 'j'},        {"quiet", no_argument, 0, 'q'},
-        {0, 0, 0, 0}};
+        {"version", no_argument, 0, 'V'},         {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     o->argc = argc;
     o->argv = argv;
@@ -346,6 +346,10 @@ int opts_parse(int argc, char **argv, struct load_opts *o)
     while ((opt = getopt_long(argc, argv, "c:t:d:s:b:R:n:qh", lopts, NULL)) != -1) {
         if (opt == 'h') {
             opts_usage(stdout);
+            return -1;
+        }
+        if (opt == 'V') {
+            printf("rill-load %s\n", rill_version());
             return -1;
         }
         if (opt == '?') {

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "probe.h"
+#include "rill.h"
 
 static const size_t default_sizes[] = {64, 1024, 16384, 65536};
 
@@ -53,6 +54,7 @@ static void usage(FILE *f)
         "                        only the cells are printed (default off)\n"
         "      --list            list transports and strategies, then exit\n"
         "  -h, --help            this text\n"
+        "      --version         print the version (rill-probe X.Y.Z) and exit\n"
         "\n"
         "Columns: ops completed; p50/p99 ns per round trip (pingpong) or per pair; MB/s\n"
         "received (stream); system calls per op on the client|server; CPU ns per op (user+sys)\n"
@@ -160,7 +162,7 @@ static bool parse_uint(const char *s, unsigned long max, unsigned long *out)
     return true;
 }
 
-enum { OPT_IOV = 256, OPT_BATCH, OPT_PIN, OPT_TS, OPT_JSON, OPT_MATRIX, OPT_LIST };
+enum { OPT_IOV = 256, OPT_BATCH, OPT_PIN, OPT_TS, OPT_JSON, OPT_MATRIX, OPT_LIST, OPT_VERSION };
 
 static const struct option long_opts[] = {
     {"transport", required_argument, NULL, 't'}, {"strategy", required_argument, NULL, 's'},
@@ -171,6 +173,7 @@ static const struct option long_opts[] = {
     {"pin", required_argument, NULL, OPT_PIN},   {"timestamps", no_argument, NULL, OPT_TS},
     {"json", no_argument, NULL, OPT_JSON},       {"matrix", no_argument, NULL, OPT_MATRIX},
     {"list", no_argument, NULL, OPT_LIST},       {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0}};
 
 static int parse_one(struct probe_opts *o, int c, const char *arg)
@@ -216,7 +219,7 @@ static int parse_one(struct probe_opts *o, int c, const char *arg)
     }
 }
 
-/* Returns 0 to run, 1 when --help or --list was handled, -1 for a bad command line. */
+/* Returns 0 to run, 1 when --help, --list or --version was handled, -1 for a bad command line. */
 static int parse_args(int argc, char **argv, struct probe_opts *o)
 {
     bool any_t = false, any_s = false, any_m = false;
@@ -228,6 +231,10 @@ static int parse_args(int argc, char **argv, struct probe_opts *o)
         }
         if (c == OPT_LIST) {
             list();
+            return 1;
+        }
+        if (c == OPT_VERSION) {
+            printf("rill-probe %s\n", rill_version());
             return 1;
         }
         if (c == '?' || parse_one(o, c, optarg) < 0)
