@@ -128,12 +128,26 @@ static void conn_flush_all(rill_loop *l)
 
 void rill__conn_retry_starved(rill_loop *l, uint32_t max)
 {
-    struct rill__list *n;
-    while (max-- > 0 && (n = rill__list_pop_front(&l->starve_list))) {
-        rill_conn *c = rill__container_of(n, rill_conn, read_link);
-        c->state &= ~RILL__C_RD_STARVED;
-        if (rill__conn_can_read(c))
-            l->ops->recv_resume(l, c);
+    /* Two passes: first the connections that hold nothing for their peers, then the others,
+     * each in the order they starved. When memory ran short because some peers do not read, the
+     * buffers that came back go first to connections that will hand them on, not to those whose
+     * queues only grow with every read: a client that behaves is served even while a crowd of
+     * stalled ones waits at the memory ceiling. One that starves again in the first pass is
+     * retried once more in the second; max bounds the whole. */
+    for (int pass = 0; pass < 2 && max > 0; pass++) {
+        struct rill__list todo, *n;
+        rill__list_take(&l->starve_list, &todo);
+        while ((n = rill__list_pop_front(&todo))) {
+            rill_conn *c = rill__container_of(n, rill_conn, read_link);
+            if (max == 0 || (pass == 0 && c->wq_bytes + c->held_bytes > 0)) {
+                rill__list_push_back(&l->starve_list, n); /* in order, for the next pass */
+                continue;
+            }
+            max--;
+            c->state &= ~RILL__C_RD_STARVED;
+            if (rill__conn_can_read(c))
+                l->ops->recv_resume(l, c);
+        }
     }
     if (rill__list_empty(&l->starve_list))
         l->starving &= ~RILL__KIND_BIT(RILL__KIND_CONN);
@@ -146,6 +160,7 @@ void rill__conn_starved(rill_conn *c)
     rill__list_del(&c->read_link);
     rill__list_push_back(&c->loop->starve_list, &c->read_link);
     rill__loop_starving(c->loop, RILL__KIND_CONN);
+    rill__conn_mem_short(c->loop);
 }
 
 /* Resumed connections with data held for them: delivered here, at the flush point, then their
@@ -330,7 +345,7 @@ static void conn_on_data(rill_conn *c, struct rill_buf *buf, size_t len)
         c->held_tail = buf;
         c->held_bytes += len;
         if (rill__slab_hold(&c->loop->slab, len))
-            rill__conn_mem_over(c->loop);
+            rill__conn_mem_short(c->loop);
         return;
     }
     conn_deliver(c, buf, len);

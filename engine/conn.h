@@ -181,9 +181,10 @@ void rill__conn_wq_cancel_all(rill_conn *c, int status);
 /* Gathers up to max iovecs from the head for one send. */
 unsigned rill__conn_wq_iov(const rill_conn *c, struct iovec *iov, unsigned max);
 
-/* The loop's held bytes reached its memory ceiling (rill__slab_hold returned true): starts the
- * grace period after which the connections stalled longest are closed (conn_mem.c). */
-void rill__conn_mem_over(rill_loop *l);
+/* Reading ran short of memory: the held bytes reached the ceiling (rill__slab_hold returned
+ * true), or a read found no buffer (rill__conn_starved). Starts the grace period after which, if
+ * reading still cannot go on, the connections stalled longest are closed (conn_mem.c). */
+void rill__conn_mem_short(rill_loop *l);
 
 /* Hands quiet migrating connections to their target loops (migrate.c). */
 void rill__conn_migrate_ready(rill_loop *l);

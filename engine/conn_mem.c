@@ -1,21 +1,25 @@
-/* The loop's memory ceiling, on the connection side: what happens when the bytes connections
- * hold for their peers (write queues, data held for paused readers) reach
- * rill_loop_config.mem_ceiling.
+/* What a loop does when reading runs short of memory, on the connection side: the bytes that
+ * connections hold for their peers (write queues, data held for paused readers) reached
+ * rill_loop_config.mem_ceiling, or the slab budget is spent and reads find no buffer.
  *
  * The first answer is the slab's: at the ceiling every receive lease is refused, so reading
  * pauses everywhere through each backend's "no buffer" path (epoll stops reading the socket,
  * io_uring stops refilling its buffer ring), and the kernel's socket buffers and TCP's window
- * push back on every peer. That is enough when the peers are merely slow: their queues drain,
- * the held bytes fall below 3/4 of the ceiling, and reading resumes.
+ * push back on every peer; a spent budget does the same by itself. That is enough when the
+ * peers are merely slow: their queues drain, the memory comes back, and reading resumes.
  *
  * It is not enough against peers that never read: their queues never drain, so reading would
- * stay paused for everyone, for ever. Hence the second answer: if the ceiling has held for the
- * whole grace period (mem_grace_ms) without being left, the connections whose write queues
- * moved least recently are closed with -ENOBUFS, oldest first, until the bytes they hold would
- * bring the loop below the low mark. "Moved least recently" is the wq_moved stamp the send
- * timeout uses: a connection that has stalled longest is the likeliest not to be reading at all,
- * and one that reads, however slowly, keeps moving. Data held for a paused reader counts from the
- * connection's last I/O instead. The check repeats every grace period while the ceiling holds. */
+ * stay paused for everyone, for ever. Hence the second answer: if reading still cannot go on a
+ * grace period (mem_grace_ms) after it ran short (at the ceiling: without the ceiling having
+ * been left meanwhile; with the budget spent: a receive-size lease still fails), the
+ * connections whose write queues moved least recently are closed with -ENOBUFS, oldest first,
+ * until the bytes they hold would bring the loop below the ceiling's low mark, or below 3/4 of
+ * what it holds when it is under the ceiling (the budget case: the slab's regions are shared
+ * by buffers of every size, so no exact amount frees one). "Moved least recently" is the
+ * wq_moved stamp the send timeout uses: a connection that has stalled longest is the likeliest
+ * not to be reading at all, and one that reads, however slowly, keeps moving. Data held for a
+ * paused reader counts from the connection's last I/O instead. The check repeats every grace
+ * period while reading stays short. */
 #include <stdlib.h>
 
 #include "conn.h"
@@ -53,8 +57,9 @@ static void mem_close_stalled(rill_loop *l)
             v[k++] = (struct mem_victim){c->wq_bytes ? c->wq_moved : c->last_io,
                                          c->wq_bytes + c->held_bytes, c};
     qsort(v, k, sizeof *v, victim_cmp);
+    size_t low = s->held - s->held / 4 < s->held_low ? s->held - s->held / 4 : s->held_low;
     size_t freed = 0;
-    for (uint32_t i = 0; i < k && s->held - freed >= s->held_low; i++) {
+    for (uint32_t i = 0; i < k && s->held - freed > low; i++) {
         freed += v[i].bytes;
         l->stats.mem_closes++;
         rill__conn_fail(v[i].c, -ENOBUFS); /* the bytes come back when it closes, below */
@@ -62,25 +67,49 @@ static void mem_close_stalled(rill_loop *l)
     rill__free(v);
 }
 
+/* Whether reading still cannot go on for want of memory: the ceiling holds, or the slab cannot
+ * lend one receive buffer. (A lease that succeeds goes straight back; the readers waiting for
+ * one are retried because of it.) */
+static bool mem_short(rill_loop *l)
+{
+    struct rill__slab *s = &l->slab;
+    if (s->rx_stop == 0)
+        return true;
+    struct rill_buf *b;
+    if (rill__slab_lease(s, l->cfg.recv_buf_size, &b) < 0)
+        return true;
+    rill__buf_put(b);
+    return false;
+}
+
+/* A grace period begins: what it will be compared with at its end. */
+static void mem_watch_arm(rill_loop *l)
+{
+    l->mem_mark = l->slab.held_pauses;
+    l->mem_in_mark = l->stats.bytes_in;
+    rill__wheel_add(&l->wheel, &l->mem_watch, l->now_ms + l->cfg.mem_grace_ms);
+}
+
 static void mem_watch_fn(struct rill__tnode *t)
 {
     rill_loop *l = rill__container_of(t, rill_loop, mem_watch);
     struct rill__slab *s = &l->slab;
-    if (s->rx_stop) /* below the low mark again: reading resumed, nothing to do */
-        return;
-    if (s->held_pauses == l->mem_mark)
+    if (!mem_short(l))
+        return; /* reading goes on: nothing to do until it runs short again */
+    /* Only if it was short throughout. At the ceiling: it was not left and reached again since
+     * the period began. With the budget spent: no byte was read all period (a loop with a small
+     * budget and busy peers runs short at times, but its reads go on). */
+    if (s->rx_stop == 0 ? s->held_pauses == l->mem_mark : l->stats.bytes_in == l->mem_in_mark)
         mem_close_stalled(l);
-    /* Reached again since the period began, or still held after the closes (whose memory
-     * returns at this iteration's flush point): look again one period on. */
-    l->mem_mark = s->held_pauses;
-    rill__wheel_add(&l->wheel, &l->mem_watch, l->now_ms + l->cfg.mem_grace_ms);
+    /* Look again one period on: the closes give their memory back at this iteration's flush
+     * point, and reading resumes then unless it is still short. */
+    mem_watch_arm(l);
 }
 
-void rill__conn_mem_over(rill_loop *l)
+void rill__conn_mem_short(rill_loop *l)
 {
     if (rill__tnode_active(&l->mem_watch) || l->cfg.mem_grace_ms == UINT32_MAX)
         return;
     l->mem_watch.fn = mem_watch_fn;
-    l->mem_mark = l->slab.held_pauses;
-    rill__wheel_add(&l->wheel, &l->mem_watch, l->now_ms + l->cfg.mem_grace_ms);
+    mem_watch_arm(l);
 }

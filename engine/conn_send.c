@@ -108,7 +108,7 @@ static inline void wq_append(rill_conn *c, struct rill__wq_entry *e, rill_send_c
     if (c->wq_bytes >= c->opts.wq_high)
         c->state |= RILL__C_HIGH;
     if (__builtin_expect(rill__slab_hold(&c->loop->slab, total), 0))
-        rill__conn_mem_over(c->loop);
+        rill__conn_mem_short(c->loop);
     rill__conn_mark_flush(c);
 }
 

@@ -62,11 +62,12 @@ struct rill_loop {
     struct rill__list starve_list;  /* connections waiting for slab buffers */
     struct rill__list migrate_list; /* connections waiting to be handed to another loop */
     uint32_t live_conns;            /* connection slots in use (open, connecting or closing) */
-    /* The memory ceiling's grace period (conn_mem.c): armed when the held bytes reach the
-     * ceiling; mem_mark is slab.held_pauses then, to tell a ceiling that held throughout from
-     * one that was left and reached again. */
+    /* The grace period when reading runs short of memory (conn_mem.c): armed when the held
+     * bytes reach the ceiling or a read finds no buffer; mem_mark is slab.held_pauses and
+     * mem_in_mark stats.bytes_in when it began, to tell memory that stayed short throughout
+     * from a ceiling left and reached again, or from a spent budget that reads still got by. */
     struct rill__tnode mem_watch;
-    uint64_t mem_mark;
+    uint64_t mem_mark, mem_in_mark;
     /* Write-queue entries for small sends are recycled through this list. */
     struct rill__wq_entry *wq_free;
     uint32_t wq_free_len;

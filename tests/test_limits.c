@@ -353,3 +353,57 @@ H_BACKEND_TEST(limits, memory_ceiling_pauses_then_closes_the_stalled, .timeout =
     close(good);
     rill_loop_destroy(l);
 }
+
+H_BACKEND_TEST(limits, spent_slab_budget_closes_the_stalled, .timeout = 60)
+{
+    /* No ceiling, a 2 MiB slab budget: the flooders' queues spend the budget, so reads find no
+     * buffer; when no byte has been read for a whole grace period, the connections stalled
+     * longest are closed and a client that reads is served again. */
+    struct rill_loop_config cfg;
+    rill_loop_config_init(&cfg);
+    cfg.slab_budget = 2u << 20;
+    cfg.recv_buf_size = 4096;
+    cfg.mem_ceiling = SIZE_MAX;
+    cfg.mem_grace_ms = 400;
+    rill_loop *l = h_loop_cfg(backend, &cfg);
+    rill_listener *ls;
+    struct rill_listen_config lc = {.handler = &echo_h,
+                                    .conn = {.wq_high = 256u << 10, .wq_low = 64u << 10}};
+    cr_assert_eq(rill_listen(l, "tcp://127.0.0.1:0", &lc, &ls), 0);
+    cr_assert_eq(rill_listener_setopt(ls, RILL_OPT_SNDBUF, 16 << 10), 0);
+    int port = rill_listener_port(ls);
+    int fd[N_STALL];
+    for (int i = 0; i < N_STALL; i++)
+        fd[i] = small_client(port);
+    struct rill_loop_stats st;
+    uint64_t end = h_now_ms() + 10000;
+    do {
+        flood_round(fd, N_STALL);
+        rill_loop_run_once(l, 1);
+        rill_loop_stats(l, &st);
+    } while (st.buf_exhausted == 0 && h_now_ms() < end);
+    cr_assert_gt(st.buf_exhausted, 0, "the budget was never spent");
+    cr_expect_eq(st.mem_ceiling, UINT64_MAX);
+    int good = h_client(AF_INET, port);
+    cr_assert_eq(write(good, "ping", 4), 4);
+    char echo[4];
+    size_t got = 0;
+    end = h_now_ms() + 15000;
+    while (got < 4 && h_now_ms() < end) {
+        flood_round(fd, N_STALL);
+        rill_loop_run_once(l, 1);
+        ssize_t r = recv(good, echo + got, 4 - got, MSG_DONTWAIT);
+        if (r > 0)
+            got += (size_t)r;
+    }
+    rill_loop_stats(l, &st);
+    cr_assert_eq(got, 4, "%s: the well-behaved client was never served (closes %llu)", backend,
+                 (unsigned long long)st.mem_closes);
+    cr_expect_eq(memcmp(echo, "ping", 4), 0);
+    cr_expect_gt(st.mem_closes, 0, "served without closing anyone: the budget was not spent");
+    for (int i = 0; i < N_STALL; i++)
+        if (fd[i] >= 0)
+            close(fd[i]);
+    close(good);
+    rill_loop_destroy(l);
+}

@@ -147,14 +147,16 @@ static void print_stats(rill_engine *e, struct rill_loop_stats *prev)
     if (rill_engine_stats(e, NULL, 0, &sum) < 0)
         return;
     printf("conns=%llu accepts/s=%llu in=%.1fMB/s out=%.1fMB/s reads/s=%llu writes/s=%llu "
-           "enters/s=%llu bufs=%llu emfile=%llu\n",
+           "enters/s=%llu bufs=%llu held=%.1fMB mapped=%.1fMB mem_closes=%llu emfile=%llu\n",
            (unsigned long long)sum.conns_open, (unsigned long long)(sum.accepts - prev->accepts),
            (double)(sum.bytes_in - prev->bytes_in) / 1e6,
            (double)(sum.bytes_out - prev->bytes_out) / 1e6,
            (unsigned long long)(sum.sys_read - prev->sys_read),
            (unsigned long long)(sum.sys_write - prev->sys_write),
            (unsigned long long)(sum.uring_enters - prev->uring_enters),
-           (unsigned long long)sum.bufs_in_use, (unsigned long long)sum.emfile_events);
+           (unsigned long long)sum.bufs_in_use, (double)sum.mem_held / 1e6,
+           (double)sum.buf_bytes_mapped / 1e6, (unsigned long long)sum.mem_closes,
+           (unsigned long long)sum.emfile_events);
     fflush(stdout);
     *prev = sum;
 }
