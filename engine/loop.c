@@ -183,20 +183,28 @@ void rill__loop_update_time(rill_loop *l)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     l->now_ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-    l->slab.now = l->now_ms;
 }
 
-/* The slab's idle regions go back to the kernel slab_idle_ms after they became wholly free. The
- * timer re-arms for the next region due, and stops when none is free; a later release arms it
- * again from the flush point (slab_trim_watch). */
+/* The slab's idle regions go back to the kernel: checked every slab_idle_ms / 2, a region found
+ * wholly free by three checks in a row (so for at least slab_idle_ms) is unmapped. The timer
+ * runs while wholly free regions remain and stops when none does; a later release arms it
+ * again from the flush point (slab_trim_watch), so a loop with nothing to give back never
+ * wakes for it. */
+#define TRIM_CHECKS 3u
+
+static uint64_t trim_period(const rill_loop *l)
+{
+    return l->cfg.slab_idle_ms / 2 ? l->cfg.slab_idle_ms / 2 : 1;
+}
+
 static void slab_trim_fn(struct rill__tnode *t)
 {
     rill_loop *l = rill__container_of(t, rill_loop, trim);
-    uint64_t next;
-    rill__slab_trim(&l->slab, l->cfg.slab_idle_ms, &next);
+    bool more;
+    rill__slab_trim(&l->slab, TRIM_CHECKS, &more);
     l->trim_mark = l->slab.releases;
-    if (next != UINT64_MAX)
-        rill__wheel_add(&l->wheel, &l->trim, next);
+    if (more)
+        rill__wheel_add(&l->wheel, &l->trim, l->now_ms + trim_period(l));
 }
 
 static inline void slab_trim_watch(rill_loop *l)
@@ -204,7 +212,7 @@ static inline void slab_trim_watch(rill_loop *l)
     if (l->slab.releases != l->trim_mark && !rill__tnode_active(&l->trim) &&
         l->cfg.slab_idle_ms != UINT32_MAX) {
         l->trim_mark = l->slab.releases;
-        rill__wheel_add(&l->wheel, &l->trim, l->now_ms + l->cfg.slab_idle_ms);
+        rill__wheel_add(&l->wheel, &l->trim, l->now_ms + trim_period(l));
     }
 }
 

@@ -116,7 +116,6 @@ static int region_map(struct rill__slab *s, uint32_t cls, uint32_t nbufs, size_t
     r->bytes = bytes;
     r->cls = cls;
     r->nbufs = r->nfree = nbufs;
-    r->idle_since = s->now;
     r->next = s->regions;
     s->regions = r;
     s->mapped += bytes;
@@ -191,21 +190,26 @@ static bool reclaim(struct rill__slab *s, size_t need)
     return true;
 }
 
-size_t rill__slab_trim(struct rill__slab *s, uint64_t idle_ms, uint64_t *next)
+/* Regions are judged idle by sampling rather than by stamping the moment each becomes wholly
+ * free: a stamp would cost every buffer release a compare and a store, on the hot path, to serve
+ * a check that runs every few seconds. A region that was busy between two checks but free at
+ * each of them may be unmapped although in use meanwhile; that is safe (it holds no buffer when
+ * it goes) and costs at most one mmap later, and with LIFO free lists the busy buffers
+ * concentrate in few regions, so it is rare. */
+size_t rill__slab_trim(struct rill__slab *s, uint32_t checks, bool *more)
 {
     size_t freed = 0;
     uint32_t classes = 0;
-    *next = UINT64_MAX;
+    *more = false;
     for (struct rill__region *r = s->regions; r; r = r->next) {
-        if (r->nfree != r->nbufs)
-            continue;
-        uint64_t due = r->idle_since + idle_ms;
-        if (due <= s->now) {
+        if (r->nfree != r->nbufs) {
+            r->idle_checks = 0;
+        } else if (++r->idle_checks >= checks) {
             r->doomed = true;
             freed += r->bytes;
             classes |= 1u << r->cls;
-        } else if (due < *next) {
-            *next = due;
+        } else {
+            *more = true;
         }
     }
     if (classes) {
@@ -274,8 +278,7 @@ void rill__buf_free(struct rill_buf *b)
 
     b->next_free = c->free;
     c->free = b;
-    if (++r->nfree == r->nbufs)
-        r->idle_since = s->now; /* wholly free from now: rill__slab_trim counts from here */
+    r->nfree++;
     c->in_use--;
     s->in_use--;
     s->releases++;

@@ -41,7 +41,6 @@ struct rill__slab {
     uint64_t in_use;               /* buffers leased now, all classes */
     uint64_t exhausted;            /* leases that failed for lack of budget */
     uint64_t releases;             /* buffers returned to a free list, ever (a cheap "changed" mark) */
-    uint64_t now;                  /* the loop's clock in ms, for the regions' idle stamps */
     uint64_t trimmed;              /* bytes unmapped by rill__slab_trim, ever */
     struct rill__region *regions;  /* every mapped region */
     struct rill__slab_class cls[RILL__SLAB_CLASSES];
@@ -84,7 +83,7 @@ struct rill__region {
     uint32_t nbufs;            /* buffers carved from it */
     uint32_t nfree;            /* of which on the free list now; nfree == nbufs: reclaimable */
     bool doomed;               /* chosen for unmapping by reclaim() */
-    uint64_t idle_since;       /* s->now when nfree last reached nbufs */
+    uint32_t idle_checks;      /* rill__slab_trim calls in a row that found it wholly free */
     struct rill_buf bufs[];    /* the headers, bufs[i].data == base + i * class size */
 };
 
@@ -153,10 +152,10 @@ static inline int rill__slab_lease_rx(struct rill__slab *s, size_t size, struct 
     return rill__slab_lease(s, size, out);
 }
 
-/* Unmaps the regions whose buffers have all been free for at least idle_ms (by s->now), giving
- * their memory back to the kernel. Sets *next to the moment the next wholly free region will
- * have been idle that long (UINT64_MAX: none is free). Returns the bytes unmapped. */
-size_t rill__slab_trim(struct rill__slab *s, uint64_t idle_ms, uint64_t *next);
+/* One check of a periodic trim: unmaps the regions found wholly free by `checks` calls in a row
+ * (this one included), giving their memory back to the kernel. Sets *more when wholly free
+ * regions remain (a later check may unmap them). Returns the bytes unmapped. */
+size_t rill__slab_trim(struct rill__slab *s, uint32_t checks, bool *more);
 
 /* Returns the buffer's slab (through its region). */
 struct rill__slab *rill__buf_slab(const struct rill_buf *b);

@@ -144,11 +144,12 @@ struct rill_loop_config {
      * loop below 3/4 of the ceiling; the check repeats every mem_grace_ms while it holds. */
     size_t mem_ceiling;
     uint32_t mem_grace_ms;    /* default (0): 1000 ms; UINT32_MAX: pause only, never close */
-    /* Slab regions (about 256 KiB each) whose buffers have all been free for this long are
-     * unmapped, so memory a burst took goes back to the kernel once the burst is over; what a
-     * loop keeps is then the buffers in use, plus, on io_uring, those lent to the kernel's
-     * buffer ring (half the slab budget in receive-size buffers, at most 512). A loop with
-     * regions waiting wakes once per period to look. Default (0): 5000 ms; UINT32_MAX: never. */
+    /* Slab regions (about 256 KiB each) found with all their buffers free for this long
+     * (checked every half period) are unmapped, so memory a burst took goes back to the kernel
+     * once the burst is over; what a loop keeps is then the regions of the buffers in use,
+     * including, on io_uring, those lent to the kernel's buffer ring (half the slab budget in
+     * receive-size buffers, at most 512). A loop with free regions waiting wakes every half
+     * period to look; one without never does. Default (0): 5000 ms; UINT32_MAX: never. */
     uint32_t slab_idle_ms;
 };
 

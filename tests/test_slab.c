@@ -408,43 +408,42 @@ Test(slab, trim_unmaps_regions_idle_long_enough)
 {
     struct rill__slab s;
     cr_assert_eq(rill__slab_init(&s, 8 * MiB), 0);
-    s.now = 1000;
     enum { N = 64 }; /* 64 x 16 KiB: four regions of 16 */
     struct rill_buf *b[N];
     for (int i = 0; i < N; i++)
         cr_assert_eq(rill__slab_lease(&s, 16 * KiB, &b[i]), 0);
     size_t mapped = s.mapped;
     cr_assert_eq(mapped, N * 16 * KiB);
-    uint64_t next;
-    /* Nothing is free: nothing goes, and no region is due. */
-    cr_expect_eq(rill__slab_trim(&s, 100, &next), 0);
-    cr_expect_eq(next, UINT64_MAX);
-    /* All but one buffer of the first region back at t=1000, the rest at t=1050. */
-    for (int i = 1; i < N; i++) {
-        s.now = i < 32 ? 1000 : 1050;
+    bool more;
+    /* Nothing is free: nothing goes, and nothing is waiting. */
+    cr_expect_eq(rill__slab_trim(&s, 3, &more), 0);
+    cr_expect(!more);
+    /* All but b[0]: three regions wholly free, the first one kept by b[0]. */
+    for (int i = 1; i < N; i++)
         rill__buf_put(b[i]);
-    }
-    /* b[0] keeps its region; of the other three, one went free at 1000 and two at 1050. */
-    s.now = 1099;
-    cr_expect_eq(rill__slab_trim(&s, 100, &next), 0, "not idle for 100 ms yet");
-    cr_expect_eq(next, 1100);
-    s.now = 1100;
-    cr_expect_eq(rill__slab_trim(&s, 100, &next), 16 * 16 * KiB, "the region free since 1000");
-    cr_expect_eq(next, 1150);
-    s.now = 1150;
-    cr_expect_eq(rill__slab_trim(&s, 100, &next), 2 * 16 * 16 * KiB);
-    cr_expect_eq(next, UINT64_MAX, "the region in use is never due");
+    cr_expect_eq(rill__slab_trim(&s, 3, &more), 0, "free at one check only");
+    cr_expect(more);
+    /* One region is used between the checks: its count starts again. */
+    struct rill_buf *x;
+    cr_assert_eq(rill__slab_lease(&s, 16 * KiB, &x), 0);
+    cr_expect_eq(rill__slab_trim(&s, 3, &more), 0);
+    rill__buf_put(x);
+    cr_expect_eq(rill__slab_trim(&s, 3, &more), 2 * 16 * 16 * KiB, "free at three checks in a row");
+    cr_expect(more, "the region that was used meanwhile waits for its third check");
+    cr_expect_eq(rill__slab_trim(&s, 3, &more), 0);
+    cr_expect_eq(rill__slab_trim(&s, 3, &more), 16 * 16 * KiB);
+    cr_expect(!more, "the region in use is never unmapped");
     cr_expect_eq(s.mapped, 16 * 16 * KiB);
     cr_expect_eq(s.trimmed, 3 * 16 * 16 * KiB);
-    /* The buffer kept is intact, and the slab leases again after trimming (a new region). */
+    /* The buffer kept is intact, and the slab leases again after trimming (new regions). */
     memset(b[0]->data, 0x5a, 16 * KiB);
     for (int i = 1; i < N; i++)
         cr_assert_eq(rill__slab_lease(&s, 16 * KiB, &b[i]), 0);
     for (int i = 0; i < N; i++)
         rill__buf_put(b[i]);
     cr_expect_eq(s.in_use, 0);
-    s.now = 5000;
-    cr_expect_eq(rill__slab_trim(&s, 100, &next), mapped);
+    for (int i = 0; i < 3; i++)
+        rill__slab_trim(&s, 3, &more);
     cr_expect_eq(s.mapped, 0);
     rill__slab_fini(&s);
 }
