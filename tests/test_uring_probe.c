@@ -14,6 +14,8 @@
 #include <linux/io_uring.h>
 #include <linux/seccomp.h>
 #include <stddef.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -51,10 +53,12 @@ struct probe_req {
     rill_backend which;
     const char *env;   /* RILL_BACKEND for the child, NULL: unset */
     int loops;         /* how many loops the child creates, all alive at once: 1 (0) or 2 */
+    const char *fake_sysctl; /* non-NULL: what kernel.io_uring_disabled reads as in the child */
 };
 
 struct probe_res {
-    int stage;     /* 0: nothing reported; 1: the filter could not be installed; 2: done */
+    int stage;     /* 0: nothing reported; 1: the filter could not be installed; 2: done;
+                    * 3: the sysctl could not be faked */
     int filter_errno;
     int rc;        /* rill_loop_create */
     char backend[16];
@@ -109,6 +113,28 @@ static int install_filter(const struct probe_req *q)
 #endif
 }
 
+/* Makes /proc/sys/kernel/io_uring_disabled read as `text` in this process only: a private
+ * mount namespace and a file bind-mounted over it. The kernel's own setting is untouched (it is
+ * not what refuses io_uring_setup here; the seccomp filter is), only what the library reads. */
+static int fake_sysctl(const char *text)
+{
+    if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+        return -1;
+    char path[] = "/tmp/rill-test-sysctl-XXXXXX";
+    int fd = mkstemp(path);
+    if (fd < 0)
+        return -1;
+    size_t n = strlen(text);
+    int r = write(fd, text, n) == (ssize_t)n ? 0 : -1;
+    close(fd);
+    if (r == 0)
+        r = mount(path, "/proc/sys/kernel/io_uring_disabled", NULL, MS_BIND, NULL);
+    int e = errno;
+    unlink(path); /* the bind mount keeps the file alive */
+    errno = e;
+    return r;
+}
+
 static void write_all(int fd, const void *p, size_t n)
 {
     const char *c = p;
@@ -160,6 +186,12 @@ static void child(const struct probe_req *q, int resfd, int logfd)
         _exit(90);
     close(logfd);
     setvbuf(stderr, NULL, _IONBF, 0);
+    if (q->fake_sysctl && fake_sysctl(q->fake_sysctl) < 0) {
+        res.stage = 3;
+        res.filter_errno = errno;
+        write_all(resfd, &res, sizeof res);
+        _exit(0);
+    }
     if (q->target != T_NONE && install_filter(q) < 0) {
         res.stage = 1;
         res.filter_errno = errno;
@@ -258,6 +290,9 @@ static void run_probe(const struct probe_req *q, struct probe_out *out)
     cr_assert_eq(got, sizeof out->res, "the child reported nothing");
     if (out->res.stage == 1)
         cr_skip_test("cannot install a seccomp filter here: %s", strerror(out->res.filter_errno));
+    if (out->res.stage == 3)
+        cr_skip_test("cannot fake kernel.io_uring_disabled here (a private mount namespace and a "
+                     "bind mount): %s", strerror(out->res.filter_errno));
     cr_assert_eq(out->res.stage, 2);
     cr_expect_eq(out->res.alloc_rc, 0, "rill_set_allocator in the child: %s",
                  rill_strerror(out->res.alloc_rc));
@@ -411,6 +446,43 @@ Test(uring_probe, two_auto_loops_on_seccomp_eperm_say_it_once, .timeout = 30)
                           .loops = 2};
     const char *w[8];
     expect_fallback(&q, w, eperm_words(w));
+}
+
+/* The same EPERM with kernel.io_uring_disabled reading 0, 1, 2 and nothing (faked in the child's
+ * own mount namespace): the line follows what the sysctl says. */
+Test(uring_probe, eperm_follows_the_sysctl_0, .timeout = 30)
+{
+    struct probe_req q = {.target = T_SETUP, .err = EPERM, .which = RILL_BACKEND_AUTO,
+                          .loops = 2, .fake_sysctl = "0\n"};
+    const char *w[] = {"seccomp", "security module", "EPERM", "sysctl is 0, so not it", NULL,
+                       "disabled by", "disabled for", "limited by"};
+    expect_fallback(&q, w, 8);
+}
+
+Test(uring_probe, eperm_follows_the_sysctl_1, .timeout = 30)
+{
+    struct probe_req q = {.target = T_SETUP, .err = EPERM, .which = RILL_BACKEND_AUTO,
+                          .loops = 2, .fake_sysctl = "1\n"};
+    const char *w[] = {"kernel.io_uring_disabled sysctl (1)", "kernel.io_uring_group", "EPERM",
+                       NULL, "seccomp"};
+    expect_fallback(&q, w, 5);
+}
+
+Test(uring_probe, eperm_follows_the_sysctl_2, .timeout = 30)
+{
+    struct probe_req q = {.target = T_SETUP, .err = EPERM, .which = RILL_BACKEND_URING,
+                          .loops = 2, .fake_sysctl = "2\n"};
+    const char *w[] = {"disabled for everyone by the kernel.io_uring_disabled sysctl (2)", "EPERM",
+                       NULL, "seccomp"};
+    expect_refusal(&q, -EPERM, w, 4);
+}
+
+Test(uring_probe, eperm_with_the_sysctl_unreadable, .timeout = 30)
+{
+    struct probe_req q = {.target = T_SETUP, .err = EPERM, .which = RILL_BACKEND_AUTO,
+                          .fake_sysctl = ""};
+    const char *w[] = {"seccomp", "security module", "absent or unreadable", NULL, "disabled by"};
+    expect_fallback(&q, w, 5);
 }
 
 Test(uring_probe, two_auto_loops_on_seccomp_enosys_say_it_once, .timeout = 30)
