@@ -39,18 +39,18 @@ const char *rill__uring_setup_reason_for(int err, int sysctl, char *buf, size_t 
          * CAP_SYS_ADMIN and the members of kernel.io_uring_group (default -1: no group). */
         if (sysctl == 0)
             snprintf(buf, cap, "a seccomp filter or a security module refused io_uring_setup "
-                               "(EPERM; the kernel.io_uring_disabled sysctl is 0, so not it)");
+                               "(EPERM; not the kernel.io_uring_disabled sysctl, which is 0)");
         else if (sysctl < 0)
             snprintf(buf, cap, "a seccomp filter or a security module refused io_uring_setup "
                                "(EPERM; kernel.io_uring_disabled is absent or unreadable: the "
                                "sysctl exists from Linux 6.6)");
         else if (sysctl == 1)
             snprintf(buf, cap, "io_uring is limited by the kernel.io_uring_disabled sysctl (1) "
-                               "to the group named by kernel.io_uring_group (and CAP_SYS_ADMIN), "
-                               "and this process is not in it (EPERM)");
+                               "to CAP_SYS_ADMIN and the group kernel.io_uring_group names, and "
+                               "this process is not in that group (EPERM)");
         else
             snprintf(buf, cap, "io_uring is disabled for everyone by the kernel.io_uring_disabled "
-                               "sysctl (%d) (EPERM)", sysctl);
+                               "sysctl (%d; EPERM)", sysctl);
         break;
     case ENOMEM:
         snprintf(buf, cap, "the locked-memory limit is too low for the ring (ENOMEM: raise "

@@ -25,8 +25,8 @@ int rill__uring_bind(struct io_uring *ring);
 /* The words for an io_uring_setup failure (err: a negative errno) when the
  * kernel.io_uring_disabled sysctl reads `sysctl` (0, 1 or 2; -1: absent or unreadable). The
  * sysctl only matters for EPERM, which a seccomp filter or a security module may return as well.
- * Writes a NUL-terminated text of at most cap bytes into buf and returns buf. Pure: it reads
- * nothing, so tests can word every case. Thread: any. */
+ * Writes a NUL-terminated text of at most cap bytes into buf and returns buf ("" when buf is
+ * NULL or cap 0). Pure: it reads nothing, so tests can word every case. Thread: any. */
 const char *rill__uring_setup_reason_for(int err, int sysctl, char *buf, size_t cap);
 
 /* The value of /proc/sys/kernel/io_uring_disabled (Linux 6.6): 0, 1 or 2, or -1 when the file

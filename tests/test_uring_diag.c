@@ -38,7 +38,7 @@ Test(uring_diag, eperm_with_sysctl_0_blames_seccomp_or_lsm)
     has(t, "EPERM");
     has(t, "io_uring_setup");
     /* The sysctl is mentioned only to rule it out. */
-    has(t, "is 0, so not it");
+    has(t, "not the kernel.io_uring_disabled sysctl, which is 0");
     lacks(t, "disabled by");
     lacks(t, "limited by");
 }
@@ -59,7 +59,7 @@ Test(uring_diag, eperm_with_sysctl_1_names_the_group)
     const char *t = words(-EPERM, 1);
     has(t, "kernel.io_uring_disabled sysctl (1)");
     has(t, "kernel.io_uring_group");
-    has(t, "not in it");
+    has(t, "not in that group");
     has(t, "EPERM");
     lacks(t, "seccomp");
 }
@@ -67,7 +67,7 @@ Test(uring_diag, eperm_with_sysctl_1_names_the_group)
 Test(uring_diag, eperm_with_sysctl_2_disables_everyone)
 {
     const char *t = words(-EPERM, 2);
-    has(t, "disabled for everyone by the kernel.io_uring_disabled sysctl (2)");
+    has(t, "disabled for everyone by the kernel.io_uring_disabled sysctl (2; EPERM)");
     has(t, "EPERM");
     lacks(t, "seccomp");
     lacks(t, "io_uring_group");

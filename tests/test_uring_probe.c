@@ -331,6 +331,8 @@ static void require_uring(void)
     rill_loop_destroy(l);
 }
 
+#define NWORDS(w) ((int)(sizeof(w) / sizeof((w)[0])))
+
 /* The log names every word before a NULL in words[] and none of those after it. */
 static void check_words(const char *log, const char *const *words, int nwords)
 {
@@ -417,7 +419,7 @@ static int eperm_words(const char **w)
     if (sysctl <= 0) {
         w[n++] = "seccomp";
         w[n++] = "security module";
-        w[n++] = sysctl == 0 ? "is 0, so not it" : "absent or unreadable";
+        w[n++] = sysctl == 0 ? "sysctl, which is 0" : "absent or unreadable";
         w[n++] = NULL;
         w[n++] = "disabled by";
         w[n++] = "disabled for";
@@ -454,9 +456,9 @@ Test(uring_probe, eperm_follows_the_sysctl_0, .timeout = 30)
 {
     struct probe_req q = {.target = T_SETUP, .err = EPERM, .which = RILL_BACKEND_AUTO,
                           .loops = 2, .fake_sysctl = "0\n"};
-    const char *w[] = {"seccomp", "security module", "EPERM", "sysctl is 0, so not it", NULL,
+    const char *w[] = {"seccomp", "security module", "EPERM", "sysctl, which is 0", NULL,
                        "disabled by", "disabled for", "limited by"};
-    expect_fallback(&q, w, 8);
+    expect_fallback(&q, w, NWORDS(w));
 }
 
 Test(uring_probe, eperm_follows_the_sysctl_1, .timeout = 30)
@@ -465,16 +467,16 @@ Test(uring_probe, eperm_follows_the_sysctl_1, .timeout = 30)
                           .loops = 2, .fake_sysctl = "1\n"};
     const char *w[] = {"kernel.io_uring_disabled sysctl (1)", "kernel.io_uring_group", "EPERM",
                        NULL, "seccomp"};
-    expect_fallback(&q, w, 5);
+    expect_fallback(&q, w, NWORDS(w));
 }
 
 Test(uring_probe, eperm_follows_the_sysctl_2, .timeout = 30)
 {
     struct probe_req q = {.target = T_SETUP, .err = EPERM, .which = RILL_BACKEND_URING,
                           .loops = 2, .fake_sysctl = "2\n"};
-    const char *w[] = {"disabled for everyone by the kernel.io_uring_disabled sysctl (2)", "EPERM",
+    const char *w[] = {"disabled for everyone by the kernel.io_uring_disabled sysctl (2; EPERM)",
                        NULL, "seccomp"};
-    expect_refusal(&q, -EPERM, w, 4);
+    expect_refusal(&q, -EPERM, w, NWORDS(w));
 }
 
 Test(uring_probe, eperm_with_the_sysctl_unreadable, .timeout = 30)
@@ -482,7 +484,7 @@ Test(uring_probe, eperm_with_the_sysctl_unreadable, .timeout = 30)
     struct probe_req q = {.target = T_SETUP, .err = EPERM, .which = RILL_BACKEND_AUTO,
                           .fake_sysctl = ""};
     const char *w[] = {"seccomp", "security module", "absent or unreadable", NULL, "disabled by"};
-    expect_fallback(&q, w, 5);
+    expect_fallback(&q, w, NWORDS(w));
 }
 
 Test(uring_probe, two_auto_loops_on_seccomp_enosys_say_it_once, .timeout = 30)
@@ -490,7 +492,7 @@ Test(uring_probe, two_auto_loops_on_seccomp_enosys_say_it_once, .timeout = 30)
     struct probe_req q = {.target = T_SETUP, .err = ENOSYS, .which = RILL_BACKEND_AUTO,
                           .loops = 2};
     const char *w[] = {"seccomp", "ENOSYS", NULL, "io_uring_disabled"};
-    expect_fallback(&q, w, 4);
+    expect_fallback(&q, w, NWORDS(w));
 }
 
 Test(uring_probe, two_auto_loops_on_eacces_say_it_once, .timeout = 30)
@@ -499,14 +501,14 @@ Test(uring_probe, two_auto_loops_on_eacces_say_it_once, .timeout = 30)
                           .loops = 2};
     const char *w[] = {"io_uring_setup failed: EACCES (Permission denied)", NULL,
                        "io_uring_disabled", "seccomp"};
-    expect_fallback(&q, w, 4);
+    expect_fallback(&q, w, NWORDS(w));
 }
 
 Test(uring_probe, auto_falls_back_on_memlock_enomem, .timeout = 30)
 {
     struct probe_req q = {.target = T_SETUP, .err = ENOMEM, .which = RILL_BACKEND_AUTO};
     const char *w[] = {"locked-memory", "RLIMIT_MEMLOCK"};
-    expect_fallback(&q, w, 2);
+    expect_fallback(&q, w, NWORDS(w));
 }
 
 Test(uring_probe, auto_env_falls_back_too, .timeout = 30)
