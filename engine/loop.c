@@ -346,6 +346,9 @@ static int choose_backend(rill_backend cfg_choice, rill_backend *out)
     return 0;
 }
 
+/* Set by the first automatic loop that fell back to epoll (and logged why). */
+static atomic_flag fallback_said = ATOMIC_FLAG_INIT;
+
 int rill_loop_create(const struct rill_loop_config *cfg, rill_loop **out)
 {
     if (!out)
@@ -373,7 +376,11 @@ int rill_loop_create(const struct rill_loop_config *cfg, rill_loop **out)
             rill__log("io_uring unavailable: %s", why ? why : rill_strerror(r));
             return r;
         }
-        rill__log("io_uring unavailable: %s; using epoll", why ? why : rill_strerror(r));
+        /* Said once per process: rill_engine starts one loop per CPU, each would say the same
+         * (one kernel, one seccomp filter, one set of limits). A test-and-set, since those
+         * loops are created on their own threads. */
+        if (!atomic_flag_test_and_set_explicit(&fallback_said, memory_order_relaxed))
+            rill__log("io_uring unavailable: %s; using epoll", why ? why : rill_strerror(r));
         why = NULL;
     }
     r = rill__backend_epoll.create(&c, out, &why);

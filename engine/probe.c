@@ -6,15 +6,98 @@
  * enter the kernel, in our thread, batched), then COOP_TASKRUN | TASKRUN_FLAG (5.19), then none.
  *
  * The reasons are worded for the one log line an automatic loop prints when it falls back to
- * epoll: the usual causes are a seccomp filter (container runtimes return ENOSYS for
- * io_uring_setup), the kernel.io_uring_disabled sysctl (EPERM), and the locked-memory limit on
- * older kernels that charge rings to RLIMIT_MEMLOCK (ENOMEM). */
+ * epoll: the usual causes are a seccomp filter (container runtimes return ENOSYS or EPERM for
+ * io_uring_setup), a security module (SELinux's io_uring class, AppArmor), the
+ * kernel.io_uring_disabled sysctl (EPERM, Linux 6.6), and the locked-memory limit on older
+ * kernels that charge rings to RLIMIT_MEMLOCK (ENOMEM). EPERM alone does not say which of the
+ * first three refused, so the sysctl is read: only when it is non-zero is it named as the cause. */
 #include "probe.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+#define URING_SYSCTL "/proc/sys/kernel/io_uring_disabled"
+
+const char *rill__uring_setup_reason_for(int err, int sysctl, char *buf, size_t cap)
+{
+    if (!buf || cap == 0)
+        return "";
+    int e = err < 0 ? -err : err;
+    /* strerrorname_np/strerrordesc_np (glibc 2.32) return constant strings, NULL when unknown. */
+    const char *name = strerrorname_np(e), *desc = strerrordesc_np(e);
+    switch (e) {
+    case ENOSYS:
+        snprintf(buf, cap, "io_uring_setup is blocked (ENOSYS: a seccomp filter, as container "
+                           "runtimes install, or a kernel built without io_uring)");
+        break;
+    case EPERM:
+        /* The kernel (io_uring_allowed(), Linux 6.6): at 2 nobody may create a ring; at 1 only
+         * CAP_SYS_ADMIN and the members of kernel.io_uring_group (default -1: no group). */
+        if (sysctl == 0)
+            snprintf(buf, cap, "a seccomp filter or a security module refused io_uring_setup "
+                               "(EPERM; not the kernel.io_uring_disabled sysctl, which is 0)");
+        else if (sysctl < 0)
+            snprintf(buf, cap, "a seccomp filter or a security module refused io_uring_setup "
+                               "(EPERM; kernel.io_uring_disabled is absent or unreadable: the "
+                               "sysctl exists from Linux 6.6)");
+        else if (sysctl == 1)
+            snprintf(buf, cap, "io_uring is limited by the kernel.io_uring_disabled sysctl (1) "
+                               "to CAP_SYS_ADMIN and the group kernel.io_uring_group names, and "
+                               "this process is not in that group (EPERM)");
+        else
+            snprintf(buf, cap, "io_uring is disabled for everyone by the kernel.io_uring_disabled "
+                               "sysctl (%d; EPERM)", sysctl);
+        break;
+    case ENOMEM:
+        snprintf(buf, cap, "the locked-memory limit is too low for the ring (ENOMEM: raise "
+                           "RLIMIT_MEMLOCK, ulimit -l)");
+        break;
+    case EMFILE:
+    case ENFILE:
+        snprintf(buf, cap, "out of file descriptors for the ring: %s (%s)", name, desc);
+        break;
+    default:
+        if (name && desc)
+            snprintf(buf, cap, "io_uring_setup failed: %s (%s)", name, desc);
+        else
+            snprintf(buf, cap, "io_uring_setup failed: errno %d", e);
+        break;
+    }
+    return buf;
+}
+
+int rill__uring_disabled_sysctl(void)
+{
+    int fd = open(URING_SYSCTL, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    char text[16];
+    ssize_t n;
+    do
+        n = read(fd, text, sizeof text - 1);
+    while (n < 0 && errno == EINTR);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    text[n] = '\0';
+    int v = 0, digits = 0;
+    for (const char *p = text; *p >= '0' && *p <= '9' && v < 1000; p++, digits++)
+        v = v * 10 + (*p - '0');
+    return digits ? v : -1;
+}
+
+const char *rill__uring_setup_reason(int err)
+{
+    /* Thread-local: several threads create loops at once (rill_engine). */
+    static _Thread_local char buf[256];
+    int e = err < 0 ? -err : err;
+    return rill__uring_setup_reason_for(err, e == EPERM ? rill__uring_disabled_sysctl() : -1,
+                                        buf, sizeof buf);
+}
 
 #ifdef RILL_HAVE_LIBURING
 
@@ -24,25 +107,6 @@
 #ifndef IORING_SETUP_DEFER_TASKRUN
 #define IORING_SETUP_DEFER_TASKRUN (1U << 13)
 #endif
-
-const char *rill__uring_setup_reason(int err)
-{
-    switch (err) {
-    case -ENOSYS:
-        return "io_uring_setup is blocked (ENOSYS: a seccomp filter, as container runtimes "
-               "install, or a kernel built without io_uring)";
-    case -EPERM:
-        return "io_uring is disabled by the kernel.io_uring_disabled sysctl (EPERM)";
-    case -ENOMEM:
-        return "the locked-memory limit is too low for the ring (ENOMEM: raise RLIMIT_MEMLOCK, "
-               "ulimit -l)";
-    case -EMFILE:
-    case -ENFILE:
-        return "out of file descriptors for the ring";
-    default:
-        return "io_uring_setup failed";
-    }
-}
 
 /* The opcodes the backend cannot work without, with the kernel that brought each. */
 static const struct {
@@ -154,14 +218,6 @@ int rill__uring_bind(struct io_uring *ring)
      * registered per task, which is why this too waits for the loop's own thread. */
     io_uring_register_ring_fd(ring);
     return 0;
-}
-
-#else /* !RILL_HAVE_LIBURING */
-
-const char *rill__uring_setup_reason(int err)
-{
-    (void)err;
-    return "this build has no liburing";
 }
 
 #endif

@@ -14,11 +14,14 @@
 #include <linux/io_uring.h>
 #include <linux/seccomp.h>
 #include <stddef.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
 #include "harness.h"
+#include "probe.h"
 
 #if defined(__x86_64__)
 #define PROBE_AUDIT_ARCH AUDIT_ARCH_X86_64
@@ -49,13 +52,19 @@ struct probe_req {
     unsigned reg_op;   /* for T_REGISTER */
     rill_backend which;
     const char *env;   /* RILL_BACKEND for the child, NULL: unset */
+    int loops;         /* how many loops the child creates, all alive at once: 1 (0) or 2 */
+    const char *fake_sysctl; /* non-NULL: what kernel.io_uring_disabled reads as in the child */
 };
 
 struct probe_res {
-    int stage;     /* 0: nothing reported; 1: the filter could not be installed; 2: done */
+    int stage;     /* 0: nothing reported; 1: the filter could not be installed; 2: done;
+                    * 3: the sysctl could not be faked */
     int filter_errno;
     int rc;        /* rill_loop_create */
     char backend[16];
+    int rc2;       /* the second loop (loops = 2): rill_loop_create, its backend, run_once */
+    char backend2[16];
+    int run_rc2;
     uint32_t caps;
     int run_rc;    /* rill_loop_run_once(l, 0) on the loop created */
     int fds_before, fds_after;
@@ -102,6 +111,28 @@ static int install_filter(const struct probe_req *q)
         return -1;
     return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0);
 #endif
+}
+
+/* Makes /proc/sys/kernel/io_uring_disabled read as `text` in this process only: a private
+ * mount namespace and a file bind-mounted over it. The kernel's own setting is untouched (it is
+ * not what refuses io_uring_setup here; the seccomp filter is), only what the library reads. */
+static int fake_sysctl(const char *text)
+{
+    if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+        return -1;
+    char path[] = "/tmp/rill-test-sysctl-XXXXXX";
+    int fd = mkstemp(path);
+    if (fd < 0)
+        return -1;
+    size_t n = strlen(text);
+    int r = write(fd, text, n) == (ssize_t)n ? 0 : -1;
+    close(fd);
+    if (r == 0)
+        r = mount(path, "/proc/sys/kernel/io_uring_disabled", NULL, MS_BIND, NULL);
+    int e = errno;
+    unlink(path); /* the bind mount keeps the file alive */
+    errno = e;
+    return r;
 }
 
 static void write_all(int fd, const void *p, size_t n)
@@ -155,6 +186,12 @@ static void child(const struct probe_req *q, int resfd, int logfd)
         _exit(90);
     close(logfd);
     setvbuf(stderr, NULL, _IONBF, 0);
+    if (q->fake_sysctl && fake_sysctl(q->fake_sysctl) < 0) {
+        res.stage = 3;
+        res.filter_errno = errno;
+        write_all(resfd, &res, sizeof res);
+        _exit(0);
+    }
     if (q->target != T_NONE && install_filter(q) < 0) {
         res.stage = 1;
         res.filter_errno = errno;
@@ -170,16 +207,29 @@ static void child(const struct probe_req *q, int resfd, int logfd)
     struct rill_loop_config cfg;
     rill_loop_config_init(&cfg);
     cfg.backend = q->which;
-    rill_loop *l = NULL;
+    rill_loop *l = NULL, *l2 = NULL;
     res.rc = rill_loop_create(&cfg, &l);
     if (res.rc == 0) {
         snprintf(res.backend, sizeof res.backend, "%s", rill_loop_backend_name(l));
         res.caps = rill_loop_caps(l);
         res.run_rc = rill_loop_run_once(l, 0);
-        rill_loop_destroy(l);
     } else if (l) {
         res.rc = -10000; /* *out must stay NULL on failure */
+        l = NULL;
     }
+    if (q->loops == 2) {
+        /* The second loop is created while the first is alive, as rill_engine's are. */
+        res.rc2 = rill_loop_create(&cfg, &l2);
+        if (res.rc2 == 0) {
+            snprintf(res.backend2, sizeof res.backend2, "%s", rill_loop_backend_name(l2));
+            res.run_rc2 = rill_loop_run_once(l2, 0);
+            rill_loop_destroy(l2);
+        } else if (l2) {
+            res.rc2 = -10000;
+        }
+    }
+    if (l)
+        rill_loop_destroy(l);
     res.fds_after = h_count_fds();
     res.leaks = live_allocs;
     res.allocs = total_allocs;
@@ -240,6 +290,9 @@ static void run_probe(const struct probe_req *q, struct probe_out *out)
     cr_assert_eq(got, sizeof out->res, "the child reported nothing");
     if (out->res.stage == 1)
         cr_skip_test("cannot install a seccomp filter here: %s", strerror(out->res.filter_errno));
+    if (out->res.stage == 3)
+        cr_skip_test("cannot fake kernel.io_uring_disabled here (a private mount namespace and a "
+                     "bind mount): %s", strerror(out->res.filter_errno));
     cr_assert_eq(out->res.stage, 2);
     cr_expect_eq(out->res.alloc_rc, 0, "rill_set_allocator in the child: %s",
                  rill_strerror(out->res.alloc_rc));
@@ -278,13 +331,39 @@ static void require_uring(void)
     rill_loop_destroy(l);
 }
 
-/* An automatic loop under the filter: it must come up on epoll and say why, in one line. */
+#define NWORDS(w) ((int)(sizeof(w) / sizeof((w)[0])))
+
+/* The log names every word before a NULL in words[] and none of those after it. */
+static void check_words(const char *log, const char *const *words, int nwords)
+{
+    bool must = true;
+    for (int i = 0; i < nwords; i++) {
+        if (!words[i])
+            must = false;
+        else if (must)
+            cr_expect(strstr(log, words[i]), "the reason must name \"%s\"; log:\n%s", words[i],
+                      log);
+        else
+            cr_expect(!strstr(log, words[i]), "the reason must not say \"%s\"; log:\n%s",
+                      words[i], log);
+    }
+}
+
+/* An automatic loop under the filter: it must come up on epoll and say why, in one line (one
+ * for the process: with q->loops = 2 the second loop falls back too, silently). */
 static void expect_fallback(const struct probe_req *q, const char *const *words, int nwords)
 {
     struct probe_out o;
     run_probe(q, &o);
     cr_assert_eq(o.res.rc, 0, "an automatic loop must fall back, got %s", rill_strerror(o.res.rc));
     cr_expect_str_eq(o.res.backend, "epoll");
+    if (q->loops == 2) {
+        cr_assert_eq(o.res.rc2, 0, "the second automatic loop must fall back too, got %s",
+                     rill_strerror(o.res.rc2));
+        cr_expect_str_eq(o.res.backend2, "epoll");
+        cr_expect_geq(o.res.run_rc2, 0, "the second fallback loop runs: %s",
+                      rill_strerror(o.res.run_rc2));
+    }
     cr_expect(o.res.caps & RILL_CAP_EDGE_TRIGGERED, "caps 0x%x", o.res.caps);
     cr_expect_eq(o.res.caps & URING_BITS, 0, "an epoll loop advertises io_uring bits: 0x%x",
                  o.res.caps);
@@ -293,9 +372,7 @@ static void expect_fallback(const struct probe_req *q, const char *const *words,
     cr_expect(strstr(o.log, "io_uring unavailable"), "log:\n%s", o.log);
     cr_expect(strstr(o.log, "using epoll"), "the line says what the loop does instead:\n%s",
               o.log);
-    for (int i = 0; i < nwords; i++)
-        cr_expect(strstr(o.log, words[i]), "the reason must name \"%s\"; log:\n%s", words[i],
-                  o.log);
+    check_words(o.log, words, nwords);
 }
 
 /* A forced io_uring loop under the filter: no fallback, the error, and the reason logged. */
@@ -307,12 +384,19 @@ static void expect_refusal(const struct probe_req *q, int want, const char *cons
     cr_expect_eq(o.res.rc, want, "forced io_uring: want %s, got %s (%d)", rill_strerror(want),
                  rill_strerror(o.res.rc), o.res.rc);
     cr_expect_eq(o.res.backend[0], '\0', "no loop may be created");
-    cr_expect_eq(count_lines(o.log, "rill: "), 1, "exactly one log line, got:\n%s", o.log);
-    cr_expect(strstr(o.log, "io_uring unavailable"), "log:\n%s", o.log);
+    int lines = 1;
+    if (q->loops == 2) {
+        /* An error returned to the caller is logged every time, not once per process. */
+        cr_expect_eq(o.res.rc2, want, "second forced loop: want %s, got %s (%d)",
+                     rill_strerror(want), rill_strerror(o.res.rc2), o.res.rc2);
+        cr_expect_eq(o.res.backend2[0], '\0', "no second loop may be created");
+        lines = 2;
+    }
+    cr_expect_eq(count_lines(o.log, "rill: "), lines, "exactly %d log line(s), got:\n%s", lines,
+                 o.log);
+    cr_expect_eq(count_lines(o.log, "rill: io_uring unavailable"), lines, "log:\n%s", o.log);
     cr_expect(!strstr(o.log, "epoll"), "a forced backend never falls back:\n%s", o.log);
-    for (int i = 0; i < nwords; i++)
-        cr_expect(strstr(o.log, words[i]), "the reason must name \"%s\"; log:\n%s", words[i],
-                  o.log);
+    check_words(o.log, words, nwords);
 }
 
 /* ---- io_uring_setup blocked ----------------------------------------------------------------- */
@@ -324,18 +408,107 @@ Test(uring_probe, auto_falls_back_on_seccomp_enosys, .timeout = 30)
     expect_fallback(&q, w, 2);
 }
 
-Test(uring_probe, auto_falls_back_on_sysctl_eperm, .timeout = 30)
+/* What an EPERM from io_uring_setup must be blamed on, given this machine's
+ * kernel.io_uring_disabled (which the tests read and never change): a seccomp filter or a
+ * security module when the sysctl is 0 or absent, the sysctl itself otherwise. Fills w (room for
+ * 8) for check_words() and returns how many. */
+static int eperm_words(const char **w)
+{
+    int n = 0, sysctl = rill__uring_disabled_sysctl();
+    w[n++] = "EPERM";
+    if (sysctl <= 0) {
+        w[n++] = "seccomp";
+        w[n++] = "security module";
+        w[n++] = sysctl == 0 ? "sysctl, which is 0" : "absent or unreadable";
+        w[n++] = NULL;
+        w[n++] = "disabled by";
+        w[n++] = "disabled for";
+        w[n++] = "limited by";
+    } else if (sysctl == 1) {
+        w[n++] = "kernel.io_uring_disabled sysctl (1)";
+        w[n++] = "kernel.io_uring_group";
+    } else {
+        w[n++] = "disabled for everyone by the kernel.io_uring_disabled sysctl";
+    }
+    return n;
+}
+
+Test(uring_probe, auto_falls_back_on_eperm, .timeout = 30)
 {
     struct probe_req q = {.target = T_SETUP, .err = EPERM, .which = RILL_BACKEND_AUTO};
-    const char *w[] = {"io_uring_disabled", "EPERM"};
-    expect_fallback(&q, w, 2);
+    const char *w[8];
+    expect_fallback(&q, w, eperm_words(w));
+}
+
+/* The issue's acceptance: under a seccomp EPERM with the sysctl at 0, the fallback line does not
+ * blame the sysctl, and two loops print it once. */
+Test(uring_probe, two_auto_loops_on_seccomp_eperm_say_it_once, .timeout = 30)
+{
+    struct probe_req q = {.target = T_SETUP, .err = EPERM, .which = RILL_BACKEND_AUTO,
+                          .loops = 2};
+    const char *w[8];
+    expect_fallback(&q, w, eperm_words(w));
+}
+
+/* The same EPERM with kernel.io_uring_disabled reading 0, 1, 2 and nothing (faked in the child's
+ * own mount namespace): the line follows what the sysctl says. */
+Test(uring_probe, eperm_follows_the_sysctl_0, .timeout = 30)
+{
+    struct probe_req q = {.target = T_SETUP, .err = EPERM, .which = RILL_BACKEND_AUTO,
+                          .loops = 2, .fake_sysctl = "0\n"};
+    const char *w[] = {"seccomp", "security module", "EPERM", "sysctl, which is 0", NULL,
+                       "disabled by", "disabled for", "limited by"};
+    expect_fallback(&q, w, NWORDS(w));
+}
+
+Test(uring_probe, eperm_follows_the_sysctl_1, .timeout = 30)
+{
+    struct probe_req q = {.target = T_SETUP, .err = EPERM, .which = RILL_BACKEND_AUTO,
+                          .loops = 2, .fake_sysctl = "1\n"};
+    const char *w[] = {"kernel.io_uring_disabled sysctl (1)", "kernel.io_uring_group", "EPERM",
+                       NULL, "seccomp"};
+    expect_fallback(&q, w, NWORDS(w));
+}
+
+Test(uring_probe, eperm_follows_the_sysctl_2, .timeout = 30)
+{
+    struct probe_req q = {.target = T_SETUP, .err = EPERM, .which = RILL_BACKEND_URING,
+                          .loops = 2, .fake_sysctl = "2\n"};
+    const char *w[] = {"disabled for everyone by the kernel.io_uring_disabled sysctl (2; EPERM)",
+                       NULL, "seccomp"};
+    expect_refusal(&q, -EPERM, w, NWORDS(w));
+}
+
+Test(uring_probe, eperm_with_the_sysctl_unreadable, .timeout = 30)
+{
+    struct probe_req q = {.target = T_SETUP, .err = EPERM, .which = RILL_BACKEND_AUTO,
+                          .fake_sysctl = ""};
+    const char *w[] = {"seccomp", "security module", "absent or unreadable", NULL, "disabled by"};
+    expect_fallback(&q, w, NWORDS(w));
+}
+
+Test(uring_probe, two_auto_loops_on_seccomp_enosys_say_it_once, .timeout = 30)
+{
+    struct probe_req q = {.target = T_SETUP, .err = ENOSYS, .which = RILL_BACKEND_AUTO,
+                          .loops = 2};
+    const char *w[] = {"seccomp", "ENOSYS", NULL, "io_uring_disabled"};
+    expect_fallback(&q, w, NWORDS(w));
+}
+
+Test(uring_probe, two_auto_loops_on_eacces_say_it_once, .timeout = 30)
+{
+    struct probe_req q = {.target = T_SETUP, .err = EACCES, .which = RILL_BACKEND_AUTO,
+                          .loops = 2};
+    const char *w[] = {"io_uring_setup failed: EACCES (Permission denied)", NULL,
+                       "io_uring_disabled", "seccomp"};
+    expect_fallback(&q, w, NWORDS(w));
 }
 
 Test(uring_probe, auto_falls_back_on_memlock_enomem, .timeout = 30)
 {
     struct probe_req q = {.target = T_SETUP, .err = ENOMEM, .which = RILL_BACKEND_AUTO};
     const char *w[] = {"locked-memory", "RLIMIT_MEMLOCK"};
-    expect_fallback(&q, w, 2);
+    expect_fallback(&q, w, NWORDS(w));
 }
 
 Test(uring_probe, auto_env_falls_back_too, .timeout = 30)
@@ -363,11 +536,27 @@ Test(uring_probe, forced_uring_by_env_under_seccomp_is_enosys, .timeout = 30)
     expect_refusal(&q, -ENOSYS, w, 1);
 }
 
-Test(uring_probe, forced_uring_under_sysctl_is_eperm, .timeout = 30)
+Test(uring_probe, forced_uring_under_eperm_is_eperm, .timeout = 30)
 {
     struct probe_req q = {.target = T_SETUP, .err = EPERM, .which = RILL_BACKEND_URING};
-    const char *w[] = {"io_uring_disabled"};
-    expect_refusal(&q, -EPERM, w, 1);
+    const char *w[8];
+    expect_refusal(&q, -EPERM, w, eperm_words(w));
+}
+
+Test(uring_probe, two_forced_loops_under_eperm_log_twice, .timeout = 30)
+{
+    struct probe_req q = {.target = T_SETUP, .err = EPERM, .which = RILL_BACKEND_URING,
+                          .loops = 2};
+    const char *w[8];
+    expect_refusal(&q, -EPERM, w, eperm_words(w));
+}
+
+Test(uring_probe, two_forced_loops_under_eacces_log_twice, .timeout = 30)
+{
+    struct probe_req q = {.target = T_SETUP, .err = EACCES, .which = RILL_BACKEND_URING,
+                          .loops = 2};
+    const char *w[] = {"EACCES (Permission denied)"};
+    expect_refusal(&q, -EACCES, w, 1);
 }
 
 Test(uring_probe, forced_uring_under_memlock_is_enomem, .timeout = 30)
