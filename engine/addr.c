@@ -5,6 +5,7 @@
  * allocates and never calls anything that touches the system except inet_pton(), which is a pure
  * function of its arguments. */
 #include "addr.h"
+#include "rill.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -553,6 +554,12 @@ int rill__addr_from_uri(const char *uri, bool passive, struct rill__addr *out)
         return rc;
     rc = rill__uri_resolve(&u, passive, out, 1);
     return rc < 0 ? rc : 0;
+}
+
+int rill_uri_check(const char *uri, bool passive)
+{
+    struct rill__addr a;
+    return rill__addr_from_uri(uri, passive, &a);
 }
 
 /* ------------------------------------------------------------------------------------------ */

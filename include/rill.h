@@ -55,6 +55,20 @@ RILL_API const char *rill_version(void);
  * Thread: any (the strings are constant). */
 RILL_API const char *rill_strerror(int status);
 
+/* Checks an address string the way rill_listen(), rill_connect() and rill_dgram_open() read it,
+ * resolving its host, without opening anything: for validating a configuration or a command line
+ * before starting. The forms: "tcp://host:port", "tcp://[v6]:port", "udp://host:port",
+ * "unix:/path", "unix:@abstract", "unix+seqpacket:/path", "unix+dgram:/path", "raw://icmp",
+ * "raw6://icmpv6", "ping://[host]", "ping6://[host]"; ports 0..65535 (0: any free one, for a
+ * listener), unix paths up to 107 bytes. passive: resolve as a listener does (an empty host or
+ * "*" is the wildcard) rather than as a connect.
+ * Returns: 0; -EINVAL when it is malformed (an unknown scheme, a bad host or port, a path too
+ * long) or NULL; -ENOENT when the host name does not resolve; -EAGAIN when the resolver failed
+ * for the moment; -EAFNOSUPPORT when it resolves to no family rill can use.
+ * Ownership: uri is read during the call; nothing is kept.
+ * Thread: any; a host name is resolved with getaddrinfo(), which may block. */
+RILL_API int rill_uri_check(const char *uri, bool passive);
+
 /* Replaces the allocator that the library uses for its own bookkeeping (loops, connections,
  * timers, write-queue entries). Buffer memory comes from the slab's mmap'd regions, not from
  * here. Call it before creating any loop, or never; all three functions must be non-NULL and

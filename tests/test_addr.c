@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "addr.h"
+#include "rill.h"
 
 #define SUN_OFF offsetof(struct sockaddr_un, sun_path)
 
@@ -534,4 +535,18 @@ Test(addr_format, kernel_round_trip)
     rill__addr_format((struct sockaddr *)&ss, len, SOCK_STREAM, buf, sizeof buf);
     cr_expect_str_eq(buf, want);
     close(fd);
+}
+
+Test(uri_check, public_check_without_opening)
+{
+    cr_expect_eq(rill_uri_check("tcp://127.0.0.1:0", true), 0);
+    cr_expect_eq(rill_uri_check("tcp://[::1]:7000", false), 0);
+    cr_expect_eq(rill_uri_check("unix:@rill-check", true), 0);
+    cr_expect_eq(rill_uri_check("udp://localhost:53", false), 0, "/etc/hosts names resolve");
+    cr_expect_eq(rill_uri_check("tcp://127.0.0.1:70000", true), -EINVAL);
+    cr_expect_eq(rill_uri_check("tcp://[::1", true), -EINVAL);
+    cr_expect_eq(rill_uri_check("bogus://x", true), -EINVAL);
+    cr_expect_eq(rill_uri_check(NULL, true), -EINVAL);
+    cr_expect_eq(rill_uri_check("tcp://*:80", false), -EINVAL, "a wildcard cannot be connected to");
+    cr_expect_eq(rill_uri_check("tcp://nonexistent.invalid:80", false), -ENOENT);
 }

@@ -42,6 +42,31 @@ static inline int server_cli_ms(const char *tool, const char *opt, const char *a
     return 0;
 }
 
+/* Checks a --listen address before anything starts (rill_uri_check): 0, or -1 with one line on
+ * stderr saying what is wrong with it. */
+static inline int server_cli_check_listen(const char *tool, const char *uri)
+{
+    int r = rill_uri_check(uri, true);
+    if (r == 0)
+        return 0;
+    if (r == -ENOENT || r == -EAGAIN) {
+        /* The host: after "://", inside brackets or up to the port's colon. */
+        const char *h = strstr(uri, "://");
+        h = h ? h + 3 : uri;
+        const char *e = *h == '[' ? strchr(++h, ']') : strrchr(h, ':');
+        int n = e ? (int)(e - h) : (int)strlen(h);
+        fprintf(stderr, "%s: --listen '%s': cannot resolve host %.*s: %s\n", tool, uri, n, h,
+                r == -ENOENT ? "no such name" : "the resolver failed for now; try again");
+    } else {
+        fprintf(stderr,
+                "%s: --listen '%s': not an address to listen on (tcp://HOST:PORT, udp://HOST:PORT "
+                "with PORT 0..65535, unix:/PATH of at most 107 bytes, unix:@NAME, "
+                "unix+seqpacket:/PATH, unix+dgram:/PATH)\n",
+                tool, uri);
+    }
+    return -1;
+}
+
 /* Makes SIGINT and SIGTERM something the main thread waits for (sigwait on *sigs): blocked here,
  * so the loops' threads, created later, inherit the blocked mask. Their default dispositions
  * come back first: a shell without job control starts background jobs with SIGINT ignored, and

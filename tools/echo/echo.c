@@ -246,6 +246,9 @@ static int parse_args(int argc, char **argv, struct echo_opts *eo)
     }
     if (n_listen == 0)
         listen_uris[n_listen++] = "tcp://127.0.0.1:7000";
+    for (int i = 0; i < n_listen; i++)
+        if (server_cli_check_listen("rill-echo", listen_uris[i]) < 0)
+            return 2;
     return -1;
 }
 

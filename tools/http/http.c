@@ -347,6 +347,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "rill-http: unexpected argument '%s' (see --help)\n", argv[optind]);
         return 2;
     }
+    if (server_cli_check_listen("rill-http", uri) < 0)
+        return 2;
+    if (!strncmp(uri, "udp://", 6) || !strncmp(uri, "unix+dgram:", 11)) {
+        fprintf(stderr, "rill-http: --listen '%s': HTTP serves streams (tcp://, unix:), not udp:// "
+                        "or unix+dgram:\n", uri);
+        return 2;
+    }
 
     sigset_t sigs; /* taken by this thread only, synchronously */
     server_cli_block_stop_signals(&sigs);
