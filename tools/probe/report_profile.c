@@ -109,17 +109,21 @@ static void verdict(const struct probe_cell *a, const struct probe_cell *b)
     const char *bn = probe_strategy_get(b->strategy)->name;
     char part[2][96] = {"", ""};
     if (lo >= 0)
-        snprintf(part[0], sizeof part[0], "%.0f%% less in %s (%.0f ns)",
+        snprintf(part[0], sizeof part[0], "%.0f%% less in %s (%.0f ns/op less)",
                  100.0 * -dlo / phase_ns(a, lo), probe_phase_name(lo), -dlo);
-    if (hi >= 0 && phase_ns(a, hi) > 0)
-        snprintf(part[1], sizeof part[1], "%.0f%% more in %s (%.0f ns)",
+    if (hi >= 0 && phase_ns(a, hi) >= 0.5)
+        snprintf(part[1], sizeof part[1], "%.0f%% more in %s (%.0f ns/op more)",
                  100.0 * dhi / phase_ns(a, hi), probe_phase_name(hi), dhi);
     else if (hi >= 0)
-        snprintf(part[1], sizeof part[1], "%.0f ns in %s, where %s spends none", dhi,
+        snprintf(part[1], sizeof part[1], "%.0f ns/op in %s (none in %s)", dhi,
                  probe_phase_name(hi), an);
     int first = -dlo >= dhi ? 0 : 1;
-    printf("  %s spends %s%s%s than %s per operation; the phase that differs most: %s\n", bn,
-           part[first], part[!first][0] && part[first][0] ? " and " : "", part[!first], an,
+    if (lo < 0 && hi < 0) {
+        printf("  %s and %s spend the same in every phase\n", bn, an);
+        return;
+    }
+    printf("  %s spends %s%s%s than %s; the phase that differs most: %s\n", bn, part[first],
+           part[!first][0] && part[first][0] ? " and " : "", part[!first], an,
            probe_phase_name(first == 0 ? lo : hi));
 }
 
@@ -139,6 +143,7 @@ static void compare_one(const struct probe_cell *a, const struct probe_cell *b)
         return;
     }
     printf("  %-10s %14s %14s %9s\n", "phase", an, bn, "B/A");
+    printf("  %-10s %14s %14s\n", "", "ns/op  share", "ns/op  share");
     double ta = 0, tb = 0;
     for (int i = 0; i < PHASE_COUNT; i++) {
         double x = phase_ns(a, i), y = phase_ns(b, i);
