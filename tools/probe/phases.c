@@ -15,6 +15,12 @@
  * is named: time in entry and exit themselves, and helpers called straight from them. A sample
  * taken in user space is `user`; one whose chain names no frame at all is `other`.
  *
+ * The rule also absorbs a limit of the software cpu-clock: its sample is an hrtimer interrupt,
+ * which cannot fire while interrupts are disabled, so the time of an interrupts-off stretch
+ * lands on the function that turns them back on (_raw_spin_unlock_irqrestore,
+ * finish_task_switch after a context switch, handle_softirqs). Those are unnamed or named for
+ * what they close: the caller of the unlock decides, and a context switch is `wakeup`.
+ *
  * Choices worth knowing:
  *  - AF_UNIX has no transmit protocol of its own: unix_*_sendmsg is `socket`, its receive
  *    functions are `rx`, like TCP's and UDP's.
@@ -83,12 +89,14 @@ static const struct phase_rule rules[] = {
 
     /* tcp_tx: TCP's send path (IP output below it inherits it). */
     {"tcp_", PHASE_TCP_TX}, {"__tcp_", PHASE_TCP_TX}, {"tcp_v4_send_check", PHASE_TCP_TX},
-    {"tcp_v6_send_check", PHASE_TCP_TX},
+    {"tcp_v6_send_check", PHASE_TCP_TX}, {"bbr_", PHASE_TCP_TX}, {"cubictcp_", PHASE_TCP_TX},
+    {"bictcp_", PHASE_TCP_TX},
     /* udp_tx */
     {"udp_", PHASE_UDP_TX}, {"udpv6_", PHASE_UDP_TX}, {"__udp_", PHASE_UDP_TX},
     {"ip_make_skb", PHASE_UDP_TX}, {"ip_append_data", PHASE_UDP_TX},
     {"__ip_append_data", PHASE_UDP_TX}, {"ip6_make_skb", PHASE_UDP_TX},
-    {"ip_generic_getfrag", PHASE_UDP_TX},
+    {"ip_generic_getfrag", PHASE_UDP_TX}, {"__ip_make_skb", PHASE_UDP_TX},
+    {"ip_setup_cork", PHASE_UDP_TX},
 
     /* rx: protocol receive, in the softirq and in recvmsg. */
     {"ip_rcv", PHASE_RX}, {"ip_local_deliver", PHASE_RX}, {"ip_protocol_deliver", PHASE_RX},
@@ -144,6 +152,7 @@ static const struct phase_rule rules[] = {
     {"csum_and_copy", PHASE_COPY}, {"unix_stream_read_actor", PHASE_COPY},
     {"iov_iter_", PHASE_COPY}, {"import_iovec", PHASE_COPY}, {"__import_iovec", PHASE_COPY},
     {"import_ubuf", PHASE_COPY}, {"iovec_from_user", PHASE_COPY},
+    {"copy_iovec_from_user", PHASE_COPY},
     {"copy_msghdr_from_user", PHASE_COPY}, {"__copy_msghdr", PHASE_COPY},
     {"sendmsg_copy_msghdr", PHASE_COPY}, {"recvmsg_copy_msghdr", PHASE_COPY},
     {"__check_object_size", PHASE_COPY}, {"check_heap_object", PHASE_COPY},
@@ -216,6 +225,11 @@ static const struct phase_rule rules[] = {
     {"unpin_user_page", PHASE_MEMORY}, {"mm_account_pinned", PHASE_MEMORY},
     {"__skb_zcopy", PHASE_MEMORY}, {"skb_zcopy", PHASE_MEMORY}, {"net_zcopy", PHASE_MEMORY},
     {"msg_zerocopy_realloc", PHASE_MEMORY}, {"msg_zerocopy_alloc", PHASE_MEMORY},
+    {"__free_frozen_pages", PHASE_MEMORY}, {"__alloc_frozen_pages", PHASE_MEMORY},
+    {"uncharge_", PHASE_MEMORY}, {"page_counter_", PHASE_MEMORY},
+    {"try_charge_memcg", PHASE_MEMORY}, {"memcg1_", PHASE_MEMORY},
+    {"__account_obj_stock", PHASE_MEMORY}, {"page_reporting_", PHASE_MEMORY},
+    {"skb_defer_free", PHASE_MEMORY}, {"free_frozen_pages", PHASE_MEMORY},
 };
 
 const char *probe_phase_name(enum probe_phase p)
