@@ -243,6 +243,8 @@ void probe_report_ranking(struct probe_cell *cells, size_t n, const struct probe
 void probe_report_profile_row(const struct probe_cell *c);
 void probe_report_profile_json(const struct probe_cell *c);
 void probe_report_compare(struct probe_cell *cells, size_t n, const struct probe_opts *o);
+void probe_report_compare_json(const struct probe_cell *cells, size_t n,
+                               const struct probe_opts *o);
 const char *probe_mode_name(enum probe_mode m);
 
 #endif

@@ -173,7 +173,10 @@ void probe_report_json(struct probe_cell *cells, size_t n, const struct probe_op
         printf("\n");
         json_cell(&cells[i]);
     }
-    printf("\n]}\n");
+    printf("\n]");
+    if (o->compare[0] >= 0)
+        probe_report_compare_json(cells, n, o);
+    printf("}\n");
 }
 
 static int cmp_rank(const void *a, const void *b)

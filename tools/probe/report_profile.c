@@ -161,6 +161,63 @@ static void compare_one(const struct probe_cell *a, const struct probe_cell *b)
     verdict(a, b);
 }
 
+static double absd(double x)
+{
+    return x < 0 ? -x : x;
+}
+
+/* The phase whose cost per operation differs most between a and b. */
+static int most_different(const struct probe_cell *a, const struct probe_cell *b)
+{
+    int best = 0;
+    for (int i = 1; i < PHASE_COUNT; i++)
+        if (absd(phase_ns(b, i) - phase_ns(a, i)) > absd(phase_ns(b, best) - phase_ns(a, best)))
+            best = i;
+    return best;
+}
+
+static void compare_json_one(const struct probe_cell *a, const struct probe_cell *b)
+{
+    printf("{\"transport\":\"%s\",\"mode\":\"%s\",\"size\":%zu,\"a\":\"%s\",\"b\":\"%s\"",
+           probe_transport_name(a->transport), probe_mode_name(a->mode), a->size,
+           probe_strategy_get(a->strategy)->name, probe_strategy_get(b->strategy)->name);
+    if (a->res.status != CELL_OK || b->res.status != CELL_OK || !a->res.prof.on ||
+        !b->res.prof.on) {
+        printf(",\"profiled\":false}");
+        return;
+    }
+    printf(",\"profiled\":true,\"phases\":{");
+    for (int i = 0; i < PHASE_COUNT; i++) {
+        double x = phase_ns(a, i), y = phase_ns(b, i);
+        printf("%s\"%s\":{\"a_ns_per_op\":%.1f,\"b_ns_per_op\":%.1f", i ? "," : "",
+               probe_phase_name(i), x, y);
+        if (x >= 0.5)
+            printf(",\"ratio\":%.3f", y / x);
+        printf("}");
+    }
+    printf("},\"most_different\":\"%s\"}", probe_phase_name(most_different(a, b)));
+}
+
+/* The "compare" array of --compare --json: per transport, mode and size, both strategies'
+ * CPU ns per operation in each phase, the ratio B/A, and the phase that differs most. */
+void probe_report_compare_json(const struct probe_cell *cells, size_t n,
+                               const struct probe_opts *o)
+{
+    bool first = true;
+    printf(",\"compare\":[");
+    for (size_t i = 0; i < n; i++) {
+        if ((int)cells[i].strategy != o->compare[0])
+            continue;
+        const struct probe_cell *b = find_peer(cells, n, &cells[i], o->compare[1]);
+        if (!b || cells[i].res.status == CELL_NA || b->res.status == CELL_NA)
+            continue;
+        printf("%s\n", first ? "" : ",");
+        first = false;
+        compare_json_one(&cells[i], b);
+    }
+    printf("\n]");
+}
+
 void probe_report_compare(struct probe_cell *cells, size_t n, const struct probe_opts *o)
 {
     for (size_t i = 0; i < n; i++) {
