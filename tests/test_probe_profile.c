@@ -24,20 +24,42 @@
 #define CELL_S 0.3
 #define MAX_OPS 2000000
 
+static enum probe_prof_scope scope = PROF_SCOPE_THREAD; /* of the next profiled() */
+
 static struct probe_opts popts(void)
 {
     struct probe_opts o = {.time_s = CELL_S, .max_ops = MAX_OPS, .iov = 4, .batch = 16,
                            .repeat = 1, .pin = {-1, -1}, .profile = true, .top = 10,
-                           .compare = {-1, -1}};
+                           .compare = {-1, -1}, .profile_scope = scope};
     return o;
+}
+
+static const char *scope_name(void)
+{
+    return scope == PROF_SCOPE_CPU ? "cpu" : "thread";
 }
 
 static void need_sampling(void)
 {
     char why[200];
-    if (!probe_profile_available(why, sizeof why))
+    if (!probe_profile_available(PROF_SCOPE_THREAD, why, sizeof why))
         cr_skip_test("sampling not possible here: %s", why);
 }
+
+/* Whether CPU scope can be tried too (it needs more privilege than thread scope). */
+static bool cpu_scope_possible(void)
+{
+    char why[200];
+    bool ok = probe_profile_available(PROF_SCOPE_CPU, why, sizeof why);
+    if (!ok)
+        cr_log_warn("cpu scope not tested: %s", why);
+    return ok;
+}
+
+/* Runs body once per scope this machine allows. */
+#define FOR_EACH_SCOPE                                                                           \
+    for (int k_ = 0; k_ < 2; k_++)                                                               \
+        if ((scope = k_ ? PROF_SCOPE_CPU : PROF_SCOPE_THREAD), k_ == 0 || cpu_scope_possible())
 
 static struct probe_result run(enum probe_transport t, const char *strategy, enum probe_mode m,
                                size_t size, const struct probe_opts *o)
@@ -71,12 +93,21 @@ static struct probe_result profiled(enum probe_transport t, const char *strategy
     if (r.status == CELL_SKIPPED)
         cr_skip_test("%s: %s", strategy, r.why);
     cr_assert_eq(r.status, CELL_OK, "%s %zu: %s", strategy, size, r.why);
-    cr_assert(r.prof.on, "%s %zu: no profile: %s", strategy, size, r.prof.why);
-    cr_assert_gt(r.prof.samples, 100, "%s %zu: %llu samples", strategy, size,
-                 (unsigned long long)r.prof.samples);
+    cr_assert(r.prof.on, "%s %zu %s scope: no profile: %s", strategy, size, scope_name(),
+              r.prof.why);
+    cr_assert_gt(r.prof.samples, 100, "%s %zu %s scope: %llu samples", strategy, size,
+                 scope_name(), (unsigned long long)r.prof.samples);
     double s = sum_phases(&r.prof);
-    cr_assert(s > 99 && s < 101, "%s %zu: phases sum to %.2f", strategy, size, s);
+    cr_assert(s > 99 && s < 101, "%s %zu %s scope: phases sum to %.2f", strategy, size,
+              scope_name(), s);
     cr_assert_gt(r.prof.ntop, 0);
+    /* Each sample stands for a period of the side threads' CPU time, and only theirs (CPU
+     * scope drops the other threads' samples): the count matches their CPU time, loosely. */
+    double cpu_ns = r.side[0].cpu_ns_per_op * (double)r.ops +
+                    r.side[1].cpu_ns_per_op * (double)r.rx_ops;
+    double ratio = (double)r.prof.samples * PROBE_PROF_PERIOD_NS / cpu_ns;
+    cr_assert(ratio > 0.5 && ratio < 2.0, "%s %zu %s scope: %llu samples for %.0f ms of CPU",
+              strategy, size, scope_name(), (unsigned long long)r.prof.samples, cpu_ns / 1e6);
     return r;
 }
 
@@ -144,30 +175,36 @@ Test(probe_profile, ksyms_lookup)
 Test(probe_profile, copy_grows_with_message_size, .timeout = 60)
 {
     need_sampling();
-    struct probe_result small = profiled(TR_TCP4, "rw-block", MODE_STREAM, 64);
-    struct probe_result big = profiled(TR_TCP4, "rw-block", MODE_STREAM, 65536);
-    cr_assert_gt(big.prof.phase_pct[PHASE_COPY], small.prof.phase_pct[PHASE_COPY],
-                 "copy at 64 KiB %.1f%%, at 64 B %.1f%%", big.prof.phase_pct[PHASE_COPY],
-                 small.prof.phase_pct[PHASE_COPY]);
+    FOR_EACH_SCOPE {
+        struct probe_result small = profiled(TR_TCP4, "rw-block", MODE_STREAM, 64);
+        struct probe_result big = profiled(TR_TCP4, "rw-block", MODE_STREAM, 65536);
+        cr_assert_gt(big.prof.phase_pct[PHASE_COPY], small.prof.phase_pct[PHASE_COPY],
+                     "%s scope: copy at 64 KiB %.1f%%, at 64 B %.1f%%", scope_name(),
+                     big.prof.phase_pct[PHASE_COPY], small.prof.phase_pct[PHASE_COPY]);
+    }
 }
 
 Test(probe_profile, blocking_pingpong_wakes_up, .timeout = 60)
 {
     need_sampling();
-    struct probe_result r = profiled(TR_TCP4, "rw-block", MODE_PINGPONG, 64);
-    cr_assert_gt(r.prof.phase_pct[PHASE_WAKEUP], 2.0, "wakeup %.1f%%",
-                 r.prof.phase_pct[PHASE_WAKEUP]);
+    FOR_EACH_SCOPE {
+        struct probe_result r = profiled(TR_TCP4, "rw-block", MODE_PINGPONG, 64);
+        cr_assert_gt(r.prof.phase_pct[PHASE_WAKEUP], 2.0, "%s scope: wakeup %.1f%%",
+                     scope_name(), r.prof.phase_pct[PHASE_WAKEUP]);
+    }
 }
 
 Test(probe_profile, uring_batch_fewer_syscalls_than_rw_block, .timeout = 60)
 {
     need_sampling();
-    struct probe_result rw = profiled(TR_TCP4, "rw-block", MODE_STREAM, 64);
-    struct probe_result ub = profiled(TR_TCP4, "uring-batch", MODE_STREAM, 64);
-    cr_assert_lt(ub.prof.phase_pct[PHASE_SYSCALL], rw.prof.phase_pct[PHASE_SYSCALL],
-                 "syscall: uring-batch %.1f%%, rw-block %.1f%%",
-                 ub.prof.phase_pct[PHASE_SYSCALL], rw.prof.phase_pct[PHASE_SYSCALL]);
-    cr_assert_gt(ub.prof.phase_pct[PHASE_IO_URING], 1.0);
+    FOR_EACH_SCOPE {
+        struct probe_result rw = profiled(TR_TCP4, "rw-block", MODE_STREAM, 64);
+        struct probe_result ub = profiled(TR_TCP4, "uring-batch", MODE_STREAM, 64);
+        cr_assert_lt(ub.prof.phase_pct[PHASE_SYSCALL], rw.prof.phase_pct[PHASE_SYSCALL],
+                     "%s scope: syscall: uring-batch %.1f%%, rw-block %.1f%%", scope_name(),
+                     ub.prof.phase_pct[PHASE_SYSCALL], rw.prof.phase_pct[PHASE_SYSCALL]);
+        cr_assert_gt(ub.prof.phase_pct[PHASE_IO_URING], 1.0);
+    }
 }
 
 /* Makes perf_event_open fail with EACCES in this process and the ones it execs. (x86-64
@@ -196,7 +233,7 @@ Test(probe_profile, denied_sampling_runs_unprofiled, .timeout = 60)
     if (pid == 0) {
         deny_perf();
         char why[200];
-        if (probe_profile_available(why, sizeof why) || !strstr(why, "perf_event_paranoid"))
+        if (probe_profile_available(PROF_SCOPE_THREAD, why, sizeof why) || !strstr(why, "perf_event_paranoid"))
             _exit(10);
         struct probe_opts o = popts();
         struct probe_result r = run(TR_TCP4, "rw-block", MODE_STREAM, 64, &o);

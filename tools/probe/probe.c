@@ -57,6 +57,12 @@ static void usage(FILE *f)
         "                        io_uring memory user other, with the top kernel functions; needs\n"
         "                        root or kernel.perf_event_paranoid <= 1 (without it the cells run\n"
         "                        unprofiled, and the probe says why) (default off)\n"
+        "      --profile-scope S cpu: one counter per CPU, keeping the side threads' samples;\n"
+        "                        thread: each side thread samples itself, a ring per thread (a\n"
+        "                        per-thread counter is stopped and restarted at every context\n"
+        "                        switch: on a VM that tripled a blocking ping-pong's round trip);\n"
+        "                        cpu needs root or kernel.perf_event_paranoid <= 0 (default: cpu\n"
+        "                        where allowed, else thread); implies --profile\n"
         "      --top N           kernel functions listed per profiled cell (default 10, at most %d)\n"
         "      --folded FILE     with --profile: write folded stacks (flamegraph.pl, inferno)\n"
         "      --compare A,B     profile strategies A and B on every selected transport, mode and\n"
@@ -234,7 +240,7 @@ static int parse_compare(struct probe_opts *o, const char *arg)
 }
 
 enum { OPT_IOV = 256, OPT_BATCH, OPT_PIN, OPT_TS, OPT_JSON, OPT_MATRIX, OPT_LIST, OPT_PROFILE,
-       OPT_TOP, OPT_FOLDED, OPT_COMPARE };
+       OPT_TOP, OPT_FOLDED, OPT_COMPARE, OPT_SCOPE };
 
 static const struct option long_opts[] = {
     {"transport", required_argument, NULL, 't'}, {"strategy", required_argument, NULL, 's'},
@@ -246,6 +252,7 @@ static const struct option long_opts[] = {
     {"json", no_argument, NULL, OPT_JSON},       {"matrix", no_argument, NULL, OPT_MATRIX},
     {"profile", no_argument, NULL, OPT_PROFILE}, {"top", required_argument, NULL, OPT_TOP},
     {"folded", required_argument, NULL, OPT_FOLDED},
+    {"profile-scope", required_argument, NULL, OPT_SCOPE},
     {"compare", required_argument, NULL, OPT_COMPARE},
     {"list", no_argument, NULL, OPT_LIST},       {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0}};
@@ -308,6 +315,12 @@ static int parse_one(struct probe_opts *o, int c, const char *arg)
     case OPT_JSON: o->json = true; return 0;
     case OPT_MATRIX: o->matrix = true; return 0;
     case OPT_PROFILE: o->profile = true; return 0;
+    case OPT_SCOPE:
+        if (strcmp(arg, "thread") != 0 && strcmp(arg, "cpu") != 0)
+            return bad("profile-scope (thread or cpu)", arg);
+        o->profile_scope = strcmp(arg, "cpu") == 0 ? PROF_SCOPE_CPU : PROF_SCOPE_THREAD;
+        o->profile = true;
+        return 0;
     default: return parse_number(o, c, arg);
     }
 }
@@ -476,12 +489,24 @@ static int profile_setup(struct probe_opts *o)
 {
     if (!o->profile)
         return 0;
-    if (!probe_profile_available(o->profile_why, sizeof o->profile_why)) {
+    if (o->profile_scope == PROF_SCOPE_AUTO)
+        o->profile_scope = probe_profile_available(PROF_SCOPE_CPU, o->profile_why,
+                                                   sizeof o->profile_why)
+                               ? PROF_SCOPE_CPU
+                               : PROF_SCOPE_THREAD;
+    else if (o->profile_scope == PROF_SCOPE_CPU &&
+             !probe_profile_available(PROF_SCOPE_CPU, o->profile_why, sizeof o->profile_why)) {
+        fprintf(stderr, "rill-probe: --profile-scope cpu: %s; sampling per thread instead\n",
+                o->profile_why);
+        o->profile_scope = PROF_SCOPE_THREAD;
+    }
+    if (!probe_profile_available(o->profile_scope, o->profile_why, sizeof o->profile_why)) {
         fprintf(stderr, "rill-probe: --profile: %s; running the cells without a profile\n",
                 o->profile_why);
         o->profile = false;
         return 0;
     }
+    o->profile_why[0] = 0;
     char why[160];
     if (o->folded && probe_prof_folded_open(o->folded, why, sizeof why) < 0) {
         fprintf(stderr, "rill-probe: bad folded: '%s': %s\n", o->folded, why);

@@ -56,6 +56,7 @@ struct probe_opts {
     /* --profile: sample both threads of every cell (profile.h); off when sampling is not
      * possible here, with the reason in profile_why (the cells run without a profile). */
     bool profile;
+    enum probe_prof_scope profile_scope; /* --profile-scope: a ring per thread or per CPU */
     unsigned top;          /* --top: kernel functions listed per cell */
     const char *folded;    /* --folded FILE, or NULL */
     int compare[2];        /* --compare A,B: strategy indexes, -1 when not comparing */

@@ -1,38 +1,46 @@
-/* --profile: per-thread cpu-clock sampling with callchains, and the cell's phase shares.
+/* --profile: who opens the counters, when they run, and what the cell's profile says.
  *
- * Each side thread opens a counter on itself (pid 0, any CPU), so only the probe's own two
- * threads are sampled, wherever the scheduler puts them; the counter starts disabled and is
- * enabled after the start barrier, disabled when the side's run ends, so setup and teardown are
- * not in the profile. The kernel writes samples into the thread's mmap ring; the main thread,
- * which wakes every 20 ms to watch the cell anyway, drains both rings (one consumer per ring:
- * data_head read with acquire, data_tail written with release, as perf_event_open(2) asks).
- * The ring holds about 100 ms of samples at 10 kHz, so a main thread kept off the CPU for a
- * while loses none; samples the kernel could not write are counted (PERF_RECORD_LOST).
+ * Thread scope: each side thread opens a cpu-clock counter on itself (pid 0, any
+ * CPU), so only the probe's own threads are sampled, wherever the scheduler puts them; it starts
+ * disabled, is enabled after the start barrier and disabled when the side's run ends, so setup
+ * and teardown are not in the profile.
  *
- * A sample's phase is decided by its kernel callchain, walked from the leaf (phases.c says
- * why); a sample with no kernel frame was taken in user space. The cell's CPU time is the
- * samples' count (each stands for PROBE_PROF_PERIOD_NS of thread CPU time). */
+ * CPU scope (the default where allowed): the main thread opens one counter per CPU the process may
+ * run on (pid -1), before the side threads start, and keeps the samples whose tid is a side
+ * thread's, taken after that side's start. It exists because a per-thread counter is switched
+ * out and in with its thread: the kernel stops and restarts the counter's hrtimer at every
+ * context switch, which on a virtual machine costs timer reprogramming (a VM exit) per switch,
+ * and a blocking ping-pong switches four times per round trip. A CPU counter runs through
+ * context switches untouched: on this project's 2-CPU VM a 64 B TCP ping-pong went from about
+ * 14 us to 52 us per round trip under thread scope and stayed at about 14.5 us under CPU scope
+ * (BENCHMARKS.md), and thread scope's own switching cost showed up as `wakeup` in the profile
+ * it was taking. CPU scope needs more privilege (root, CAP_PERFMON, or
+ * kernel.perf_event_paranoid at 0 or below) and samples the other processes on those CPUs too
+ * (discarded here, but their interrupts are paid).
+ *
+ * Either way the rings are 1 MiB (about 300 ms of samples at 10 kHz with deep callchains), so
+ * a main thread kept off the CPU for a while loses none; what the kernel could not write is
+ * counted (PERF_RECORD_LOST). */
 #include <errno.h>
 #include <linux/perf_event.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "probe.h"
 #include "profile_int.h"
 
-#define RING_PAGES 256 /* data pages per thread, a power of two: 1 MiB */
-#define MAX_FRAMES 128
+#define RING_PAGES 256 /* data pages per ring, a power of two: 1 MiB */
+#define MAX_CPUS 256
 
-/* The per-cell tallies; only the main thread touches them. */
-static uint64_t phase_count[PHASE_COUNT], samples, lost;
-static uint32_t *leaf_count;   /* per kernel symbol, probe_ksyms_count() entries */
-static long *touched;          /* symbols with a non-zero leaf_count */
-static size_t ntouched;
+static struct probe_prof_ring cpu_ring[MAX_CPUS];
+static unsigned ncpu_ring;
 
 static void attr_init(struct perf_event_attr *a)
 {
@@ -41,16 +49,19 @@ static void attr_init(struct perf_event_attr *a)
     a->type = PERF_TYPE_SOFTWARE;
     a->config = PERF_COUNT_SW_CPU_CLOCK;
     a->sample_period = PROBE_PROF_PERIOD_NS;
-    a->sample_type = PERF_SAMPLE_IP | PERF_SAMPLE_TID | PERF_SAMPLE_CALLCHAIN;
+    a->sample_type =
+        PERF_SAMPLE_IP | PERF_SAMPLE_TID | PERF_SAMPLE_TIME | PERF_SAMPLE_CALLCHAIN;
+    a->use_clockid = 1;
+    a->clockid = CLOCK_MONOTONIC; /* the clock of probe_now_ns(), for the CPU scope's t0 */
     a->disabled = 1;
     a->exclude_hv = 1;
 }
 
-static int perf_open_self(void)
+static int perf_open(pid_t pid, int cpu)
 {
     struct perf_event_attr a;
     attr_init(&a);
-    return (int)syscall(SYS_perf_event_open, &a, 0, -1, -1, PERF_FLAG_FD_CLOEXEC);
+    return (int)syscall(SYS_perf_event_open, &a, pid, cpu, -1, PERF_FLAG_FD_CLOEXEC);
 }
 
 static int read_paranoid(void)
@@ -66,13 +77,16 @@ static int read_paranoid(void)
 }
 
 /* The reason sampling failed with err, and the setting that fixes it. */
-static void denied_why(int err, char *why, size_t n)
+static void denied_why(int err, enum probe_prof_scope scope, char *why, size_t n)
 {
     if (err == EACCES || err == EPERM)
         snprintf(why, n,
                  "perf_event_open: %s (kernel.perf_event_paranoid is %d): sampling kernel "
-                 "callchains needs root or CAP_PERFMON, or `sysctl kernel.perf_event_paranoid=1`",
-                 strerror(err), read_paranoid());
+                 "callchains %s needs root or CAP_PERFMON, or `sysctl "
+                 "kernel.perf_event_paranoid=%d`",
+                 strerror(err), read_paranoid(),
+                 scope == PROF_SCOPE_CPU ? "of a whole CPU" : "of a thread",
+                 scope == PROF_SCOPE_CPU ? 0 : 1);
     else if (err == ENOSYS)
         snprintf(why, n, "perf_event_open: %s (a seccomp filter, or a kernel built without "
                          "CONFIG_PERF_EVENTS)", strerror(err));
@@ -80,221 +94,133 @@ static void denied_why(int err, char *why, size_t n)
         snprintf(why, n, "perf_event_open: %s (no software cpu-clock event)", strerror(err));
 }
 
-bool probe_profile_available(char *why, size_t n)
+bool probe_profile_available(enum probe_prof_scope scope, char *why, size_t n)
 {
-    int fd = perf_open_self();
+    int fd = scope == PROF_SCOPE_CPU ? perf_open(-1, sched_getcpu() < 0 ? 0 : sched_getcpu())
+                                     : perf_open(0, -1);
     if (fd < 0) {
-        denied_why(errno, why, n);
+        denied_why(errno, scope, why, n);
         return false;
     }
     close(fd);
     return probe_ksyms_load(why, n) == 0;
 }
 
-void probe_prof_open(struct probe_prof_side *p)
+static int ring_open(struct probe_prof_ring *r, pid_t pid, int cpu)
 {
     long page = sysconf(_SC_PAGESIZE);
-    p->fd = perf_open_self();
-    if (p->fd < 0) {
-        p->err = -errno;
-        return;
-    }
+    r->ring = NULL;
+    r->fd = perf_open(pid, cpu);
+    if (r->fd < 0)
+        return -errno;
     /* The mmap is charged to the locked-memory allowance (kernel.perf_event_mlock_kb) for
      * non-root users: halve the ring until it fits. */
     for (size_t pages = RING_PAGES; pages >= 8; pages /= 2) {
-        p->ring_len = (pages + 1) * (size_t)page;
-        p->ring = mmap(NULL, p->ring_len, PROT_READ | PROT_WRITE, MAP_SHARED, p->fd, 0);
-        if (p->ring != MAP_FAILED)
-            break;
-        p->ring = NULL;
+        r->ring_len = (pages + 1) * (size_t)page;
+        r->ring = mmap(NULL, r->ring_len, PROT_READ | PROT_WRITE, MAP_SHARED, r->fd, 0);
+        if (r->ring != MAP_FAILED)
+            return 0;
     }
-    if (!p->ring) {
-        p->err = -errno;
-        close(p->fd);
-        p->fd = -1;
-        return;
-    }
-    __atomic_store_n(&p->ready, 1, __ATOMIC_RELEASE);
+    int err = -errno;
+    r->ring = NULL;
+    close(r->fd);
+    r->fd = -1;
+    return err;
 }
 
-void probe_prof_enable(struct probe_prof_side *p, bool on)
+static void ring_enable(struct probe_prof_ring *r, bool on)
 {
-    if (p->fd >= 0 && p->ring)
-        ioctl(p->fd, on ? PERF_EVENT_IOC_ENABLE : PERF_EVENT_IOC_DISABLE, 0);
+    if (r->fd >= 0)
+        ioctl(r->fd, on ? PERF_EVENT_IOC_ENABLE : PERF_EVENT_IOC_DISABLE, 0);
 }
 
-static void prof_close(struct probe_prof_side *p)
+static void ring_close(struct probe_prof_ring *r)
 {
-    if (p->ring)
-        munmap(p->ring, p->ring_len);
-    if (p->fd >= 0)
-        close(p->fd);
-    p->ring = NULL;
-    p->fd = -1;
-    p->ready = 0;
+    if (r->ring)
+        munmap(r->ring, r->ring_len);
+    if (r->fd >= 0)
+        close(r->fd);
+    r->ring = NULL;
+    r->fd = -1;
+}
+
+void probe_prof_side_start(struct probe_side *s)
+{
+    struct probe_prof_side *p = &s->prof;
+    p->tid = (int)gettid();
+    if (s->cell->opts->profile_scope != PROF_SCOPE_CPU) /* AUTO is resolved by then */
+        p->err = ring_open(&p->r, 0, -1);
+}
+
+void probe_prof_side_run(struct probe_side *s, bool on)
+{
+    struct probe_prof_side *p = &s->prof;
+    if (on) {
+        p->t0_ns = probe_now_ns();
+        ring_enable(&p->r, true);
+        __atomic_store_n(&p->ready, 1, __ATOMIC_RELEASE);
+    } else {
+        ring_enable(&p->r, false);
+    }
+}
+
+/* CPU scope: a counter on every CPU this process may run on, enabled before the sides start. */
+static void open_cpu_rings(struct probe_profile *pr)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    sched_getaffinity(0, sizeof set, &set);
+    ncpu_ring = 0;
+    for (int cpu = 0; cpu < CPU_SETSIZE && ncpu_ring < MAX_CPUS; cpu++) {
+        if (!CPU_ISSET(cpu, &set))
+            continue;
+        int r = ring_open(&cpu_ring[ncpu_ring], -1, cpu);
+        if (r < 0) {
+            denied_why(-r, PROF_SCOPE_CPU, pr->why, sizeof pr->why);
+            continue;
+        }
+        ring_enable(&cpu_ring[ncpu_ring++], true);
+    }
 }
 
 void probe_prof_cell_begin(struct probe_cell *c)
 {
-    memset(phase_count, 0, sizeof phase_count);
-    samples = lost = 0;
-    for (size_t i = 0; i < ntouched; i++)
-        leaf_count[touched[i]] = 0;
-    ntouched = 0;
-    if (!leaf_count && probe_ksyms_count()) {
-        leaf_count = calloc(probe_ksyms_count(), sizeof *leaf_count);
-        touched = calloc(probe_ksyms_count(), sizeof *touched);
-        if (!leaf_count || !touched) {
-            free(leaf_count);
-            free(touched);
-            leaf_count = NULL;
-            touched = NULL;
-        }
-    }
+    probe_tally_begin();
     probe_prof_folded_begin(c);
-}
-
-/* One sample: its kernel frames (leaf first) and user frames (leaf first). */
-static void account(const uint64_t *kern, unsigned nk, const uint64_t *user, unsigned nu,
-                    int side)
-{
-    long sym[MAX_FRAMES];
-    enum probe_phase phase = nk ? PHASE_OTHER : PHASE_USER;
-    bool decided = false;
-    for (unsigned i = 0; i < nk; i++) {
-        bool named;
-        sym[i] = probe_ksyms_find(kern[i]);
-        enum probe_phase p = probe_ksyms_phase(sym[i], &named);
-        if (named && !decided) {
-            phase = p;
-            decided = true;
-        }
-    }
-    samples++;
-    phase_count[phase]++;
-    if (nk && sym[0] >= 0 && leaf_count) {
-        if (leaf_count[sym[0]]++ == 0)
-            touched[ntouched++] = sym[0];
-    }
-    probe_prof_folded_add(sym, nk, user, nu, side);
-}
-
-static void parse_sample(const unsigned char *rec, size_t len, int side)
-{
-    /* PERF_SAMPLE_IP, PERF_SAMPLE_TID, PERF_SAMPLE_CALLCHAIN, in that order (after the header). */
-    size_t off = sizeof(struct perf_event_header) + 8 + 8;
-    uint64_t nr;
-    if (off + 8 > len)
-        return;
-    memcpy(&nr, rec + off, 8);
-    off += 8;
-    if (off + nr * 8 > len)
-        return;
-    uint64_t kern[MAX_FRAMES], user[MAX_FRAMES], ctx = 0;
-    unsigned nk = 0, nu = 0;
-    for (uint64_t i = 0; i < nr; i++) {
-        uint64_t ip;
-        memcpy(&ip, rec + off + i * 8, 8);
-        if (ip >= (uint64_t)PERF_CONTEXT_MAX) {
-            ctx = ip;
-            continue;
-        }
-        if (ctx == (uint64_t)PERF_CONTEXT_KERNEL && nk < MAX_FRAMES)
-            kern[nk++] = ip;
-        else if (ctx == (uint64_t)PERF_CONTEXT_USER && nu < MAX_FRAMES)
-            user[nu++] = ip;
-    }
-    account(kern, nk, user, nu, side);
-}
-
-static void drain_one(struct probe_prof_side *p, int side)
-{
-    if (!__atomic_load_n(&p->ready, __ATOMIC_ACQUIRE))
-        return;
-    struct perf_event_mmap_page *mp = p->ring;
-    long page = sysconf(_SC_PAGESIZE);
-    uint64_t size = mp->data_size ? mp->data_size : p->ring_len - (size_t)page;
-    unsigned char *data = (unsigned char *)p->ring + (mp->data_offset ? mp->data_offset : (uint64_t)page);
-    uint64_t head = __atomic_load_n(&mp->data_head, __ATOMIC_ACQUIRE), tail = mp->data_tail;
-    static unsigned char rec[65536];
-    while (tail + sizeof(struct perf_event_header) <= head) {
-        struct perf_event_header h;
-        for (size_t i = 0; i < sizeof h; i++)
-            ((unsigned char *)&h)[i] = data[(tail + i) % size];
-        if (h.size < sizeof h || tail + h.size > head)
-            break;
-        for (size_t i = 0; i < h.size; i++)
-            rec[i] = data[(tail + i) % size];
-        if (h.type == PERF_RECORD_SAMPLE)
-            parse_sample(rec, h.size, side);
-        else if (h.type == PERF_RECORD_LOST && h.size >= sizeof h + 16) {
-            uint64_t n;
-            memcpy(&n, rec + sizeof h + 8, 8);
-            lost += n;
-        }
-        tail += h.size;
-    }
-    __atomic_store_n(&mp->data_tail, tail, __ATOMIC_RELEASE);
+    if (c->opts->profile_scope == PROF_SCOPE_CPU)
+        open_cpu_rings(&c->res.prof);
 }
 
 void probe_prof_drain(struct probe_cell *c, struct probe_side *sides, unsigned nsides)
 {
     if (!c->opts->profile)
         return;
+    bool pair = c->mode == MODE_PAIR;
+    for (unsigned i = 0; i < ncpu_ring; i++)
+        probe_tally_drain(&cpu_ring[i], -1, sides, nsides, pair);
     for (unsigned i = 0; i < nsides; i++)
-        drain_one(&sides[i].prof, c->mode == MODE_PAIR ? 2 : (int)i);
-}
-
-static int cmp_leaf(const void *a, const void *b)
-{
-    uint32_t x = leaf_count[*(const long *)a], y = leaf_count[*(const long *)b];
-    return x < y ? 1 : x > y ? -1 : 0;
-}
-
-/* The cell's top leaf functions, and the unnamed ones among them. */
-static void top_functions(struct probe_profile *pr, unsigned ntop)
-{
-    if (!leaf_count)
-        return;
-    qsort(touched, ntouched, sizeof *touched, cmp_leaf);
-    for (size_t i = 0; i < ntouched; i++) {
-        long s = touched[i];
-        double pct = 100.0 * leaf_count[s] / (double)samples;
-        bool named;
-        probe_ksyms_phase(s, &named);
-        if (pr->ntop < ntop) {
-            snprintf(pr->top[pr->ntop].name, sizeof pr->top[0].name, "%s", probe_ksyms_name(s));
-            pr->top[pr->ntop++].pct = pct;
-        }
-        if (!named && pr->nunmapped < PROBE_PROF_UNMAPPED) {
-            snprintf(pr->unmapped[pr->nunmapped].name, sizeof pr->unmapped[0].name, "%s",
-                     probe_ksyms_name(s));
-            pr->unmapped[pr->nunmapped++].pct = pct;
-        }
-    }
+        if (__atomic_load_n(&sides[i].prof.ready, __ATOMIC_ACQUIRE))
+            probe_tally_drain(&sides[i].prof.r, (int)i, sides, nsides, pair);
 }
 
 void probe_prof_cell_end(struct probe_cell *c, struct probe_side *sides, unsigned nsides)
 {
     struct probe_profile *pr = &c->res.prof;
+    for (unsigned i = 0; i < ncpu_ring; i++)
+        ring_enable(&cpu_ring[i], false);
     probe_prof_drain(c, sides, nsides);
+    for (unsigned i = 0; i < ncpu_ring; i++)
+        ring_close(&cpu_ring[i]);
+    ncpu_ring = 0;
     for (unsigned i = 0; i < nsides; i++) {
         if (sides[i].prof.err && !pr->why[0]) {
             char why[180];
-            denied_why(-sides[i].prof.err, why, sizeof why);
+            denied_why(-sides[i].prof.err, PROF_SCOPE_THREAD, why, sizeof why);
             snprintf(pr->why, sizeof pr->why, "%s side: %s", i ? "server" : "client", why);
         }
-        prof_close(&sides[i].prof);
+        ring_close(&sides[i].prof.r);
+        sides[i].prof.ready = 0;
     }
-    pr->samples = samples;
-    pr->lost = lost;
-    pr->on = samples > 0;
-    if (!samples && !pr->why[0])
-        snprintf(pr->why, sizeof pr->why, "no samples (the cell used under %llu us of CPU)",
-                 PROBE_PROF_PERIOD_NS / 1000);
-    for (int p = 0; p < PHASE_COUNT && samples; p++)
-        pr->phase_pct[p] = 100.0 * (double)phase_count[p] / (double)samples;
-    if (samples)
-        top_functions(pr, c->opts->top);
+    probe_tally_end(pr, c->opts->top);
     probe_prof_folded_end(c);
 }

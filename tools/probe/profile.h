@@ -1,8 +1,9 @@
 /* rill-probe --profile: where in the kernel a cell spends its CPU time.
  *
- * Each side thread samples itself with perf_event_open (software cpu-clock, kernel and user
- * callchains, one mmap ring per thread); the main thread, which watches the cell anyway, drains
- * the rings every tick. Kernel frames are resolved from /proc/kallsyms (ksyms.c) and each
+ * perf_event_open samples the cell (software cpu-clock, kernel and user callchains) with one
+ * mmap ring per side thread (thread scope) or one per CPU keeping only the side threads'
+ * samples (CPU scope, the default where it is allowed: profile.c says why); the main thread, which watches the cell anyway,
+ * drains the rings every tick (tally.c). Kernel frames are resolved from /proc/kallsyms (ksyms.c) and each
  * sample is given one phase (phases.c) by the rule written there. */
 #ifndef RILL_PROBE_PROFILE_H
 #define RILL_PROBE_PROFILE_H
@@ -30,7 +31,7 @@ enum probe_phase {
 
 #define PROBE_PROF_TOP_MAX 32
 #define PROBE_PROF_UNMAPPED 8 /* unmapped leaf functions listed per cell */
-#define PROBE_PROF_PERIOD_NS 100000ull /* one sample per 100 us of a thread's CPU: 10 kHz */
+#define PROBE_PROF_PERIOD_NS 100000ull /* one sample per 100 us of CPU time: 10 kHz */
 
 struct probe_prof_fn {
     char name[64];
@@ -51,15 +52,27 @@ struct probe_profile {
     char why[200]; /* why there is no profile */
 };
 
-/* One thread's sampling state. The side thread opens and enables it, the main thread drains
- * it (after `ready`, stored with release by the side thread). */
-struct probe_prof_side {
-    int fd;
+/* One perf_event_open counter and its mmap ring. */
+struct probe_prof_ring {
+    int fd; /* -1 when closed */
     void *ring;
     size_t ring_len; /* the mmap'd length, one header page plus the data pages */
+};
+
+/* One side thread's part in sampling. In thread scope the side thread opens and enables its
+ * own ring; in CPU scope the main thread holds one ring per CPU and keeps the samples of the
+ * side threads (by tid) taken after their start (t0). The side thread publishes with release
+ * (`ready`), the main thread reads with acquire. */
+struct probe_prof_side {
+    struct probe_prof_ring r; /* thread scope */
     int ready;
     int err; /* -errno of perf_event_open or mmap */
+    int tid;
+    uint64_t t0_ns; /* CLOCK_MONOTONIC, when the side's run started */
 };
+
+/* AUTO, the default, is CPU where this process may open CPU counters, else THREAD. */
+enum probe_prof_scope { PROF_SCOPE_AUTO, PROF_SCOPE_THREAD, PROF_SCOPE_CPU };
 
 /* phases.c: the phase table. */
 const char *probe_phase_name(enum probe_phase p);
@@ -80,12 +93,13 @@ enum probe_phase probe_ksyms_phase(long idx, bool *named);
 /* profile.c */
 struct probe_cell;
 struct probe_side;
-/* Whether this process may sample kernel callchains; when not, fills why with the reason and the
- * setting that fixes it. Probed once, with a short-lived counter on the calling thread. */
-bool probe_profile_available(char *why, size_t n);
-void probe_prof_open(struct probe_prof_side *p);  /* on the side thread, before the run */
-void probe_prof_enable(struct probe_prof_side *p, bool on);
-void probe_prof_cell_begin(struct probe_cell *c);
+struct probe_opts;
+/* Whether this process may sample kernel callchains in the scope asked for; when not, fills
+ * why with the reason and the setting that fixes it. Probed with a short-lived counter. */
+bool probe_profile_available(enum probe_prof_scope scope, char *why, size_t n);
+void probe_prof_side_start(struct probe_side *s); /* on the side thread, before the barrier */
+void probe_prof_side_run(struct probe_side *s, bool on); /* after the barrier / at the end */
+void probe_prof_cell_begin(struct probe_cell *c);  /* main thread, before the side threads */
 void probe_prof_drain(struct probe_cell *c, struct probe_side *sides, unsigned nsides);
 /* After the threads ended: the last drain, the cell's shares and top functions, folded stacks. */
 void probe_prof_cell_end(struct probe_cell *c, struct probe_side *sides, unsigned nsides);

@@ -27,7 +27,8 @@ void probe_report_profile_row(const struct probe_cell *c)
         printf("    profile: none (%s)\n", p->why);
         return;
     }
-    printf("    phases (%llu samples%s):", (unsigned long long)p->samples,
+    printf("    phases (%llu samples, %s scope%s):", (unsigned long long)p->samples,
+           c->opts->profile_scope == PROF_SCOPE_CPU ? "cpu" : "thread",
            p->lost ? ", some lost" : "");
     for (int i = 0; i < PHASE_COUNT; i++)
         if (p->phase_pct[i] >= 0.05)
@@ -61,8 +62,10 @@ void probe_report_profile_json(const struct probe_cell *c)
         printf("\"}");
         return;
     }
-    printf(",\"profile\":{\"samples\":%llu,\"lost\":%llu,\"period_ns\":%llu,\"phases\":{",
-           (unsigned long long)p->samples, (unsigned long long)p->lost, PROBE_PROF_PERIOD_NS);
+    printf(",\"profile\":{\"samples\":%llu,\"lost\":%llu,\"period_ns\":%llu,\"scope\":\"%s\","
+           "\"phases\":{",
+           (unsigned long long)p->samples, (unsigned long long)p->lost, PROBE_PROF_PERIOD_NS,
+           c->opts->profile_scope == PROF_SCOPE_CPU ? "cpu" : "thread");
     for (int i = 0; i < PHASE_COUNT; i++)
         printf("%s\"%s\":%.2f", i ? "," : "", probe_phase_name(i), p->phase_pct[i]);
     printf("}");

@@ -253,7 +253,7 @@ static void *worker_main(void *arg)
         probe_side_fail(s, -errno, "setns");
     pin(s->cpu);
     if (s->cell->opts->profile)
-        probe_prof_open(&s->prof);
+        probe_prof_side_start(s);
     for (struct probe_side *x = s; x && st->thread_init; x = x == s ? w->other : NULL) {
         int r = x->err ? 0 : st->thread_init(x);
         if (r < 0) {
@@ -263,7 +263,8 @@ static void *worker_main(void *arg)
         }
     }
     pthread_barrier_wait(w->barrier);
-    probe_prof_enable(&s->prof, true);
+    if (s->cell->opts->profile)
+        probe_prof_side_run(s, true);
     getrusage(RUSAGE_THREAD, &s->ru0);
     s->cpu0_ns = thread_cpu_ns();
     s->t_start_ns = s->t_end_ns = probe_now_ns();
@@ -287,7 +288,8 @@ static void *worker_main(void *arg)
         probe_stream_finish(s);
     s->cpu1_ns = thread_cpu_ns();
     getrusage(RUSAGE_THREAD, &s->ru1);
-    probe_prof_enable(&s->prof, false);
+    if (s->cell->opts->profile)
+        probe_prof_side_run(s, false);
     return NULL;
 }
 
@@ -329,7 +331,7 @@ static int side_setup(struct probe_cell *c, struct probe_side *s, int fd, int ns
 {
     const struct probe_strategy *st = probe_strategy_get(c->strategy);
     memset(s, 0, sizeof *s);
-    s->prof.fd = -1;
+    s->prof.r.fd = -1;
     s->fd = fd;
     s->netns_fd = nsfd;
     s->cpu = c->opts->pin[idx];
