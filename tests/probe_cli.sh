@@ -48,10 +48,12 @@ expect_bad "repeat.*'0'" -- -r 0
 expect_bad "iov.*'65'" -- --iov 65
 expect_bad "batch.*'0'" -- --batch 0
 expect_bad "top.*'33'" -- --top 33
+expect_bad "profile-hz.*'99'" -- --profile-hz 99
 expect_bad "compare.*'rw-block'" -- --compare rw-block
 expect_bad "compare.*'rw-block,rw-block'" -- --compare rw-block,rw-block
 expect_bad "compare.*'rw-block,nope'" -- --compare rw-block,nope
 expect_bad "folded.*--profile" -- --folded "$tmp/f"
+expect_bad "profile-scope.*'core'" -- --profile-scope core
 expect_bad "drop.*stream mode only" -- -t drop -m pingpong
 expect_bad "argument.*'stray'" -- stray
 expect_bad "unrecognized|invalid" -- --bogus

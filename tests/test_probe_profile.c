@@ -105,7 +105,7 @@ static struct probe_result profiled(enum probe_transport t, const char *strategy
      * scope drops the other threads' samples): the count matches their CPU time, loosely. */
     double cpu_ns = r.side[0].cpu_ns_per_op * (double)r.ops +
                     r.side[1].cpu_ns_per_op * (double)r.rx_ops;
-    double ratio = (double)r.prof.samples * PROBE_PROF_PERIOD_NS / cpu_ns;
+    double ratio = (double)r.prof.samples * (double)r.prof.period_ns / cpu_ns;
     cr_assert(ratio > 0.5 && ratio < 2.0, "%s %zu %s scope: %llu samples for %.0f ms of CPU",
               strategy, size, scope_name(), (unsigned long long)r.prof.samples, cpu_ns / 1e6);
     return r;

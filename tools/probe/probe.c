@@ -52,7 +52,7 @@ static void usage(FILE *f)
         "                        client-to-server half into sender kernel / path / receiver kernel\n"
         "                        (TCP and UDP; AF_UNIX gives none) (default off)\n"
         "      --profile         sample both threads of every cell (perf_event_open, software\n"
-        "                        cpu-clock at 10 kHz, kernel callchains) and split the cell's CPU\n"
+        "                        cpu-clock, kernel and user callchains) and split the cell's CPU\n"
         "                        into phases: syscall socket tcp_tx udp_tx rx device copy wakeup\n"
         "                        io_uring memory user other, with the top kernel functions; needs\n"
         "                        root or kernel.perf_event_paranoid <= 1 (without it the cells run\n"
@@ -63,6 +63,8 @@ static void usage(FILE *f)
         "                        switch: on a VM that tripled a blocking ping-pong's round trip);\n"
         "                        cpu needs root or kernel.perf_event_paranoid <= 0 (default: cpu\n"
         "                        where allowed, else thread); implies --profile\n"
+        "      --profile-hz N    samples per second of CPU time, 100 to 50000 (default %d); each\n"
+        "                        costs an interrupt and a callchain walk; implies --profile\n"
         "      --top N           kernel functions listed per profiled cell (default 10, at most %d)\n"
         "      --folded FILE     with --profile: write folded stacks (flamegraph.pl, inferno)\n"
         "      --compare A,B     profile strategies A and B on every selected transport, mode and\n"
@@ -85,7 +87,7 @@ static void usage(FILE *f)
         "  rill-probe -t tcp4,socketpair -s rw-block -m pingpong,stream,pair -z 64 -r 5 --json\n"
         "Exit code: 0; 1 when a cell failed with an error; 2 for a bad command line; 130 when\n"
         "interrupted (the veth namespaces are removed first).\n",
-        PROBE_MAX_BATCH, PROBE_PROF_TOP_MAX);
+        PROBE_MAX_BATCH, PROBE_PROF_HZ_DEFAULT, PROBE_PROF_TOP_MAX);
 }
 
 /* Whether drop is the only transport selected. */
@@ -240,7 +242,7 @@ static int parse_compare(struct probe_opts *o, const char *arg)
 }
 
 enum { OPT_IOV = 256, OPT_BATCH, OPT_PIN, OPT_TS, OPT_JSON, OPT_MATRIX, OPT_LIST, OPT_PROFILE,
-       OPT_TOP, OPT_FOLDED, OPT_COMPARE, OPT_SCOPE };
+       OPT_TOP, OPT_FOLDED, OPT_COMPARE, OPT_SCOPE, OPT_HZ };
 
 static const struct option long_opts[] = {
     {"transport", required_argument, NULL, 't'}, {"strategy", required_argument, NULL, 's'},
@@ -253,6 +255,7 @@ static const struct option long_opts[] = {
     {"profile", no_argument, NULL, OPT_PROFILE}, {"top", required_argument, NULL, OPT_TOP},
     {"folded", required_argument, NULL, OPT_FOLDED},
     {"profile-scope", required_argument, NULL, OPT_SCOPE},
+    {"profile-hz", required_argument, NULL, OPT_HZ},
     {"compare", required_argument, NULL, OPT_COMPARE},
     {"list", no_argument, NULL, OPT_LIST},       {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0}};
@@ -292,6 +295,12 @@ static int parse_number(struct probe_opts *o, int c, const char *arg)
         if (!parse_uint(arg, PROBE_PROF_TOP_MAX, &v))
             return bad("top (1 to 32)", arg);
         o->top = (unsigned)v;
+        return 0;
+    case OPT_HZ:
+        if (!parse_uint(arg, 50000, &v) || v < 100)
+            return bad("profile-hz (100 to 50000)", arg);
+        o->profile_hz = (unsigned)v;
+        o->profile = true;
         return 0;
     default: return -1;
     }
@@ -518,7 +527,8 @@ static int profile_setup(struct probe_opts *o)
 int main(int argc, char **argv)
 {
     struct probe_opts o = {.time_s = 0.5, .max_ops = 1000000, .iov = 4, .batch = 16,
-                           .repeat = 1, .pin = {-1, -1}, .top = 10, .compare = {-1, -1}};
+                           .repeat = 1, .pin = {-1, -1}, .top = 10, .compare = {-1, -1},
+                           .profile_hz = PROBE_PROF_HZ_DEFAULT};
     o.strategies = calloc(probe_strategy_count(), sizeof(bool));
     int r = o.strategies ? parse_args(argc, argv, &o) : -1;
     if (r == 0)

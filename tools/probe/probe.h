@@ -58,6 +58,7 @@ struct probe_opts {
     bool profile;
     enum probe_prof_scope profile_scope; /* --profile-scope: a ring per thread or per CPU */
     unsigned top;          /* --top: kernel functions listed per cell */
+    unsigned profile_hz;   /* --profile-hz: samples per second of CPU time */
     const char *folded;    /* --folded FILE, or NULL */
     int compare[2];        /* --compare A,B: strategy indexes, -1 when not comparing */
     char profile_why[200];

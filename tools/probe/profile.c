@@ -42,13 +42,13 @@
 static struct probe_prof_ring cpu_ring[MAX_CPUS];
 static unsigned ncpu_ring;
 
-static void attr_init(struct perf_event_attr *a)
+static void attr_init(struct perf_event_attr *a, uint64_t period_ns)
 {
     memset(a, 0, sizeof *a);
     a->size = sizeof *a;
     a->type = PERF_TYPE_SOFTWARE;
     a->config = PERF_COUNT_SW_CPU_CLOCK;
-    a->sample_period = PROBE_PROF_PERIOD_NS;
+    a->sample_period = period_ns; /* cpu-clock counts nanoseconds */
     a->sample_type =
         PERF_SAMPLE_IP | PERF_SAMPLE_TID | PERF_SAMPLE_TIME | PERF_SAMPLE_CALLCHAIN;
     a->use_clockid = 1;
@@ -57,10 +57,15 @@ static void attr_init(struct perf_event_attr *a)
     a->exclude_hv = 1;
 }
 
-static int perf_open(pid_t pid, int cpu)
+static uint64_t period_of(const struct probe_opts *o)
+{
+    return 1000000000ull / (o->profile_hz ? o->profile_hz : PROBE_PROF_HZ_DEFAULT);
+}
+
+static int perf_open(pid_t pid, int cpu, uint64_t period_ns)
 {
     struct perf_event_attr a;
-    attr_init(&a);
+    attr_init(&a, period_ns);
     return (int)syscall(SYS_perf_event_open, &a, pid, cpu, -1, PERF_FLAG_FD_CLOEXEC);
 }
 
@@ -96,8 +101,10 @@ static void denied_why(int err, enum probe_prof_scope scope, char *why, size_t n
 
 bool probe_profile_available(enum probe_prof_scope scope, char *why, size_t n)
 {
-    int fd = scope == PROF_SCOPE_CPU ? perf_open(-1, sched_getcpu() < 0 ? 0 : sched_getcpu())
-                                     : perf_open(0, -1);
+    uint64_t period = 1000000000ull / PROBE_PROF_HZ_DEFAULT;
+    int fd = scope == PROF_SCOPE_CPU
+                 ? perf_open(-1, sched_getcpu() < 0 ? 0 : sched_getcpu(), period)
+                 : perf_open(0, -1, period);
     if (fd < 0) {
         denied_why(errno, scope, why, n);
         return false;
@@ -106,11 +113,11 @@ bool probe_profile_available(enum probe_prof_scope scope, char *why, size_t n)
     return probe_ksyms_load(why, n) == 0;
 }
 
-static int ring_open(struct probe_prof_ring *r, pid_t pid, int cpu)
+static int ring_open(struct probe_prof_ring *r, pid_t pid, int cpu, uint64_t period_ns)
 {
     long page = sysconf(_SC_PAGESIZE);
     r->ring = NULL;
-    r->fd = perf_open(pid, cpu);
+    r->fd = perf_open(pid, cpu, period_ns);
     if (r->fd < 0)
         return -errno;
     /* The mmap is charged to the locked-memory allowance (kernel.perf_event_mlock_kb) for
@@ -149,7 +156,7 @@ void probe_prof_side_start(struct probe_side *s)
     struct probe_prof_side *p = &s->prof;
     p->tid = (int)gettid();
     if (s->cell->opts->profile_scope != PROF_SCOPE_CPU) /* AUTO is resolved by then */
-        p->err = ring_open(&p->r, 0, -1);
+        p->err = ring_open(&p->r, 0, -1, period_of(s->cell->opts));
 }
 
 void probe_prof_side_run(struct probe_side *s, bool on)
@@ -165,7 +172,7 @@ void probe_prof_side_run(struct probe_side *s, bool on)
 }
 
 /* CPU scope: a counter on every CPU this process may run on, enabled before the sides start. */
-static void open_cpu_rings(struct probe_profile *pr)
+static void open_cpu_rings(struct probe_profile *pr, uint64_t period_ns)
 {
     cpu_set_t set;
     CPU_ZERO(&set);
@@ -174,7 +181,7 @@ static void open_cpu_rings(struct probe_profile *pr)
     for (int cpu = 0; cpu < CPU_SETSIZE && ncpu_ring < MAX_CPUS; cpu++) {
         if (!CPU_ISSET(cpu, &set))
             continue;
-        int r = ring_open(&cpu_ring[ncpu_ring], -1, cpu);
+        int r = ring_open(&cpu_ring[ncpu_ring], -1, cpu, period_ns);
         if (r < 0) {
             denied_why(-r, PROF_SCOPE_CPU, pr->why, sizeof pr->why);
             continue;
@@ -187,8 +194,9 @@ void probe_prof_cell_begin(struct probe_cell *c)
 {
     probe_tally_begin();
     probe_prof_folded_begin(c);
+    c->res.prof.period_ns = period_of(c->opts);
     if (c->opts->profile_scope == PROF_SCOPE_CPU)
-        open_cpu_rings(&c->res.prof);
+        open_cpu_rings(&c->res.prof, c->res.prof.period_ns);
 }
 
 void probe_prof_drain(struct probe_cell *c, struct probe_side *sides, unsigned nsides)

@@ -31,7 +31,7 @@ enum probe_phase {
 
 #define PROBE_PROF_TOP_MAX 32
 #define PROBE_PROF_UNMAPPED 8 /* unmapped leaf functions listed per cell */
-#define PROBE_PROF_PERIOD_NS 100000ull /* one sample per 100 us of CPU time: 10 kHz */
+#define PROBE_PROF_HZ_DEFAULT 4000 /* samples per second of CPU time (--profile-hz), as perf record */
 
 struct probe_prof_fn {
     char name[64];
@@ -43,6 +43,7 @@ struct probe_profile {
     bool on;          /* a profile was taken (false: off, or sampling was denied: see why) */
     uint64_t samples; /* kernel and user samples of both threads */
     uint64_t lost;    /* samples the kernel could not write (ring full) */
+    uint64_t period_ns; /* CPU time each sample stands for */
     double phase_pct[PHASE_COUNT]; /* sums to 100 when samples > 0 */
     unsigned ntop, nunmapped;
     struct probe_prof_fn top[PROBE_PROF_TOP_MAX]; /* leaf kernel functions, share of all samples */

@@ -163,9 +163,12 @@ void probe_report_json(struct probe_cell *cells, size_t n, const struct probe_op
     printf("{\"tool\":\"rill-probe\",\"kernel\":");
     json_str(u.release);
     printf(",\"time_per_cell_s\":%.3f,\"max_ops\":%llu,\"repeat\":%u,\"iov\":%u,\"batch\":%u,"
-           "\"pin\":[%d,%d],\"profile\":%s,\"interrupted\":%s,\"cells\":[",
+           "\"pin\":[%d,%d],\"profile\":%s,\"profile_scope\":\"%s\",\"profile_hz\":%u,"
+           "\"interrupted\":%s,\"cells\":[",
            o->time_s, (unsigned long long)o->max_ops, o->repeat, o->iov, o->batch, o->pin[0],
            o->pin[1], o->profile ? "true" : "false",
+           !o->profile ? "none" : o->profile_scope == PROF_SCOPE_CPU ? "cpu" : "thread",
+           o->profile_hz,
            probe_stopping() ? "true" : "false");
     for (size_t i = 0; i < n; i++) {
         if (i)

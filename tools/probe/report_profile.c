@@ -64,7 +64,8 @@ void probe_report_profile_json(const struct probe_cell *c)
     }
     printf(",\"profile\":{\"samples\":%llu,\"lost\":%llu,\"period_ns\":%llu,\"scope\":\"%s\","
            "\"phases\":{",
-           (unsigned long long)p->samples, (unsigned long long)p->lost, PROBE_PROF_PERIOD_NS,
+           (unsigned long long)p->samples, (unsigned long long)p->lost,
+           (unsigned long long)p->period_ns,
            c->opts->profile_scope == PROF_SCOPE_CPU ? "cpu" : "thread");
     for (int i = 0; i < PHASE_COUNT; i++)
         printf("%s\"%s\":%.2f", i ? "," : "", probe_phase_name(i), p->phase_pct[i]);

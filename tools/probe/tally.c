@@ -7,7 +7,7 @@
  *
  * A sample's phase is decided by its kernel callchain, walked from the leaf: the first frame
  * the phase table names (phases.c says why); a sample with no kernel frame was taken in user
- * space. Each sample stands for PROBE_PROF_PERIOD_NS of CPU time. */
+ * space. Each sample stands for one period (--profile-hz) of CPU time. */
 #include <linux/perf_event.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -177,7 +177,7 @@ void probe_tally_end(struct probe_profile *pr, unsigned ntop)
     pr->on = samples > 0;
     if (!samples && !pr->why[0])
         snprintf(pr->why, sizeof pr->why, "no samples (the cell used under %llu us of CPU)",
-                 PROBE_PROF_PERIOD_NS / 1000);
+                 (unsigned long long)pr->period_ns / 1000);
     for (int p = 0; p < PHASE_COUNT && samples; p++)
         pr->phase_pct[p] = 100.0 * (double)phase_count[p] / (double)samples;
     if (samples)
