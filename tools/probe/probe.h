@@ -16,6 +16,8 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#include "profile.h"
+
 enum probe_transport {
     TR_TCP4,
     TR_TCP6,
@@ -25,6 +27,7 @@ enum probe_transport {
     TR_UNIX_SEQPACKET,
     TR_SOCKETPAIR,
     TR_VETH,
+    TR_DROP, /* UDP into a veth with its peer down: dropped at transmit (netns.c) */
     TR_COUNT
 };
 
@@ -50,6 +53,15 @@ struct probe_opts {
     unsigned repeat; /* passes over every cell, interleaved; the median pass is reported */
     int pin[2];     /* CPUs of the client and server threads, -1 for none */
     bool timestamps, json, matrix, quiet;
+    /* --profile: sample both threads of every cell (profile.h); off when sampling is not
+     * possible here, with the reason in profile_why (the cells run without a profile). */
+    bool profile;
+    enum probe_prof_scope profile_scope; /* --profile-scope: a ring per thread or per CPU */
+    unsigned top;          /* --top: kernel functions listed per cell */
+    unsigned profile_hz;   /* --profile-hz: samples per second of CPU time */
+    const char *folded;    /* --folded FILE, or NULL */
+    int compare[2];        /* --compare A,B: strategy indexes, -1 when not comparing */
+    char profile_why[200];
 };
 
 /* Zero-copy accounting: sends asked to be zero-copy, completions received, and completions in
@@ -84,6 +96,7 @@ struct probe_side {
     bool ts_on;           /* SO_TIMESTAMPING enabled on fd (--timestamps) */
     int err;              /* first error, -errno, 0 for none */
     char why[160];        /* what failed, or why the cell was skipped */
+    struct probe_prof_side prof; /* --profile: this thread's sampling */
 };
 
 /* Software timestamps of the client-to-server direction of each round trip (CLOCK_REALTIME). */
@@ -112,6 +125,7 @@ struct probe_result {
     double rep_min, rep_max;
     /* Medians of the timestamp split, 0 when the kernel gave none. */
     uint64_t ts_samples, ts_sender_ns, ts_path_ns, ts_receiver_ns;
+    struct probe_profile prof; /* --profile */
 };
 
 struct probe_cell {
@@ -180,9 +194,14 @@ size_t probe_transport_max_msg(enum probe_transport t);
  * two threads must join (-1 when none). Returns 0, or -errno with the reason in why. */
 int probe_transport_open(enum probe_transport t, int fds[2], int nsfds[2], char *why, size_t n);
 
+/* The drop transport's addresses: the veth end that is up, and the neighbour it sends to. */
+#define PROBE_DROP_SRC "10.213.78.1"
+#define PROBE_DROP_DST "10.213.78.2"
+
 /* netns.c */
 int probe_netns_setup(char *why, size_t n); /* creates the veth namespaces once per run */
-int probe_netns_fd(int which);              /* 0 client's namespace, 1 server's */
+int probe_netns_setup_drop(char *why, size_t n); /* the drop transport's namespace, once */
+int probe_netns_fd(int which); /* 0 veth client's namespace, 1 veth server's, 2 drop's */
 void probe_netns_remove_stale(void);
 void probe_netns_cleanup(void);             /* async-signal-safe */
 extern const char probe_netns_prefix[];
@@ -222,6 +241,12 @@ void probe_report_header(void);
 void probe_report_row(const struct probe_cell *c);
 void probe_report_json(struct probe_cell *cells, size_t n, const struct probe_opts *o);
 void probe_report_ranking(struct probe_cell *cells, size_t n, const struct probe_opts *o);
+/* report_profile.c: the phase shares of --profile, in the table, JSON and --compare. */
+void probe_report_profile_row(const struct probe_cell *c);
+void probe_report_profile_json(const struct probe_cell *c);
+void probe_report_compare(struct probe_cell *cells, size_t n, const struct probe_opts *o);
+void probe_report_compare_json(const struct probe_cell *cells, size_t n,
+                               const struct probe_opts *o);
 const char *probe_mode_name(enum probe_mode m);
 
 #endif

@@ -82,7 +82,10 @@ void probe_report_row(const struct probe_cell *c)
         printf(" ts: none from this transport");
     if (r->status != CELL_OK)
         printf(" [%s: %s]", status_names[r->status], r->why);
+    if (c->transport == TR_DROP)
+        printf(" sender MB/s: every datagram dropped at transmit");
     printf("\n");
+    probe_report_profile_row(c);
     fflush(stdout);
 }
 
@@ -149,6 +152,7 @@ static void json_cell(const struct probe_cell *c)
                "\"receiver_kernel_ns\":%llu}",
                (unsigned long long)r->ts_samples, (unsigned long long)r->ts_sender_ns,
                (unsigned long long)r->ts_path_ns, (unsigned long long)r->ts_receiver_ns);
+    probe_report_profile_json(c);
     printf("}");
 }
 
@@ -159,9 +163,12 @@ void probe_report_json(struct probe_cell *cells, size_t n, const struct probe_op
     printf("{\"tool\":\"rill-probe\",\"kernel\":");
     json_str(u.release);
     printf(",\"time_per_cell_s\":%.3f,\"max_ops\":%llu,\"repeat\":%u,\"iov\":%u,\"batch\":%u,"
-           "\"pin\":[%d,%d],\"interrupted\":%s,\"cells\":[",
+           "\"pin\":[%d,%d],\"profile\":%s,\"profile_scope\":\"%s\",\"profile_hz\":%u,"
+           "\"interrupted\":%s,\"cells\":[",
            o->time_s, (unsigned long long)o->max_ops, o->repeat, o->iov, o->batch, o->pin[0],
-           o->pin[1],
+           o->pin[1], o->profile ? "true" : "false",
+           !o->profile ? "none" : o->profile_scope == PROF_SCOPE_CPU ? "cpu" : "thread",
+           o->profile_hz,
            probe_stopping() ? "true" : "false");
     for (size_t i = 0; i < n; i++) {
         if (i)
@@ -169,7 +176,10 @@ void probe_report_json(struct probe_cell *cells, size_t n, const struct probe_op
         printf("\n");
         json_cell(&cells[i]);
     }
-    printf("\n]}\n");
+    printf("\n]");
+    if (o->compare[0] >= 0)
+        probe_report_compare_json(cells, n, o);
+    printf("}\n");
 }
 
 static int cmp_rank(const void *a, const void *b)

@@ -252,6 +252,8 @@ static void *worker_main(void *arg)
     if (s->netns_fd >= 0 && setns(s->netns_fd, CLONE_NEWNET) < 0)
         probe_side_fail(s, -errno, "setns");
     pin(s->cpu);
+    if (s->cell->opts->profile)
+        probe_prof_side_start(s);
     for (struct probe_side *x = s; x && st->thread_init; x = x == s ? w->other : NULL) {
         int r = x->err ? 0 : st->thread_init(x);
         if (r < 0) {
@@ -261,12 +263,16 @@ static void *worker_main(void *arg)
         }
     }
     pthread_barrier_wait(w->barrier);
+    if (s->cell->opts->profile)
+        probe_prof_side_run(s, true);
     getrusage(RUSAGE_THREAD, &s->ru0);
     s->cpu0_ns = thread_cpu_ns();
     s->t_start_ns = s->t_end_ns = probe_now_ns();
     if (s->err) {
         /* Setup failed: wake the peer, which is or will be blocked on this socket. */
         shutdown(s->fd, SHUT_RDWR);
+    } else if (s->cell->transport == TR_DROP && !s->is_client) {
+        /* Nothing reaches this side: the sender's datagrams are dropped at transmit. */
     } else if (w->other) {
         w->other->t_start_ns = s->t_start_ns;
         if (!w->other->err)
@@ -282,6 +288,8 @@ static void *worker_main(void *arg)
         probe_stream_finish(s);
     s->cpu1_ns = thread_cpu_ns();
     getrusage(RUSAGE_THREAD, &s->ru1);
+    if (s->cell->opts->profile)
+        probe_prof_side_run(s, false);
     return NULL;
 }
 
@@ -295,6 +303,9 @@ static bool applicable(struct probe_cell *c)
         snprintf(r->why, sizeof r->why, "batching needs several messages in flight; stream only");
     else if ((st->flags & STRAT_DGRAM_ONLY) && probe_transport_is_stream(c->transport))
         snprintf(r->why, sizeof r->why, "message batching needs a datagram or seqpacket socket");
+    else if (c->transport == TR_DROP && c->mode != MODE_STREAM)
+        snprintf(r->why, sizeof r->why, "the drop transport delivers nothing: stream mode "
+                                        "(UDP send-only) only");
     else if (c->mode == MODE_PAIR && c->size > 65536)
         snprintf(r->why, sizeof r->why, "one thread cannot send more than the socket buffers "
                                         "hold before it receives; pair mode stops at 64 KiB");
@@ -320,6 +331,7 @@ static int side_setup(struct probe_cell *c, struct probe_side *s, int fd, int ns
 {
     const struct probe_strategy *st = probe_strategy_get(c->strategy);
     memset(s, 0, sizeof *s);
+    s->prof.r.fd = -1;
     s->fd = fd;
     s->netns_fd = nsfd;
     s->cpu = c->opts->pin[idx];
@@ -396,7 +408,7 @@ static void give_up(const struct probe_cell *c)
 }
 
 static void join_watch(struct probe_cell *c, pthread_t t, int fds[2], uint64_t limit_ns,
-                       bool both, const uint64_t *progress)
+                       bool both, const uint64_t *progress, struct probe_side *sides)
 {
     bool kicked = false;
     uint64_t kicked_at = 0;
@@ -411,6 +423,7 @@ static void join_watch(struct probe_cell *c, pthread_t t, int fds[2], uint64_t l
         }
         if (pthread_timedjoin_np(t, NULL, &ts) == 0)
             return;
+        probe_prof_drain(c, sides, c->mode == MODE_PAIR ? 1 : 2);
         uint64_t now_seen = progress ? __atomic_load_n(progress, __ATOMIC_RELAXED) : 0;
         if (now_seen != seen && !kicked) {
             seen = now_seen;
@@ -441,13 +454,17 @@ static void run_threads(struct probe_cell *c, struct probe_side sides[2], int fd
     pthread_t th[2];
     uint64_t start = probe_now_ns();
     uint64_t limit = start + (uint64_t)(c->opts->time_s * 1e9) + OVERSTAY_NS;
+    if (c->opts->profile)
+        probe_prof_cell_begin(c);
     pthread_create(&th[0], NULL, worker_main, &w[0]);
     if (!pair)
         pthread_create(&th[1], NULL, worker_main, &w[1]);
-    join_watch(c, th[0], fds, limit, true, NULL);
+    join_watch(c, th[0], fds, limit, true, NULL, sides);
     if (!pair)
-        join_watch(c, th[1], fds, probe_now_ns() + DRAIN_GRACE_NS, false, &sides[1].ops);
+        join_watch(c, th[1], fds, probe_now_ns() + DRAIN_GRACE_NS, false, &sides[1].ops, sides);
     pthread_barrier_destroy(&barrier);
+    if (c->opts->profile)
+        probe_prof_cell_end(c, sides, pair ? 1 : 2);
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -497,7 +514,9 @@ static void summarise(struct probe_cell *c, struct probe_side sides[2])
         r->p99_ns = c->lat[(cl->ops - 1) * 99 / 100];
         r->max_ns = c->lat[cl->ops - 1];
     }
-    if (c->mode == MODE_STREAM && sv->t_end_ns > sv->t_start_ns)
+    if (c->transport == TR_DROP && cl->t_end_ns > cl->t_start_ns)
+        r->bytes_per_s = (double)cl->bytes * 1e9 / (double)(cl->t_end_ns - cl->t_start_ns);
+    else if (c->mode == MODE_STREAM && sv->t_end_ns > sv->t_start_ns)
         r->bytes_per_s = (double)sv->bytes * 1e9 / (double)(sv->t_end_ns - sv->t_start_ns);
     r->zc = cl->zc;
     r->zc.sends += sv->zc.sends;

@@ -24,6 +24,7 @@ static const char *const names[TR_COUNT] = {
     [TR_UNIX_SEQPACKET] = "unix-seqpacket",
     [TR_SOCKETPAIR] = "socketpair",
     [TR_VETH] = "veth",
+    [TR_DROP] = "drop",
 };
 
 /* The veth pair's addresses; they exist only inside the probe's own namespaces. */
@@ -45,7 +46,7 @@ int probe_transport_parse(const char *name)
 
 bool probe_transport_is_inet(enum probe_transport t)
 {
-    return t == TR_TCP4 || t == TR_TCP6 || t == TR_UDP || t == TR_VETH;
+    return t == TR_TCP4 || t == TR_TCP6 || t == TR_UDP || t == TR_VETH || t == TR_DROP;
 }
 
 bool probe_transport_is_stream(enum probe_transport t)
@@ -56,7 +57,7 @@ bool probe_transport_is_stream(enum probe_transport t)
 
 bool probe_transport_is_dgram(enum probe_transport t)
 {
-    return t == TR_UDP || t == TR_UNIX_DGRAM;
+    return t == TR_UDP || t == TR_UNIX_DGRAM || t == TR_DROP;
 }
 
 /* The largest message the transport carries in one piece: UDP's payload limit over IPv4
@@ -64,7 +65,7 @@ bool probe_transport_is_dgram(enum probe_transport t)
  * net.core.wmem_default (212992) comfortably exceeds for the probe's sizes. */
 size_t probe_transport_max_msg(enum probe_transport t)
 {
-    return t == TR_UDP ? 65507u : PROBE_MAX_SIZE;
+    return t == TR_UDP || t == TR_DROP ? 65507u : PROBE_MAX_SIZE;
 }
 
 static int fail(int err, char *why, size_t n, const char *what)
@@ -150,6 +151,39 @@ static int udp_pair(int fds[2], char *why, size_t n)
     return 0;
 }
 
+/* The drop transport: inside its namespace, a client UDP socket connected to the neighbour
+ * that is never reached, and a server socket that is never sent to (the server side of a drop
+ * cell does nothing; the socket exists because every cell has two). */
+static int drop_pair(int fds[2], int nsfds[2], char *why, size_t n)
+{
+    int r = probe_netns_setup_drop(why, n);
+    if (r < 0)
+        return r;
+    nsfds[0] = nsfds[1] = probe_netns_fd(2);
+    int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (self < 0 || setns(nsfds[0], CLONE_NEWNET) < 0) {
+        r = fail(errno, why, n, "setns into the drop namespace");
+        if (self >= 0)
+            close(self);
+        return r;
+    }
+    struct sockaddr_in src = {.sin_family = AF_INET}, dst = {.sin_family = AF_INET,
+                                                             .sin_port = htons(9)};
+    inet_pton(AF_INET, PROBE_DROP_SRC, &src.sin_addr);
+    inet_pton(AF_INET, PROBE_DROP_DST, &dst.sin_addr);
+    for (int i = 0; i < 2 && r == 0; i++) {
+        fds[i] = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        if (fds[i] < 0 || bind(fds[i], (struct sockaddr *)&src, sizeof src) < 0)
+            r = fail(errno, why, n, "udp socket in the drop namespace");
+    }
+    if (r == 0 && connect(fds[0], (struct sockaddr *)&dst, sizeof dst) < 0)
+        r = fail(errno, why, n, "udp connect to the dropping neighbour");
+    if (setns(self, CLONE_NEWNET) < 0 && r == 0)
+        r = fail(errno, why, n, "setns back");
+    close(self);
+    return r;
+}
+
 /* An abstract Unix address unique to this process and call (no file to clean up). */
 static socklen_t unix_addr(struct sockaddr_un *su, const char *tag)
 {
@@ -223,6 +257,8 @@ static int open_pair(enum probe_transport t, int fds[2], int nsfds[2], char *why
     }
     case TR_UDP:
         return udp_pair(fds, why, n);
+    case TR_DROP:
+        return drop_pair(fds, nsfds, why, n);
     case TR_UNIX_STREAM:
         return unix_conn_pair(SOCK_STREAM, fds, why, n);
     case TR_UNIX_SEQPACKET:
