@@ -68,7 +68,7 @@ Test(load_compat, reads_the_files_of_0_1_0)
         cr_assert_eq(jv_get(root, "results.requests")->u64,
                      jv_get(root, "histograms.latency.count")->u64);
         cr_assert_gt(jv_get(root, "results.requests_per_s")->num, 0);
-        /* A rate with a fraction (a real) and one written as 0 (an integer) both read as numbers. */
+        /* A number with a fraction (a real) and one written as 0 (an integer) both read. */
         cr_assert_eq(jv_get(root, "results.window_s")->type, JV_NUM);
         cr_assert_eq(jv_get(root, "config.requests_limit")->type, JV_NUM);
         cr_assert_eq(jv_get(root, "results.saturated")->type, JV_BOOL);
