@@ -5,17 +5,19 @@
 # with pkg-config (run.sh --prefix). Nothing is installed on the machine; everything it writes
 # is under BUILD/deb-test. Every step is bounded in time.
 #
-# Usage: deb.sh --build DIR [--cc COMPILER]
+# Usage: deb.sh --build DIR [--cc COMPILER] [--man DIR]   (DIR: man pages expected in the
+#        packages, default the source tree's man/: man1/*.1 in rill-tools, man3/*.3 in librill-dev)
 # Exit: 0 passed, 1 failed, 77 skipped (no dpkg-deb, or no dpkg-shlibdeps or file for cpack to
 # compute the dependencies with; the message says which).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-build="" cc="${CC:-cc}"
+build="" cc="${CC:-cc}" man="$here/../../man"
 while [ $# -gt 0 ]; do
     case "$1" in
         --build) build=$2; shift 2 ;;
         --cc) cc=$2; shift 2 ;;
+        --man) man=$2; shift 2 ;;
         *) echo "deb.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -86,9 +88,17 @@ sort "$out"/*.files | grep -v '/$' | uniq -d >"$out/dups"
 [ ! -s "$out/dups" ] || fail "files in more than one package: $(tr '\n' ' ' <"$out/dups")"
 ! grep -Eq '\.(h|a|pc|cmake)$|/librill\.so$' "$out/librill$major.files" ||
     fail "librill$major holds development files"
-# Man pages go with their section: 3 to -dev, 1 to the tools (when there are any).
+# Man pages go with their section: 3 to -dev, 1 to the tools, compressed; each page of the
+# --man directory's man1 and man3 (the source tree's man/; when there are any) in its package.
 ! grep -q '/man1/' "$out/librill-dev.files" "$out/librill$major.files" || fail "man 1 pages outside rill-tools"
 ! grep -q '/man3/' "$out/rill-tools.files" "$out/librill$major.files" || fail "man 3 pages outside librill-dev"
+for page in "$man"/man1/*.1 "$man"/man3/*.3; do
+    sec=${page##*.}
+    pkg=rill-tools
+    [ "$sec" = 3 ] && pkg=librill-dev
+    grep -qxF "/usr/share/man/man$sec/$(basename "$page").gz" "$out/$pkg.files" ||
+        fail "man page $(basename "$page") is not in $pkg (as /usr/share/man/man$sec/$(basename "$page").gz)"
+done
 
 # Dependencies: computed by dpkg-shlibdeps (libc6 for every ELF file), the -dev package on the
 # runtime of the same version.

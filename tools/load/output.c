@@ -1,5 +1,5 @@
 /* --json: one run as a JSON document. Its fields are listed in README.md (rill-load section);
- * tests/test_load_json.c checks that every one of them is there.
+ * tests/test_load_run.c checks that every one of them is there.
  *
  *   tool, format, version, command[]
  *   config      what was asked: target, protocol, model, connections, threads, depth, ...
