@@ -8,6 +8,8 @@
 #    with its name, so no file is lost from the packages without anyone noticing.
 # 2. Man pages in the dev and tools staging directories are compressed (gzip -9n), as Debian
 #    installs them; symbolic links among them are renamed and pointed at the .gz file.
+# 3. Static libraries lose their debug sections (strip --strip-debug, as Debian's dh_strip does;
+#    CPACK_STRIP_FILES strips only the programs and shared libraries).
 #
 # Uses CPACK_TEMPORARY_DIRECTORY (which holds one directory per component), and the CPACK_RILL_*
 # values CMakeLists.txt sets.
@@ -21,7 +23,7 @@ set(_prefix "${CPACK_PACKAGING_INSTALL_PREFIX}")
 string(REGEX REPLACE "^/" "" _rel_prefix "${_prefix}")
 set(_mandir "${_rel_prefix}/${CPACK_RILL_MANDIR}")
 if(NOT IS_DIRECTORY "${_stage}/runtime" OR NOT CPACK_RILL_BUILD_DIR)
-  message(FATAL_ERROR "cpack-sort-unsorted: expected one staging directory per component under "
+  message(FATAL_ERROR "cpack-pre-build: expected one staging directory per component under "
                       "${_stage} (CPACK_DEB_COMPONENT_INSTALL)")
 endif()
 
@@ -38,7 +40,7 @@ execute_process(
           --prefix "${_scratch}${_prefix}" ${_config}
   RESULT_VARIABLE _rc OUTPUT_QUIET)
 if(NOT _rc EQUAL 0)
-  message(FATAL_ERROR "cpack-sort-unsorted: installing the unsorted component failed (${_rc})")
+  message(FATAL_ERROR "cpack-pre-build: installing the unsorted component failed (${_rc})")
 endif()
 
 file(GLOB_RECURSE _files LIST_DIRECTORIES false RELATIVE "${_scratch}" "${_scratch}/*")
@@ -48,18 +50,18 @@ foreach(_f IN LISTS _files)
   elseif(_f MATCHES "^${_mandir}/man1/")
     set(_comp tools)
   else()
-    message(FATAL_ERROR "cpack-sort-unsorted: /${_f} was installed by a rule without a COMPONENT "
+    message(FATAL_ERROR "cpack-pre-build: /${_f} was installed by a rule without a COMPONENT "
                         "and is no man page of section 1 or 3: give that install() rule "
                         "COMPONENT runtime, dev or tools")
   endif()
   if(NOT IS_DIRECTORY "${_stage}/${_comp}")
-    message(STATUS "cpack-sort-unsorted: /${_f} left out: the ${_comp} package is not built")
+    message(STATUS "cpack-pre-build: /${_f} left out: the ${_comp} package is not built")
     continue()
   endif()
   get_filename_component(_dir "${_stage}/${_comp}/${_f}" DIRECTORY)
   file(MAKE_DIRECTORY "${_dir}")
   file(RENAME "${_scratch}/${_f}" "${_stage}/${_comp}/${_f}")
-  message(STATUS "cpack-sort-unsorted: /${_f} -> ${_comp}")
+  message(STATUS "cpack-pre-build: /${_f} -> ${_comp}")
 endforeach()
 file(REMOVE_RECURSE "${_scratch}")
 
@@ -80,8 +82,20 @@ foreach(_comp dev tools)
     else()
       execute_process(COMMAND gzip -9n "${_p}" RESULT_VARIABLE _rc)
       if(NOT _rc EQUAL 0)
-        message(FATAL_ERROR "cpack-sort-unsorted: gzip ${_p} failed (${_rc})")
+        message(FATAL_ERROR "cpack-pre-build: gzip ${_p} failed (${_rc})")
       endif()
     endif()
   endforeach()
 endforeach()
+
+# ---- 3. strip the static libraries' debug sections -------------------------------------------
+if(CPACK_RILL_STRIP)
+  file(GLOB_RECURSE _archives LIST_DIRECTORIES false "${_stage}/*.a")
+  foreach(_a IN LISTS _archives)
+    execute_process(COMMAND "${CPACK_RILL_STRIP}" --strip-debug --enable-deterministic-archives
+                            "${_a}" RESULT_VARIABLE _rc)
+    if(NOT _rc EQUAL 0)
+      message(FATAL_ERROR "cpack-pre-build: strip --strip-debug ${_a} failed (${_rc})")
+    endif()
+  endforeach()
+endif()
