@@ -16,6 +16,8 @@ PACKAGES=(
     build-essential cmake pkg-config   # toolchain
     liburing-dev                       # io_uring backend (the epoll backend needs nothing)
     libjemalloc-dev                    # allocator of the tools and benchmarks
+    libjansson-dev                     # rill-load: --json output and merge input
+    dpkg-dev file                      # cpack -G DEB: dpkg-shlibdeps computes the dependencies
     libcriterion-dev                   # tests
     libbenchmark-dev                   # bench/micro
     clang libclang-rt-dev              # libFuzzer targets (the fuzz preset)

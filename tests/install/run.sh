@@ -5,15 +5,20 @@
 #   2. with pkg-config: cc main.c $(pkg-config --cflags --libs rill);
 # and runs every program built; then checks that man -w finds the installed man pages. Nothing
 # outside the build tree is touched.
+# With --prefix DIR it installs nothing and builds against DIR instead, in --work DIR (deb.sh:
+# the packages unpacked into a scratch root).
 #
-# Usage: run.sh --build DIR [--config CFG] [--cc COMPILER] [--flags "SANITIZER FLAGS"]
+# Usage: run.sh --build DIR [--prefix DIR --work DIR] [--config CFG] [--cc COMPILER]
+#               [--flags "SANITIZER FLAGS"]
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-build="" config="" cc="${CC:-cc}" flags=""
+build="" prefix="" work="" config="" cc="${CC:-cc}" flags=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --build) build=$2; shift 2 ;;
+        --prefix) prefix=$2; shift 2 ;;
+        --work) work=$2; shift 2 ;;
         --config) config=$2; shift 2 ;;
         --cc) cc=$2; shift 2 ;;
         --flags) flags=$2; shift 2 ;;
@@ -23,15 +28,21 @@ done
 [ -n "$build" ] || { echo "usage: run.sh --build DIR [--config CFG] [--cc CC] [--flags F]" >&2; exit 2; }
 build=$(cd "$build" && pwd)
 
-prefix="$build/install-test"
-work="$build/install-consumer"
-rm -rf "$prefix" "$work"
-mkdir -p "$work"
-
 step() { printf '\n== %s\n' "$*"; }
 
-step "install into $prefix"
-cmake --install "$build" --prefix "$prefix" ${config:+--config "$config"} >"$work/install.log"
+if [ -n "$prefix" ]; then
+    prefix=$(cd "$prefix" && pwd)
+    work=${work:-$build/install-consumer-prefix}
+    rm -rf "$work"
+    mkdir -p "$work"
+else
+    prefix="$build/install-test"
+    work="$build/install-consumer"
+    rm -rf "$prefix" "$work"
+    mkdir -p "$work"
+    step "install into $prefix"
+    cmake --install "$build" --prefix "$prefix" ${config:+--config "$config"} >"$work/install.log"
+fi
 [ -f "$prefix/include/rill.h" ] || { echo "rill.h not installed in $prefix/include" >&2; exit 1; }
 libdir=$(dirname "$(find "$prefix" -name 'librill.so' -print -quit)")
 [ -f "$libdir/librill.a" ] || { echo "librill.a not installed next to librill.so" >&2; exit 1; }

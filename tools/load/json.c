@@ -1,12 +1,18 @@
-/* JSON: a small streaming writer for --json, and a small reader for `rill-load merge`.
+/* JSON for --json and `rill-load merge`, through jansson.
  *
- * The writer keeps one "a member was already written" bit per nesting level and nothing else.
- * Numbers that are counts are written as exact integers; rates and ratios as %.17g, so a reader
- * gets back the bits that were written. The reader is a recursive descent parser into a tree, for
- * files of a few hundred kilobytes at most (rill-load's own output); it rejects what it does not
- * understand instead of guessing. */
-#include <ctype.h>
+ * The writer builds the document as a jansson tree while the caller walks its data (jw_obj /
+ * jw_arr open a level, jw_end closes it) and dumps it once, compact, in the order the members
+ * were added. The bytes are those rill-load 0.1.0's hand-written writer produced: counts are
+ * exact integers; rates and ratios are %.17g (a reader gets back the bits that were written),
+ * and a double with an integral value below 1e17, which %.17g prints without a dot, goes in as
+ * a jansson integer because jansson would append ".0" to it as a real. Where jansson differs
+ * (an exponent is written 1e-5, not 1e-05; control characters in strings as \n, not \u000a),
+ * both forms read back to the same value.
+ *
+ * The reader parses with jansson and copies the tree into struct jv, the view merge.c and the
+ * tests walk: a count keeps its exact 64-bit value next to its double. */
 #include <errno.h>
+#include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,13 +20,16 @@
 #include "load.h"
 
 #define JW_DEPTH 32
-#define JV_DEPTH 64
+
+/* Compact (no spaces after ',' and ':'), members in the order they were added, and reals with
+ * the 17 significant digits of %.17g. */
+#define JW_DUMP_FLAGS (JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17))
 
 struct jw {
     FILE *f;
     int depth;
-    bool some[JW_DEPTH]; /* a member has been written at this level */
-    char kind[JW_DEPTH]; /* '{' or '[' */
+    bool failed;             /* an allocation failed: jw_close reports it */
+    json_t *open[JW_DEPTH];  /* open[0] is the document; open[depth] takes the next member */
 };
 
 struct jw *jw_open(FILE *f)
@@ -29,88 +38,106 @@ struct jw *jw_open(FILE *f)
     if (!j)
         return NULL;
     j->f = f;
-    fputc('{', f);
+    j->open[0] = json_object();
+    if (!j->open[0]) {
+        free(j);
+        return NULL;
+    }
     return j;
 }
 
-void jw_close(struct jw *j)
+int jw_close(struct jw *j)
 {
-    fputs("}\n", j->f);
+    int r = j->failed ? -ENOMEM : 0;
+    if (r == 0 && (json_dumpf(j->open[0], j->f, JW_DUMP_FLAGS) < 0 || fputc('\n', j->f) == EOF))
+        r = -EIO;
+    json_decref(j->open[0]);
     free(j);
+    return r;
 }
 
-static void put_str(FILE *f, const char *s)
+/* Adds v (a new reference, or NULL when making it failed) to the innermost open level: under
+ * key in an object, at the end of an array (key NULL). Returns v, borrowed, or NULL. */
+static json_t *member(struct jw *j, const char *key, json_t *v)
 {
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(f, "\\%c", *p);
-        else if (*p < 0x20)
-            fprintf(f, "\\u%04x", *p);
-        else
-            fputc(*p, f);
+    json_t *parent = j->open[j->depth];
+    int r = -1;
+    if (v && json_is_object(parent))
+        r = json_object_set_new(parent, key ? key : "", v);
+    else if (v)
+        r = json_array_append_new(parent, v);
+    if (r < 0) {
+        j->failed = true;
+        return NULL;
     }
-    fputc('"', f);
+    return v;
 }
 
-/* Writes the comma and the key (none inside an array: key NULL). */
-static void member(struct jw *j, const char *key)
+static void open_level(struct jw *j, const char *key, json_t *level)
 {
-    if (j->some[j->depth])
-        fputc(',', j->f);
-    j->some[j->depth] = true;
-    if (key) {
-        put_str(j->f, key);
-        fputc(':', j->f);
+    if (j->depth + 1 >= JW_DEPTH) {
+        json_decref(level);
+        j->failed = true;
+        return;
     }
+    if (member(j, key, level))
+        j->open[++j->depth] = level;
 }
 
-static void open_level(struct jw *j, const char *key, char c)
-{
-    member(j, key);
-    fputc(c, j->f);
-    if (j->depth + 1 < JW_DEPTH)
-        j->depth++;
-    j->some[j->depth] = false;
-    j->kind[j->depth] = c;
-}
+void jw_obj(struct jw *j, const char *key) { open_level(j, key, json_object()); }
+void jw_arr(struct jw *j, const char *key) { open_level(j, key, json_array()); }
 
-void jw_obj(struct jw *j, const char *key) { open_level(j, key, '{'); }
-void jw_arr(struct jw *j, const char *key) { open_level(j, key, '['); }
-
-/* Closes the innermost object or array with the bracket of its kind. */
 void jw_end(struct jw *j)
 {
-    fputc(j->kind[j->depth] == '[' ? ']' : '}', j->f);
     if (j->depth > 0)
         j->depth--;
 }
 
 void jw_u64(struct jw *j, const char *key, uint64_t v)
 {
-    member(j, key);
-    fprintf(j->f, "%llu", (unsigned long long)v);
+    /* json_int_t is 64-bit signed; no count rill-load keeps gets near 2^63, but one that did
+     * would still be written as a number, rounded to a double. */
+    member(j, key, v <= (uint64_t)INT64_MAX ? json_integer((json_int_t)v) : json_real((double)v));
 }
 
 void jw_num(struct jw *j, const char *key, double v)
 {
-    member(j, key);
-    if (isfinite(v))
-        fprintf(j->f, "%.17g", v);
+    json_t *n;
+    if (!isfinite(v))
+        n = json_null();
+    else if (v == trunc(v) && fabs(v) < 1e17)
+        n = json_integer((json_int_t)v); /* what %.17g prints for it: the digits, no dot */
     else
-        fputs("null", j->f);
+        n = json_real(v);
+    member(j, key, n);
+}
+
+/* jansson takes UTF-8 only. A string that is not (an argument in another encoding) is written
+ * with '?' for every byte outside ASCII, so that the document stays JSON. */
+static json_t *string_value(const char *s)
+{
+    json_t *v = json_string(s);
+    if (v)
+        return v;
+    char *copy = strdup(s);
+    if (!copy)
+        return NULL;
+    for (char *p = copy; *p; p++)
+        if ((unsigned char)*p >= 0x80)
+            *p = '?';
+    v = json_string(copy);
+    free(copy);
+    return v;
 }
 
 void jw_str(struct jw *j, const char *key, const char *s)
 {
-    member(j, key);
-    put_str(j->f, s ? s : "");
+    member(j, key, string_value(s ? s : ""));
 }
 
 void jw_bool(struct jw *j, const char *key, bool v)
 {
-    member(j, key);
-    fputs(v ? "true" : "false", j->f);
+    member(j, key, json_boolean(v));
 }
 
 /* A histogram: its exact summary and the non-empty buckets as [index, count] pairs, with the
@@ -156,159 +183,85 @@ void jw_latency(struct jw *j, const char *key, const struct hist *h)
 
 /* ---- the reader ------------------------------------------------------------------------------ */
 
-struct jp {
-    const char *s, *p;
-    int depth;
-};
-
-static void skip_ws(struct jp *jp)
+/* Copies a jansson value into *v (zeroed by the caller). Returns 0 or -1 (out of memory). */
+static int copy_value(const json_t *in, struct jv *v)
 {
-    while (*jp->p == ' ' || *jp->p == '\n' || *jp->p == '\r' || *jp->p == '\t')
-        jp->p++;
-}
-
-static int parse_value(struct jp *jp, struct jv *v);
-
-/* A string without \u escapes beyond ASCII (rill-load writes none). Returns a malloc'd copy. */
-static char *parse_string(struct jp *jp)
-{
-    if (*jp->p != '"')
-        return NULL;
-    const char *q = ++jp->p;
-    size_t n = 0;
-    char *out = malloc(strlen(q) + 1);
-    if (!out)
-        return NULL;
-    while (*q && *q != '"') {
-        if (*q == '\\') {
-            q++;
-            char c = *q == 'n' ? '\n' : *q == 't' ? '\t' : *q == 'r' ? '\r' : *q;
-            if (*q == 'u') {
-                unsigned u;
-                if (sscanf(q + 1, "%4x", &u) != 1 || u > 0x7f) {
-                    free(out);
-                    return NULL;
-                }
-                c = (char)u;
-                q += 4;
-            } else if (!strchr("\"\\/bfnrt", *q)) {
-                free(out);
-                return NULL;
-            }
-            out[n++] = c;
-            q++;
-        } else {
-            out[n++] = *q++;
+    switch (json_typeof(in)) {
+    case JSON_OBJECT: {
+        const char *key;
+        json_t *kid;
+        v->type = JV_OBJ;
+        if (json_object_size(in) && !(v->kids = calloc(json_object_size(in), sizeof *v->kids)))
+            return -1;
+        json_object_foreach((json_t *)in, key, kid) {
+            struct jv *k = &v->kids[v->nkids++];
+            if (!(k->key = strdup(key)) || copy_value(kid, k) < 0)
+                return -1;
         }
-    }
-    if (*q != '"') {
-        free(out);
-        return NULL;
-    }
-    out[n] = '\0';
-    jp->p = q + 1;
-    return out;
-}
-
-static int add_kid(struct jv *v, struct jv *kid)
-{
-    struct jv *k = realloc(v->kids, (v->nkids + 1) * sizeof *k);
-    if (!k)
-        return -1;
-    v->kids = k;
-    v->kids[v->nkids++] = *kid;
-    return 0;
-}
-
-static int parse_container(struct jp *jp, struct jv *v, char close)
-{
-    v->type = close == '}' ? JV_OBJ : JV_ARR;
-    jp->p++;
-    skip_ws(jp);
-    if (*jp->p == close) {
-        jp->p++;
         return 0;
     }
-    for (;;) {
-        struct jv kid = {0};
-        skip_ws(jp);
-        if (close == '}') {
-            if (!(kid.key = parse_string(jp)))
-                return -1;
-            skip_ws(jp);
-            if (*jp->p++ != ':') {
-                free(kid.key);
-                return -1;
-            }
-        }
-        if (parse_value(jp, &kid) < 0 || add_kid(v, &kid) < 0) {
-            jv_free(&kid);
+    case JSON_ARRAY: {
+        size_t i;
+        json_t *kid;
+        v->type = JV_ARR;
+        if (json_array_size(in) && !(v->kids = calloc(json_array_size(in), sizeof *v->kids)))
             return -1;
+        json_array_foreach(in, i, kid) {
+            v->nkids++;
+            if (copy_value(kid, &v->kids[i]) < 0)
+                return -1;
         }
-        skip_ws(jp);
-        if (*jp->p == ',') {
-            jp->p++;
-            continue;
-        }
-        if (*jp->p++ != close)
-            return -1;
         return 0;
     }
-}
-
-static int parse_number(struct jp *jp, struct jv *v)
-{
-    char *end;
-    v->type = JV_NUM;
-    v->num = strtod(jp->p, &end);
-    if (end == jp->p)
-        return -1;
-    if (*jp->p != '-' && strspn(jp->p, "0123456789") == (size_t)(end - jp->p))
-        v->u64 = strtoull(jp->p, NULL, 10);
-    else
-        v->u64 = v->num > 0 ? (uint64_t)v->num : 0;
-    jp->p = end;
-    return 0;
-}
-
-static int parse_value(struct jp *jp, struct jv *v)
-{
-    skip_ws(jp);
-    if (++jp->depth > JV_DEPTH)
-        return -1;
-    int r = 0;
-    if (*jp->p == '{' || *jp->p == '[') {
-        r = parse_container(jp, v, *jp->p == '{' ? '}' : ']');
-    } else if (*jp->p == '"') {
+    case JSON_STRING:
         v->type = JV_STR;
-        r = (v->str = parse_string(jp)) ? 0 : -1;
-    } else if (!strncmp(jp->p, "true", 4) || !strncmp(jp->p, "false", 5)) {
-        v->type = JV_BOOL;
-        v->num = *jp->p == 't';
-        jp->p += *jp->p == 't' ? 4 : 5;
-    } else if (!strncmp(jp->p, "null", 4)) {
-        v->type = JV_NULL;
-        jp->p += 4;
-    } else {
-        r = parse_number(jp, v);
+        return (v->str = strdup(json_string_value(in))) ? 0 : -1;
+    case JSON_INTEGER: {
+        json_int_t i = json_integer_value(in);
+        v->type = JV_NUM;
+        v->num = (double)i;
+        v->u64 = i > 0 ? (uint64_t)i : 0;
+        return 0;
     }
-    jp->depth--;
-    return r;
+    case JSON_REAL:
+        v->type = JV_NUM;
+        v->num = json_real_value(in);
+        v->u64 = v->num >= 18446744073709551616.0 ? UINT64_MAX
+                 : v->num > 0                     ? (uint64_t)v->num
+                                                  : 0;
+        return 0;
+    case JSON_TRUE:
+    case JSON_FALSE:
+        v->type = JV_BOOL;
+        v->num = json_is_true(in);
+        return 0;
+    case JSON_NULL:
+    default:
+        v->type = JV_NULL;
+        return 0;
+    }
 }
 
 struct jv *jv_parse(const char *text, size_t *err_at)
 {
-    struct jp jp = {text, text, 0};
-    struct jv *v = calloc(1, sizeof *v);
-    if (!v)
-        return NULL;
-    if (parse_value(&jp, v) < 0 || (skip_ws(&jp), *jp.p != '\0')) {
+    json_error_t err;
+    /* The whole text must be one value (jansson refuses what follows it unless told not to);
+     * duplicate keys are read as the last one, as most readers do. */
+    json_t *doc = json_loads(text, 0, &err);
+    if (!doc) {
         if (err_at)
-            *err_at = (size_t)(jp.p - text);
-        jv_free(v);
-        free(v);
+            *err_at = err.position > 0 ? (size_t)err.position : 0;
         return NULL;
     }
+    struct jv *v = calloc(1, sizeof *v);
+    if (v && copy_value(doc, v) < 0) {
+        jv_free(v);
+        free(v);
+        v = NULL;
+        if (err_at)
+            *err_at = 0;
+    }
+    json_decref(doc);
     return v;
 }
 

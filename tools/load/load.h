@@ -9,7 +9,7 @@
  *   echo.c     the echo protocol: requests from a pattern, replies checked byte for byte
  *   http.c     the HTTP/1.1 protocol: GET requests, an incremental response parser
  *   report.c   live lines, final report, CPU and system-call accounting
- *   json.c     --json output and a small JSON reader (for merge)
+ *   json.c     --json output and its reader (for merge), through jansson
  *   merge.c    `rill-load merge a.json b.json ...`
  *
  * The protocol is the only part that knows what a request is; conn.c knows when to send and how
@@ -381,10 +381,13 @@ struct run_info {
 
 /* Writes the run as JSON to path ("-": stdout). Returns 0 or -errno. */
 int json_write_run(const char *path, const struct run_info *ri);
-/* Writes a histogram as a JSON object (used by merge too). */
+/* A JSON document being built: jw_open starts it (the top-level object), the jw_* calls add
+ * members to the innermost open object or array (key NULL inside an array), jw_obj / jw_arr
+ * open one, jw_end closes it, and jw_close writes the whole document to f on one line and frees
+ * it. jw_close returns 0, -ENOMEM when building failed, or -EIO when writing did. */
 struct jw;
 struct jw *jw_open(FILE *f);
-void jw_close(struct jw *j);
+int jw_close(struct jw *j);
 void jw_obj(struct jw *j, const char *key);
 void jw_arr(struct jw *j, const char *key);
 void jw_end(struct jw *j);
@@ -392,6 +395,7 @@ void jw_u64(struct jw *j, const char *key, uint64_t v);
 void jw_num(struct jw *j, const char *key, double v);
 void jw_str(struct jw *j, const char *key, const char *s);
 void jw_bool(struct jw *j, const char *key, bool v);
+/* A histogram as an object (used by merge too); jw_latency: its percentiles in us. */
 void jw_hist(struct jw *j, const char *key, const struct hist *h);
 void jw_latency(struct jw *j, const char *key, const struct hist *h);
 
@@ -406,7 +410,8 @@ struct jv {
     struct jv *kids;  /* JV_ARR, JV_OBJ */
     size_t nkids;
 };
-/* Parses text; returns NULL on a syntax error (with *err_at the offset). */
+/* Parses text (one JSON value and nothing after it); returns NULL on a syntax error (with
+ * *err_at the offset). Free the result with jv_free() and free(). */
 struct jv *jv_parse(const char *text, size_t *err_at);
 void jv_free(struct jv *v);
 const struct jv *jv_get(const struct jv *obj, const char *path); /* "a.b.c" */

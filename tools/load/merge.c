@@ -131,6 +131,11 @@ static int write_json(const struct merged *m, const char *path)
     if (!f)
         return -errno;
     struct jw *j = jw_open(f);
+    if (!j) {
+        if (!to_stdout)
+            fclose(f);
+        return -ENOMEM;
+    }
     jw_str(j, "tool", "rill-load merge");
     jw_u64(j, "format", 1);
     jw_obj(j, "results");
@@ -156,10 +161,12 @@ static int write_json(const struct merged *m, const char *path)
     jw_hist(j, "latency_uncorrected", &m->unc);
     jw_hist(j, "connect", &m->conn);
     jw_end(j);
-    jw_close(j);
+    int r = jw_close(j);
     if (to_stdout)
-        return fflush(f) ? -EIO : 0;
-    return fclose(f) ? -errno : 0;
+        return fflush(f) && r == 0 ? -EIO : r;
+    if (fclose(f) && r == 0)
+        r = -errno;
+    return r;
 }
 
 int merge_main(int argc, char **argv)

@@ -1,5 +1,5 @@
 /* --json: one run as a JSON document. Its fields are listed in README.md (rill-load section);
- * tests/test_load_json.c checks that every one of them is there.
+ * tests/test_load_run.c checks that every one of them is there.
  *
  *   tool, format, version, command[]
  *   config      what was asked: target, protocol, model, connections, threads, depth, ...
@@ -94,13 +94,20 @@ static void write_errors(struct jw *j, const struct totals *t)
     jw_u64(j, "total", errors_total(&t->e));
     jw_u64(j, "warmup", t->warm_errors);
     for (int k = 0; k < ERR_KINDS; k++) {
+        /* Errnos without a name count as "other", with the ones past ERR_ERRNO_MAX: one key. */
+        uint64_t other = 0;
         jw_obj(j, errors_kind_name(k));
         for (int i = 1; i <= ERR_ERRNO_MAX; i++) {
             if (!t->e.by_errno[k][i])
                 continue;
             const char *name = i < ERR_ERRNO_MAX ? strerrorname_np(i) : NULL;
-            jw_u64(j, name ? name : "other", t->e.by_errno[k][i]);
+            if (name)
+                jw_u64(j, name, t->e.by_errno[k][i]);
+            else
+                other += t->e.by_errno[k][i];
         }
+        if (other)
+            jw_u64(j, "other", other);
         jw_end(j);
     }
     for (int k = 0; k < ERR_NAMED; k++)
@@ -222,8 +229,9 @@ int json_write_run(const char *path, const struct run_info *ri)
     jw_hist(j, "connect", &ri->t->connect);
     jw_end(j);
     write_series(j, ri);
-    jw_close(j);
-    int r = ferror(f) ? -EIO : 0;
+    int r = jw_close(j);
+    if (r == 0 && ferror(f))
+        r = -EIO;
     if (to_stdout)
         fflush(f);
     else if (fclose(f) != 0)
