@@ -195,14 +195,16 @@ RILL_API int rill_loop_create(const struct rill_loop_config *cfg, rill_loop **ou
 RILL_API void rill_loop_destroy(rill_loop *l);
 
 /* Runs the loop until rill_loop_stop() is called.
- * Returns: 0 after a stop; a negative errno if the backend failed (the loop is then unusable).
+ * Returns: 0 after a stop; -EINVAL for NULL; a negative errno if the backend failed (the loop
+ * is then unusable).
  * Ownership: l stays the caller's; callbacks run inside this call and cannot destroy it.
  * Thread: the loop's thread; not reentrant (-EBUSY from inside a callback). */
 RILL_API int rill_loop_run(rill_loop *l);
 
 /* Runs one iteration: waits up to timeout_ms for I/O or a timer (0: do not wait; -1: until
  * something happens), dispatches every callback that is due, then flushes submitted work.
- * Returns: the number of events and timers dispatched (>= 0), or a negative errno.
+ * Returns: the number of events and timers dispatched (>= 0); -EINVAL for NULL; or a negative
+ * errno from the backend.
  * Ownership: as rill_loop_run().
  * Thread: the loop's thread; not reentrant (-EBUSY from inside a callback). */
 RILL_API int rill_loop_run_once(rill_loop *l, int timeout_ms);
@@ -485,9 +487,11 @@ RILL_API int rill_connect(rill_loop *l, const char *uri, const struct rill_conne
  * to must stay valid and unchanged until cb runs. cb (may be NULL) runs exactly once on the
  * loop's thread, never from inside this call: with the number of bytes sent, or a negative
  * errno (-ECANCELED if the connection closed first, -EPIPE/-ECONNRESET if the peer went away).
- * Returns: 0 when queued; -EINVAL for bad arguments (NULL, iovcnt 0 or over IOV_MAX, total 0);
- * -ENOTCONN after rill_close() or rill_shutdown(); -ENOBUFS when the write queue is over its
- * hard limit (nothing is queued then).
+ * Returns: 0 when queued; -EINVAL for bad arguments (NULL, iovcnt 0 or over IOV_MAX, total 0
+ * or over INT_MAX, an iovec with a length and a NULL base); -ENOTCONN after rill_close() or
+ * rill_shutdown(); -ENOBUFS when the write queue already holds bytes and these would take it
+ * past its hard limit (nothing is queued then; a send into an empty queue is always accepted,
+ * so one large send is never refused); -ENOMEM.
  * Ownership: the iovec array is copied; the bytes stay the caller's and must stay valid until cb
  * runs; ctx is passed to cb and never freed. Thread: the loop's thread. */
 RILL_API int rill_send(rill_conn *c, const struct iovec *iov, unsigned iovcnt, rill_send_cb cb,
@@ -610,7 +614,10 @@ typedef enum rill_sockopt {
     RILL_OPT_NOTSENT_LOWAT,   /* TCP_NOTSENT_LOWAT: bytes */
     RILL_OPT_BUSY_POLL,       /* SO_BUSY_POLL: microseconds (raising it may need CAP_NET_ADMIN) */
     RILL_OPT_TOS,             /* IP_TOS, or IPV6_TCLASS on an IPv6 socket */
-    RILL_OPT_V6ONLY,          /* IPV6_V6ONLY: 0 or 1 (effective only before bind) */
+    /* IPV6_V6ONLY: 0 or 1. The kernel takes it only before bind (-EINVAL after), and rill
+     * binds every socket as it opens it: read it with getopt, and ask for it when opening, with
+     * RILL_LISTEN_F_V6ONLY or RILL_DGRAM_F_V6ONLY. */
+    RILL_OPT_V6ONLY,
 } rill_sockopt;
 
 /* Set or read a named option. Returns: 0; -EINVAL for NULL or an unknown option; -ENOPROTOOPT
@@ -732,8 +739,10 @@ RILL_API int rill_dgram_open(rill_loop *l, const char *uri, const struct rill_dg
  * -ECONNREFUSED, -ENETUNREACH, -ECANCELED when the socket closed first); the socket goes on.
  * Returns: 0 when queued; -EINVAL for NULL, iovcnt over 64 or a bad address length;
  * -EDESTADDRREQ for no address on an unconnected socket; -EISCONN for an address on a
- * connected one; -EMSGSIZE over 1 MiB; -ENOBUFS when wq_limit bytes are queued (nothing
- * queued); -ENOTCONN after close.
+ * connected one; -EMSGSIZE over 1 MiB - 4 KiB (1 044 480 bytes: the largest payload a slab buffer carries
+ * with its header); -ENOBUFS when wq_limit bytes are queued (nothing queued; a datagram into an
+ * empty queue is always accepted); -ENOMEM; -ENOTCONN after close. iov may be NULL when
+ * iovcnt is 0 (an empty datagram).
  * Ownership: the iovec array and the address are copied; the bytes stay the caller's until cb
  * runs (also when the socket closes first: cb then gets -ECANCELED); ctx is passed to cb and
  * never freed. Thread: the loop's thread. */
@@ -946,7 +955,8 @@ RILL_API int rill_conn_migrate(rill_conn *c, uint32_t index, rill_migrate_cb cb,
 /* Per-loop counters (out[i] for loop i, n entries at most) and their sum. While running, each
  * loop copies its own counters on its thread (through its mailbox), so the snapshot is
  * consistent per loop. Either pointer may be NULL.
- * Returns: the number of loops reported; -EINVAL; -EAGAIN if a mailbox is full.
+ * Returns: the engine's loop count (also when n is smaller: out gets the first n); -EINVAL;
+ * -ENOMEM. A full mailbox is waited for (retried every 100 µs), never reported.
  * Ownership: per_loop (n entries) and sum are the caller's storage, written during the call; the
  * counters are copies. Thread: not a loop thread. */
 RILL_API int rill_engine_stats(rill_engine *e, struct rill_loop_stats *per_loop, uint32_t n,
