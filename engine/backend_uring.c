@@ -153,7 +153,8 @@ static uint32_t u_caps(const rill_loop *l)
 {
     struct uring_loop *u = u_of((rill_loop *)l);
     uint32_t caps = u->caps & ~(RILL_CAP_MSG_RING | RILL_CAP_RECV_BUNDLE);
-    return caps | (u->msg_ring ? RILL_CAP_MSG_RING : 0) | (u->rx_bundle ? RILL_CAP_RECV_BUNDLE : 0);
+    return caps | (u->msg_ring ? RILL_CAP_MSG_RING : 0) | (u->rx_bundle ? RILL_CAP_RECV_BUNDLE : 0) |
+           (u->br_inc ? RILL_CAP_BUF_RING_INC : 0);
 }
 
 static int u_post_wake(rill_loop *src, rill_loop *dst)

@@ -12,6 +12,13 @@
 #ifdef RILL_HAVE_LIBURING
 
 #define BGID 0              /* the loop's buffer group; datagram sockets' groups come after */
+
+#ifndef IOU_PBUF_RING_INC
+#define IOU_PBUF_RING_INC 2 /* io_uring_buf_reg.flags (the old "pad"), Linux 6.12 */
+#endif
+#ifndef IORING_CQE_F_BUF_MORE
+#define IORING_CQE_F_BUF_MORE (1U << 4)
+#endif
 #define BR_MAX_TARGET 512u  /* buffers kept in the ring at most */
 #define RX_MAX (256u << 10) /* bytes one bundle takes at most: the epoll backend's largest read */
 
@@ -61,7 +68,8 @@ int rill__uring_br_init(struct uring_loop *u, const char **why)
     u->br_bytes = entries * sizeof(struct io_uring_buf);
     u->br = mmap(NULL, u->br_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     u->br_bufs = rill__calloc(entries, sizeof *u->br_bufs);
-    if (u->br == MAP_FAILED || !u->br_bufs) {
+    u->br_off = rill__calloc(entries, sizeof *u->br_off);
+    if (u->br == MAP_FAILED || !u->br_bufs || !u->br_off) {
         if (u->br == MAP_FAILED)
             u->br = NULL;
         *why = "buffer ring memory";
@@ -71,7 +79,18 @@ int rill__uring_br_init(struct uring_loop *u, const char **why)
     struct io_uring_buf_reg reg = {.ring_addr = (uint64_t)(uintptr_t)u->br,
                                    .ring_entries = entries,
                                    .bgid = BGID};
-    int r = io_uring_register_buf_ring(&u->ring, &reg, 0);
+    /* Incremental consumption first: a kernel without it (before 6.12) refuses the flag with
+     * EINVAL, and the ring is registered again without. */
+    int r = -EINVAL;
+    if (!(l->cfg.disable & RILL_CAP_BUF_RING_INC)) {
+        reg.pad = IOU_PBUF_RING_INC;
+        r = io_uring_register_buf_ring(&u->ring, &reg, 0);
+        u->br_inc = r == 0;
+    }
+    if (r == -EINVAL) {
+        reg.pad = 0;
+        r = io_uring_register_buf_ring(&u->ring, &reg, 0);
+    }
     if (r < 0) {
         *why = "provided buffer rings (IORING_REGISTER_PBUF_RING, Linux 5.19)";
         munmap(u->br, u->br_bytes);
@@ -138,8 +157,48 @@ static struct rill_buf *br_take(struct uring_loop *u, uint16_t bid, uint32_t *le
  * then (kernels before that was removed did, and left it short if that receive failed), so
  * the lengths are read back from the entries rather than assumed. The entries are intact:
  * rill__uring_br_refill writes an entry only after its buffer was taken here. */
+/* The incremental case of rill__uring_br_deliver. Each receive takes bytes from where the last
+ * one left off in its first buffer (br_off), then whole buffers, the last one maybe in part. A
+ * buffer leaves the ring when it is used up: every one but the last of a bundle, and the last
+ * unless the completion says more will come in it (IORING_CQE_F_BUF_MORE). The kernel advances
+ * the ring entry's own address and length as it consumes, so they are not read back here; and
+ * a receive of no bytes consumes nothing in this mode, so its buffer stays. */
+static void br_deliver_inc(struct uring_loop *u, rill_conn *c, int res, uint32_t cqe_flags)
+{
+    unsigned mask = (unsigned)io_uring_buf_ring_mask(u->br_entries);
+    uint16_t bid = (uint16_t)(cqe_flags >> IORING_CQE_BUFFER_SHIFT);
+    size_t left = res > 0 ? (size_t)res : 0;
+    bool more = cqe_flags & IORING_CQE_F_BUF_MORE;
+    while (left > 0) {
+        unsigned i = bid++ & mask;
+        struct rill_buf *b = u->br_bufs[i];
+        if (!b)
+            break;
+        uint32_t off = u->br_off[i];
+        size_t room = rill__buf_cap(b) - off, n = left < room ? left : room;
+        left -= n;
+        bool done = left > 0 || !more;
+        if (done) { /* out of the ring before the callback, which may end the loop's I/O */
+            u->br_bufs[i] = NULL;
+            u->br_off[i] = 0;
+            u->br_count--;
+            u->base.stats.bufs_in_ring--;
+        } else {
+            u->br_off[i] = off + (uint32_t)n;
+        }
+        if (c && n > 0)
+            rill__conn_recv_at(c, b, off, n);
+        if (done)
+            rill__buf_put(b);
+    }
+}
+
 void rill__uring_br_deliver(struct uring_loop *u, rill_conn *c, int res, uint32_t cqe_flags)
 {
+    if (u->br_inc) {
+        br_deliver_inc(u, c, res, cqe_flags);
+        return;
+    }
     uint16_t bid = (uint16_t)(cqe_flags >> IORING_CQE_BUFFER_SHIFT);
     size_t left = res > 0 ? (size_t)res : 0;
     do {
@@ -178,8 +237,10 @@ void rill__uring_br_fini(struct uring_loop *u)
     if (u->br)
         munmap(u->br, u->br_bytes);
     rill__free(u->br_bufs);
+    rill__free(u->br_off);
     u->br = NULL;
     u->br_bufs = NULL;
+    u->br_off = NULL;
 }
 
 #endif /* RILL_HAVE_LIBURING */

@@ -310,13 +310,13 @@ void rill__conn_opened(rill_conn *c)
         rill__conn_mark_flush(c);
 }
 
-static void conn_deliver(rill_conn *c, struct rill_buf *buf, size_t len)
+static void conn_deliver(rill_conn *c, struct rill_buf *buf, const uint8_t *data, size_t len)
 {
     rill_loop *l = c->loop;
     l->stats.bytes_in += len;
     c->last_io = l->now_ms;
     if (c->h.on_data)
-        c->h.on_data(c, buf, buf->data, len, c->ctx);
+        c->h.on_data(c, buf, data, len, c->ctx);
 }
 
 void rill__conn_adopted(rill_conn *c)
@@ -348,7 +348,7 @@ static void conn_on_data(rill_conn *c, struct rill_buf *buf, size_t len)
             rill__conn_mem_short(c->loop);
         return;
     }
-    conn_deliver(c, buf, len);
+    conn_deliver(c, buf, buf->data, len);
 }
 
 bool rill__conn_deliver_held(rill_conn *c)
@@ -360,7 +360,7 @@ bool rill__conn_deliver_held(rill_conn *c)
             c->held_tail = NULL;
         c->held_bytes -= b->len;
         rill__slab_unhold(&c->loop->slab, b->len);
-        conn_deliver(c, b, b->len); /* the oldest held bytes: straight to the callback */
+        conn_deliver(c, b, b->data, b->len); /* the oldest held bytes: straight to the callback */
         rill__buf_put(b);
     }
     if (c->held_eof && !c->held_head && !(c->state & (RILL__C_RD_PAUSED | RILL__C_CLOSING))) {
@@ -375,13 +375,36 @@ bool rill__conn_recv(rill_conn *c, struct rill_buf *buf, ssize_t res)
     /* Data for a connection that reads and holds nothing: straight to on_data. */
     if (__builtin_expect(res > 0 && !(c->state & (RILL__C_CLOSING | RILL__C_RD_PAUSED)) &&
                              !c->held_head, 1))
-        conn_deliver(c, buf, (size_t)res);
+        conn_deliver(c, buf, buf->data, (size_t)res);
     else if (res > 0)
         conn_on_data(c, buf, (size_t)res);
     else if (res == 0)
         conn_on_eof(c);
     else if (!(c->state & RILL__C_CLOSING))
         rill__conn_fail(c, (int)res);
+    return rill__conn_can_read(c);
+}
+
+bool rill__conn_recv_at(rill_conn *c, struct rill_buf *buf, uint32_t off, size_t len)
+{
+    if (off == 0)
+        return rill__conn_recv(c, buf, (ssize_t)len);
+    if (!(c->state & (RILL__C_CLOSING | RILL__C_RD_PAUSED)) && !c->held_head) {
+        conn_deliver(c, buf, buf->data + off, len);
+        return rill__conn_can_read(c);
+    }
+    if (c->state & RILL__C_CLOSING)
+        return false;
+    /* Held data is a buffer of its own, from its start (the held list links buffers, and this
+     * one's other bytes may belong to other connections): a copy, on this rare path. */
+    struct rill_buf *copy;
+    if (rill__slab_lease(&c->loop->slab, len, &copy) < 0) {
+        rill__conn_fail(c, -ENOBUFS);
+        return false;
+    }
+    memcpy(copy->data, buf->data + off, len);
+    conn_on_data(c, copy, len);
+    rill__buf_put(copy);
     return rill__conn_can_read(c);
 }
 

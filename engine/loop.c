@@ -259,6 +259,7 @@ static const char *const cap_names[] = {
     "multishot_accept", "multishot_recv", "buf_ring",          "send_zc",
     "msg_zerocopy",     "defer_taskrun",  "edge_triggered",    "multishot_recvmsg",
     "udp_gso",          "udp_gro",        "recv_bundle",       "msg_ring",
+    "buf_ring_inc",
 };
 
 const char *rill_cap_name(uint32_t cap)
@@ -314,7 +315,7 @@ static int env_disable(uint32_t *out)
         }
         if (n > 0 && !(cap & RILL_CAP_DISABLEABLE)) {
             rill__log("RILL_URING_DISABLE: \"%.*s\" is not one of recv_bundle, defer_taskrun, "
-                      "msg_ring", (int)n, p);
+                      "msg_ring, buf_ring_inc", (int)n, p);
             return -EINVAL;
         }
         *out |= cap;

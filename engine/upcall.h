@@ -46,6 +46,12 @@ void rill__conn_opened(rill_conn *c);
  * Returns: true while the connection may go on receiving (rill__conn_can_read). */
 bool rill__conn_recv(rill_conn *c, struct rill_buf *buf, ssize_t res);
 
+/* As rill__conn_recv() for len > 0 bytes at buf->data + off: a buffer that several receives
+ * share (incremental buffer rings), whose other bytes may be other connections'. Data for a
+ * paused connection is copied into a buffer of its own to be held (a lease that fails closes
+ * the connection with -ENOBUFS). Returns: as rill__conn_recv(). */
+bool rill__conn_recv_at(rill_conn *c, struct rill_buf *buf, uint32_t off, size_t len);
+
 /* Message mode: one received message with its control data (descriptors are handed to on_fds
  * first, then the bytes). Returns false when the message ended the connection (a seqpacket
  * message or descriptors cut short: -EMSGSIZE). */

@@ -130,6 +130,10 @@ struct uring_loop {
     size_t br_bytes;
     uint32_t br_entries, br_target, br_count;
     struct rill_buf **br_bufs; /* buffer id (= the ring entry it was added at) -> slab buffer */
+    /* Incremental consumption (IOU_PBUF_RING_INC, Linux 6.12): a buffer stays in the ring while
+     * receives take it piece by piece; br_off[id] is where the next piece starts. */
+    bool br_inc;
+    uint32_t *br_off;
     /* How a connection's multishot recv takes buffers (backend_uring_ring.c says why): rx_bundle,
      * one receive fills as many ring buffers as the socket has bytes for (a bundle,
      * IORING_RECVSEND_BUNDLE, Linux 6.10); rx_cap, the most bytes one completion takes then

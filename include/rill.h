@@ -115,14 +115,19 @@ typedef enum rill_backend {
 #define RILL_CAP_UDP_GRO (1u << 9) /* the kernel coalesces UDP receives (UDP_GRO, Linux 5.0) */
 #define RILL_CAP_RECV_BUNDLE (1u << 10) /* io_uring: one receive fills several buffers (Linux 6.10) */
 #define RILL_CAP_MSG_RING (1u << 11) /* io_uring: loops wake each other with IORING_OP_MSG_RING */
+/* io_uring: receive buffers are consumed incrementally (IOU_PBUF_RING_INC, Linux 6.12): small
+ * receives share one ring buffer, each taking only the bytes it needs, so on_data's data may
+ * start anywhere in its buffer (as the data pointer always allowed). */
+#define RILL_CAP_BUF_RING_INC (1u << 12)
 
 /* The io_uring features rill_loop_config.disable (and RILL_URING_DISABLE) may switch off, to
  * ablate them or to step around a kernel bug; the loop then runs as on a kernel without them. */
-#define RILL_CAP_DISABLEABLE (RILL_CAP_DEFER_TASKRUN | RILL_CAP_RECV_BUNDLE | RILL_CAP_MSG_RING)
+#define RILL_CAP_DISABLEABLE                                                                     \
+    (RILL_CAP_DEFER_TASKRUN | RILL_CAP_RECV_BUNDLE | RILL_CAP_MSG_RING | RILL_CAP_BUF_RING_INC)
 
 /* The name of one capability bit, the words the tools print: "multishot_accept",
  * "multishot_recv", "buf_ring", "send_zc", "msg_zerocopy", "defer_taskrun", "edge_triggered",
- * "multishot_recvmsg", "udp_gso", "udp_gro", "recv_bundle", "msg_ring".
+ * "multishot_recvmsg", "udp_gso", "udp_gro", "recv_bundle", "msg_ring", "buf_ring_inc".
  * Returns: the name; NULL when cap is not exactly one known bit.
  * Ownership: a static string; never free it. Thread: any. */
 RILL_API const char *rill_cap_name(uint32_t cap);

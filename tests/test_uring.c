@@ -447,3 +447,80 @@ H_BACKEND_TEST(uring, slot_reuse_never_delivers_old_completions, .timeout = 120)
                      (unsigned long long)st.stale_completions);
     rill_loop_destroy(l);
 }
+
+/* ---- incremental buffer consumption ------------------------------------------------------------ */
+
+/* A server that keeps a reference to every buffer it is handed, to count how many distinct ring
+ * buffers 64-byte messages took, and checks each message's bytes. */
+struct inc_srv {
+    rill_buf *bufs[512];
+    int nbufs, msgs, bad, offset_nonzero;
+};
+
+static void inc_data(rill_conn *c, rill_buf *buf, const void *data, size_t len, void *ctx)
+{
+    (void)c;
+    struct inc_srv *s = ctx;
+    const uint8_t *p = data;
+    for (size_t i = 0; i < len; i++)
+        if (p[i] != (uint8_t)('a' + (s->msgs + (int)(i / 64)) % 26))
+            s->bad++;
+    s->msgs += (int)(len / 64);
+    s->offset_nonzero += p != (const uint8_t *)rill_buf_data(buf);
+    for (int i = 0; i < s->nbufs; i++)
+        if (s->bufs[i] == buf)
+            return;
+    if (s->nbufs < 512)
+        s->bufs[s->nbufs++] = rill_buf_ref(buf);
+}
+
+/* 200 messages of 64 B, one at a time, each answered only by the server's reading it: with
+ * incremental consumption they share ring buffers (16 KiB holds 256 of them), without it each
+ * takes a 16 KiB buffer of its own. */
+static struct inc_srv inc_run(const char *backend, uint32_t disable)
+{
+    struct rill_loop_config cfg;
+    rill_loop_config_init(&cfg);
+    cfg.disable = disable;
+    rill_loop *l = h_loop_cfg(backend, &cfg);
+    if (!disable && !(rill_loop_caps(l) & RILL_CAP_BUF_RING_INC)) {
+        rill_loop_destroy(l);
+        cr_skip_test("the kernel has no incremental buffer rings (IOU_PBUF_RING_INC, Linux 6.12)");
+    }
+    if (disable)
+        cr_assert_eq(rill_loop_caps(l) & RILL_CAP_BUF_RING_INC, 0, "the switch-off did not work");
+    static struct inc_srv s;
+    memset(&s, 0, sizeof s);
+    struct rill_conn_handler h = {.on_data = inc_data};
+    struct rill_listen_config lc = {.handler = &h, .ctx = &s};
+    rill_listener *ls;
+    cr_assert_eq(rill_listen(l, "tcp://127.0.0.1:0", &lc, &ls), 0);
+    int fd = h_client(AF_INET, rill_listener_port(ls));
+    for (int m = 0; m < 200; m++) {
+        char msg[64];
+        memset(msg, 'a' + m % 26, sizeof msg);
+        cr_assert_eq(write(fd, msg, sizeof msg), 64);
+        uint64_t end = h_now_ms() + 5000;
+        while (s.msgs <= m && h_now_ms() < end)
+            rill_loop_run_once(l, 5);
+        cr_assert_gt(s.msgs, m, "message %d never arrived", m);
+    }
+    struct inc_srv out = s;
+    for (int i = 0; i < s.nbufs; i++)
+        rill_buf_release(s.bufs[i]);
+    close(fd);
+    rill_loop_destroy(l);
+    return out;
+}
+
+Test(uring, small_reads_share_ring_buffers_when_incremental, .timeout = 60)
+{
+    struct inc_srv on = inc_run("uring", 0);
+    cr_expect_eq(on.bad, 0, "%d bytes not the ones sent", on.bad);
+    cr_expect_eq(on.msgs, 200);
+    cr_expect_leq(on.nbufs, 2, "200 messages of 64 B took %d buffers of 16 KiB", on.nbufs);
+    cr_expect_gt(on.offset_nonzero, 150, "messages start inside their buffer");
+    struct inc_srv off = inc_run("uring", RILL_CAP_BUF_RING_INC);
+    cr_expect_eq(off.bad, 0);
+    cr_expect_geq(off.nbufs, 190, "without it every message takes a buffer (%d)", off.nbufs);
+}

@@ -35,7 +35,8 @@
 
 #define URING_BITS                                                                             \
     (RILL_CAP_MULTISHOT_ACCEPT | RILL_CAP_MULTISHOT_RECV | RILL_CAP_PROVIDED_BUFFERS |        \
-     RILL_CAP_SEND_ZC | RILL_CAP_DEFER_TASKRUN | RILL_CAP_RECV_BUNDLE | RILL_CAP_MSG_RING)
+     RILL_CAP_SEND_ZC | RILL_CAP_DEFER_TASKRUN | RILL_CAP_RECV_BUNDLE | RILL_CAP_MSG_RING |    \
+     RILL_CAP_BUF_RING_INC)
 #define URING_MUST (RILL_CAP_MULTISHOT_ACCEPT | RILL_CAP_MULTISHOT_RECV | RILL_CAP_PROVIDED_BUFFERS)
 
 /* ---- the child ------------------------------------------------------------------------------ */
@@ -650,6 +651,7 @@ Test(uring_probe, every_capability_has_one_name, .timeout = 30)
         RILL_CAP_SEND_ZC,          RILL_CAP_MSG_ZEROCOPY,      RILL_CAP_DEFER_TASKRUN,
         RILL_CAP_EDGE_TRIGGERED,   RILL_CAP_MULTISHOT_RECVMSG, RILL_CAP_UDP_GSO,
         RILL_CAP_UDP_GRO,          RILL_CAP_RECV_BUNDLE,       RILL_CAP_MSG_RING,
+        RILL_CAP_BUF_RING_INC,
     };
     uint32_t all = 0;
     for (size_t i = 0; i < sizeof bits / sizeof bits[0]; i++) {
@@ -663,6 +665,7 @@ Test(uring_probe, every_capability_has_one_name, .timeout = 30)
     cr_expect_null(rill_cap_name(RILL_CAP_MULTISHOT_ACCEPT | RILL_CAP_MULTISHOT_RECV));
     cr_expect_null(rill_cap_name(1u << 30));
     cr_expect_str_eq(rill_cap_name(RILL_CAP_RECV_BUNDLE), "recv_bundle");
+    cr_expect_str_eq(rill_cap_name(RILL_CAP_BUF_RING_INC), "buf_ring_inc");
 
     char buf[512];
     size_t n = rill_caps_format(RILL_CAP_MULTISHOT_ACCEPT | RILL_CAP_RECV_BUNDLE | (1u << 30), buf,

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The io_uring ablation of issue 14 (item 6): rill-echo on io_uring with each of its optional
 # io_uring features switched off in turn (RILL_URING_DISABLE=NAME: recv_bundle, defer_taskrun,
-# msg_ring) against all of them on, interleaved (all on, no-recv_bundle, no-defer_taskrun,
+# msg_ring, buf_ring_inc) against all of them on, interleaved (all on, no-recv_bundle, no-defer_taskrun,
 # no-msg_ring, all on, ... REPS times), the server pinned to SERVER_CPU and rill-load to LOAD_CPU.
 # Cells: 64 B at depth 1 and at depth 16 and 16 KiB at depth 1 (requests in flight per
 # connection), at 100 and 1000 connections, over TCP and Unix stream. The report gives per cell
@@ -25,7 +25,7 @@
 # env (defaults in brackets; QUICK=1 changes the ones marked *):
 #   BUILD [build/release]  OUT [bench/results/uring-features-<UTC time>]: results.jsonl, features.md
 #   REPS* [5]  DURATION* [3]  WARMUP [1]  SERVER_CPU [0]  LOAD_CPU [1] (empty: no taskset)
-#   FEATURES ["recv_bundle defer_taskrun msg_ring"]: one variant each (NAME+NAME: both off at once)
+#   FEATURES ["recv_bundle defer_taskrun msg_ring buf_ring_inc"]: one variant each (NAME+NAME: both off at once)
 #   CELLS ["64/1 64/16 16384/1"]: SIZE/DEPTH pairs  CONNS* ["100 1000"]  TRANSPORTS ["tcp unix"]
 #   ENTERS [1]: count the server's io_uring_enter calls with perf (0, or perf unable: not counted)
 #   STRICT [0]: 1 = exit 1 when any run measured nothing
@@ -48,7 +48,7 @@ QUICK=${QUICK:-0}
 case $QUICK in 0|1) ;; *) echo "uring_features.sh: QUICK must be 0 or 1" >&2; exit 2 ;; esac
 if [ "$QUICK" = 1 ]; then : "${REPS:=2}" "${DURATION:=1}" "${CONNS:=100}"; fi
 BUILD=${BUILD:-build/release} REPS=${REPS:-5} DURATION=${DURATION:-3} WARMUP=${WARMUP:-1}
-FEATURES=${FEATURES:-recv_bundle defer_taskrun msg_ring} CELLS=${CELLS:-64/1 64/16 16384/1}
+FEATURES=${FEATURES:-recv_bundle defer_taskrun msg_ring buf_ring_inc} CELLS=${CELLS:-64/1 64/16 16384/1}
 CONNS=${CONNS:-100 1000} TRANSPORTS=${TRANSPORTS:-tcp unix} ENTERS=${ENTERS:-1}
 OUT=${OUT:-bench/results/uring-features-$(date -u +%Y-%m-%dT%H%M%SZ)}
 for v in REPS DURATION WARMUP; do
