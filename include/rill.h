@@ -167,8 +167,9 @@ struct rill_loop_config {
      * (checked every half period) are unmapped, so memory a burst took goes back to the kernel
      * once the burst is over; what a loop keeps is then the regions of the buffers in use,
      * including, on io_uring, those lent to the kernel's buffer ring (half the slab budget in
-     * receive-size buffers, at most 512). A loop with free regions waiting wakes every half
-     * period to look; one without never does. Default (0): 5000 ms; UINT32_MAX: never. */
+     * receive-size buffers, at most 512, a quarter of that with buf_ring_inc). A loop with
+     * free regions waiting wakes every half period to look; one without never does.
+     * Default (0): 5000 ms; UINT32_MAX: never. */
     uint32_t slab_idle_ms;
 };
 
