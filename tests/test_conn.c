@@ -549,16 +549,24 @@ static void stall_close(rill_conn *c, int status, void *ctx)
     st->closed_at = h_now_ms();
 }
 
+/* Listens with a send timeout; each accepted connection queues st->blob (when there is one).
+ * Returns the port. */
+static int stall_listen(rill_loop *l, struct stall *st, uint32_t send_timeout_ms)
+{
+    struct rill_conn_handler h = {.on_open = st->blob ? stall_open : NULL, .on_close = stall_close};
+    struct rill_listen_config lc = {.handler = &h, .ctx = st,
+                                    .conn.send_timeout_ms = send_timeout_ms};
+    rill_listener *ls;
+    cr_assert_eq(rill_listen(l, "tcp://127.0.0.1:0", &lc, &ls), 0);
+    return rill_listener_port(ls);
+}
+
 H_BACKEND_TEST(conn, send_timeout_closes_a_peer_that_stops_reading, .timeout = 30)
 {
     rill_loop *l = h_loop(backend);
     struct stall st = {.blob_len = 4u << 20};
     st.blob = calloc(1, st.blob_len);
-    struct rill_conn_handler h = {.on_open = stall_open, .on_close = stall_close};
-    struct rill_listen_config lc = {.handler = &h, .ctx = &st, .conn.send_timeout_ms = 600};
-    rill_listener *ls;
-    cr_assert_eq(rill_listen(l, "tcp://127.0.0.1:0", &lc, &ls), 0);
-    int fd = h_client(AF_INET, rill_listener_port(ls));
+    int fd = h_client(AF_INET, stall_listen(l, &st, 600));
     int small = 32 << 10;
     cr_assert_eq(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
     /* A slow reader: 16 KiB every 100 ms for 1.5 s is progress, however slow, and the queue
@@ -596,12 +604,9 @@ H_BACKEND_TEST(conn, send_timeout_counts_from_the_first_queued_byte, .timeout = 
     rill_loop *l = h_loop(backend);
     struct stall st = {.blob_len = 4u << 20};
     st.blob = calloc(1, st.blob_len);
-    struct rill_conn_handler h = {.on_open = stall_open, .on_close = stall_close};
-    struct rill_listen_config lc = {.handler = &h, .ctx = &st, .conn.send_timeout_ms = 600};
-    rill_listener *ls;
-    cr_assert_eq(rill_listen(l, "tcp://127.0.0.1:0", &lc, &ls), 0);
+    int port = stall_listen(l, &st, 600);
     uint64_t t0 = h_now_ms();
-    int fd = h_client(AF_INET, rill_listener_port(ls));
+    int fd = h_client(AF_INET, port);
     h_run_until(l, &st.closed, 5000, "send timeout");
     uint64_t took = st.closed_at - t0;
     cr_expect_eq(st.status, -ETIMEDOUT, "got %s", rill_strerror(st.status));
@@ -617,11 +622,7 @@ H_BACKEND_TEST(conn, send_timeout_leaves_an_idle_connection_alone, .timeout = 30
     /* Nothing queued is nothing stalled: a quiet connection with a send timeout stays open. */
     rill_loop *l = h_loop(backend);
     struct stall st = {0};
-    struct rill_conn_handler h = {.on_close = stall_close};
-    struct rill_listen_config lc = {.handler = &h, .ctx = &st, .conn.send_timeout_ms = 200};
-    rill_listener *ls;
-    cr_assert_eq(rill_listen(l, "tcp://127.0.0.1:0", &lc, &ls), 0);
-    int fd = h_client(AF_INET, rill_listener_port(ls));
+    int fd = h_client(AF_INET, stall_listen(l, &st, 200));
     h_run_for(l, 800);
     cr_expect(!st.closed, "closed with %s", rill_strerror(st.status));
     close(fd);
