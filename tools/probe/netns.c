@@ -36,7 +36,7 @@ static char ns_path[NNS][160];
 static volatile sig_atomic_t ns_created[NNS];
 static int ns_fd[NNS] = {-1, -1, -1};
 static int setup_result[2] = {1, 1}; /* veth, drop: 1 not tried yet, 0 ready, -errno failed */
-static char setup_why[2][160];
+static char setup_why[2][256]; /* room for "open " + a 160-byte path + strerror */
 static int which_setup; /* the one being built, for ip_step's message */
 
 int probe_netns_fd(int which)
