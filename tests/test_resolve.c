@@ -464,3 +464,51 @@ H_BACKEND_TEST(resolve, slow_answer_never_stalls_timer, .timeout = 30)
     rill_loop_destroy(l);
     responder_stop(&r);
 }
+
+/* Happy Eyeballs: the first address never answers (a listener whose accept queue is full drops
+ * the SYN), so the second is started after 250 ms while the first goes on, and wins. */
+H_BACKEND_TEST(resolve, stagger_starts_next_after_250ms, .timeout = 30)
+{
+    struct responder r = {0};
+    add_name(&r, TEST_NAME, 0, 60, "127.0.0.2", "127.0.0.1");
+    responder_start(&r);
+    rill_loop *l = dns_loop(backend, &r, 2000);
+    rill_listener *ls;
+    int port = listen_port(l, &ls);
+    int full = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, "127.0.0.2", &sa.sin_addr);
+    cr_assert_eq(bind(full, (struct sockaddr *)&sa, sizeof sa), 0);
+    cr_assert_eq(listen(full, 0), 0);
+    int fill[4];
+    for (int i = 0; i < 4; i++) {
+        fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        connect(fill[i], (struct sockaddr *)&sa, sizeof sa);
+    }
+    h_sleep_ms(50);
+    /* Is the queue full here? A probe connect must neither finish nor fail within 300 ms. */
+    int probe = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    connect(probe, (struct sockaddr *)&sa, sizeof sa);
+    struct pollfd pf = {.fd = probe, .events = POLLOUT};
+    bool silent = poll(&pf, 1, 300) == 0;
+    close(probe);
+    if (!silent) {
+        for (int i = 0; i < 4; i++)
+            close(fill[i]);
+        close(full);
+        rill_loop_destroy(l);
+        responder_stop(&r);
+        cr_skip_test("this kernel answers a SYN to a full accept queue: no silent address");
+    }
+    uint64_t t0 = h_now_ms();
+    struct outcome o = dial(l, TEST_NAME, port, 3000);
+    uint64_t took = o.t_done - t0;
+    cr_assert(o.opened, "%s", rill_strerror(o.status));
+    cr_assert_geq(took, 240, "the second attempt started after %llu ms", (unsigned long long)took);
+    cr_assert_lt(took, 900, "took %llu ms", (unsigned long long)took);
+    for (int i = 0; i < 4; i++)
+        close(fill[i]);
+    close(full);
+    rill_loop_destroy(l);
+    responder_stop(&r);
+}
