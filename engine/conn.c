@@ -1,5 +1,6 @@
 /* Stream connections: the slot table, the state machine, half-close, timeouts and asynchronous
- * close. The write queue and its water marks are in conn_send.c.
+ * close. The write queue and its water marks are in conn_send.c; rill_connect is in
+ * conn_dial.c.
  *
  * Everything here is backend-neutral. Backends report what happened through engine/upcall.h
  * (opened, a receive, bytes sent, failure) and conn.c turns it into the embedder's callbacks;
@@ -263,7 +264,7 @@ static uint64_t conn_next_due(const rill_conn *c, uint64_t now)
     return due;
 }
 
-static void conn_timer_fn(struct rill__tnode *t)
+void rill__conn_timer_fn(struct rill__tnode *t)
 {
     rill_conn *c = rill__container_of(t, rill_conn, timer);
     rill_loop *l = c->loop;
@@ -412,7 +413,7 @@ static void conn_on_eof(rill_conn *c)
 
 /* ---- socket kinds: message receives, descriptors, urgent data -------------------------------- */
 
-static void conn_set_kind(rill_conn *c, int family, int socktype)
+void rill__conn_set_kind(rill_conn *c, int family, int socktype)
 {
     c->family = family;
     c->socktype = socktype;
@@ -516,98 +517,6 @@ int rill__conn_setup_socket(rill_loop *l, int fd, int family, const struct rill_
     return 0;
 }
 
-/* A host name: the connection starts with no descriptor; the lookup and the attempts
- * (conn_dial.c) give it one, or fail it through on_close. The timer bounds the whole. */
-static int connect_name(rill_loop *l, rill_conn *c, const struct rill__uri *u,
-                        const struct rill_connect_config *cfg)
-{
-    if (cfg->timeout_ms)
-        rill__wheel_add(&l->wheel, &c->timer, rill__loop_clock(l) + cfg->timeout_ms);
-    int r = rill__dial_start(c, u->host, u->port);
-    if (r < 0)
-        rill__conn_fail(c, r);
-    return 0;
-}
-
-static int connect_addr(rill_loop *l, rill_conn *c, const struct rill__addr *a,
-                        const struct rill_connect_config *cfg)
-{
-    int fd = rill__sys_socket(&l->stats, a->family, a->socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return fd;
-    int r = rill__conn_setup_socket(l, fd, a->family, &c->opts);
-    if (r < 0) {
-        rill__sys_close(&l->stats, fd);
-        return r;
-    }
-    c->fd = fd;
-    conn_set_kind(c, a->family, a->socktype);
-    if (cfg->timeout_ms && !l->ops->links_connect_timeout)
-        rill__wheel_add(&l->wheel, &c->timer, rill__loop_clock(l) + cfg->timeout_ms);
-    r = l->ops->conn_connect(l, c, (const struct sockaddr *)&a->ss, a->len, cfg->timeout_ms);
-    if (r < 0) /* reported through on_close, like a refusal that arrives later */
-        rill__conn_fail(c, r);
-    return 0;
-}
-
-int rill_connect(rill_loop *l, const char *uri, const struct rill_connect_config *cfg,
-                 rill_conn **out)
-{
-    if (!l || !uri || !cfg || !cfg->handler || !out)
-        return -EINVAL;
-    struct rill_conn_options opts;
-    int r = rill__conn_options_resolve(&cfg->conn, &opts);
-    if (r < 0)
-        return r;
-    struct rill__uri u;
-    struct rill__addr a;
-    if ((r = rill__uri_parse(uri, &u)) < 0)
-        return r;
-    bool name = rill__uri_needs_lookup(&u);
-    if (!name && (r = rill__uri_resolve(&u, false, &a, 1)) < 0)
-        return r;
-    int socktype = name ? (u.scheme == RILL__SCHEME_TCP ? SOCK_STREAM : SOCK_DGRAM) : a.socktype;
-    if (socktype != SOCK_STREAM && socktype != SOCK_SEQPACKET)
-        return -EPROTONOSUPPORT; /* datagrams: rill_dgram_open() */
-    rill_conn *c;
-    if ((r = rill__conn_alloc(l, &c)) < 0)
-        return r;
-    c->h = *cfg->handler;
-    c->ctx = cfg->ctx;
-    c->opts = opts;
-    c->state = RILL__C_CONNECTING;
-    c->timer.fn = conn_timer_fn;
-    if (name) {
-        conn_set_kind(c, AF_INET, SOCK_STREAM); /* the family is the winner's, later */
-        r = connect_name(l, c, &u, cfg);
-    } else {
-        r = connect_addr(l, c, &a, cfg);
-    }
-    if (r < 0) {
-        conn_free(c);
-        return r;
-    }
-    *out = c;
-    return 0;
-}
-
-void rill__conn_dialed(rill_conn *c, int fd, int family)
-{
-    rill_loop *l = c->loop;
-    c->fd = fd;
-    conn_set_kind(c, family, SOCK_STREAM);
-    /* Started like an accepted socket: CONNECTING goes first, so that the backend arms the
-     * receive, and it is counted as a connect here. */
-    c->state &= ~RILL__C_CONNECTING;
-    l->stats.connects++;
-    int r = l->ops->conn_start(l, c);
-    if (r < 0) {
-        rill__conn_fail(c, r);
-        return;
-    }
-    rill__conn_opened(c);
-}
-
 /* Wraps an accepted socket; called by listener.c. */
 int rill__conn_accepted(rill_loop *l, int fd, int family, int socktype,
                         const struct rill_conn_handler *h, void *ctx,
@@ -621,8 +530,8 @@ int rill__conn_accepted(rill_loop *l, int fd, int family, int socktype,
     c->h = *h;
     c->ctx = ctx;
     c->opts = *opts;
-    conn_set_kind(c, family, socktype);
-    c->timer.fn = conn_timer_fn;
+    rill__conn_set_kind(c, family, socktype);
+    c->timer.fn = rill__conn_timer_fn;
     if ((r = l->ops->conn_start(l, c)) < 0) {
         c->fd = -1;
         conn_free(c);

@@ -1,12 +1,13 @@
-/* Connecting to a host name: the lookup (resolve.c), then the addresses tried in order, each in
- * a socket of its own, RFC 8305 style simplified: the next address is tried as soon as one
- * fails, or after DIAL_STAGGER_MS without success while the earlier attempts go on; the first
- * that connects becomes the connection's socket and the others are closed.
+/* Outbound connections: rill_connect. A numeric address (or a Unix path) is connected at once
+ * by the backend (conn_connect). A host name goes through the lookup (resolve.c), then its
+ * addresses are tried in order, each in a socket of its own, RFC 8305 style simplified: the
+ * next address is tried as soon as one fails, or after DIAL_STAGGER_MS without success while
+ * the earlier attempts go on; the first that connects becomes the connection's socket and the
+ * others are closed.
  *
  * The attempts are not connections: they are descriptors this file watches through the
  * backend's watch downcall (writable means the handshake ended, SO_ERROR says how). The winner
  * is handed to the backend like an accepted socket (conn_start), through rill__conn_dialed().
- * Numeric addresses never come here: conn.c connects them at once with conn_connect.
  *
  * Lifetime: the dial belongs to its connection (c->dial) from rill_connect until the winner is
  * handed over or the connection closes (rill__dial_cancel, from conn_begin_close), whichever
@@ -16,6 +17,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "addr.h"
 #include "backend.h"
 #include "resolve.h"
 #include "sys.h"
@@ -193,4 +195,98 @@ int rill__dial_start(rill_conn *c, const char *host, uint16_t port)
         dial_next(d);
     }
     return 0;
+}
+
+/* ---- rill_connect --------------------------------------------------------------------------- */
+
+/* A host name: the connection starts with no descriptor; the lookup and the attempts
+ * (conn_dial.c) give it one, or fail it through on_close. The timer bounds the whole. */
+static int connect_name(rill_loop *l, rill_conn *c, const struct rill__uri *u,
+                        const struct rill_connect_config *cfg)
+{
+    if (cfg->timeout_ms)
+        rill__wheel_add(&l->wheel, &c->timer, rill__loop_clock(l) + cfg->timeout_ms);
+    int r = rill__dial_start(c, u->host, u->port);
+    if (r < 0)
+        rill__conn_fail(c, r);
+    return 0;
+}
+
+static int connect_addr(rill_loop *l, rill_conn *c, const struct rill__addr *a,
+                        const struct rill_connect_config *cfg)
+{
+    int fd = rill__sys_socket(&l->stats, a->family, a->socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return fd;
+    int r = rill__conn_setup_socket(l, fd, a->family, &c->opts);
+    if (r < 0) {
+        rill__sys_close(&l->stats, fd);
+        return r;
+    }
+    c->fd = fd;
+    rill__conn_set_kind(c, a->family, a->socktype);
+    if (cfg->timeout_ms && !l->ops->links_connect_timeout)
+        rill__wheel_add(&l->wheel, &c->timer, rill__loop_clock(l) + cfg->timeout_ms);
+    r = l->ops->conn_connect(l, c, (const struct sockaddr *)&a->ss, a->len, cfg->timeout_ms);
+    if (r < 0) /* reported through on_close, like a refusal that arrives later */
+        rill__conn_fail(c, r);
+    return 0;
+}
+
+int rill_connect(rill_loop *l, const char *uri, const struct rill_connect_config *cfg,
+                 rill_conn **out)
+{
+    if (!l || !uri || !cfg || !cfg->handler || !out)
+        return -EINVAL;
+    struct rill_conn_options opts;
+    int r = rill__conn_options_resolve(&cfg->conn, &opts);
+    if (r < 0)
+        return r;
+    struct rill__uri u;
+    struct rill__addr a;
+    if ((r = rill__uri_parse(uri, &u)) < 0)
+        return r;
+    bool name = rill__uri_needs_lookup(&u);
+    if (!name && (r = rill__uri_resolve(&u, false, &a, 1)) < 0)
+        return r;
+    int socktype = name ? (u.scheme == RILL__SCHEME_TCP ? SOCK_STREAM : SOCK_DGRAM) : a.socktype;
+    if (socktype != SOCK_STREAM && socktype != SOCK_SEQPACKET)
+        return -EPROTONOSUPPORT; /* datagrams: rill_dgram_open() */
+    rill_conn *c;
+    if ((r = rill__conn_alloc(l, &c)) < 0)
+        return r;
+    c->h = *cfg->handler;
+    c->ctx = cfg->ctx;
+    c->opts = opts;
+    c->state = RILL__C_CONNECTING;
+    c->timer.fn = rill__conn_timer_fn;
+    if (name) {
+        rill__conn_set_kind(c, AF_INET, SOCK_STREAM); /* the family is the winner's, later */
+        r = connect_name(l, c, &u, cfg);
+    } else {
+        r = connect_addr(l, c, &a, cfg);
+    }
+    if (r < 0) {
+        rill__conn_release_slot(c);
+        return r;
+    }
+    *out = c;
+    return 0;
+}
+
+void rill__conn_dialed(rill_conn *c, int fd, int family)
+{
+    rill_loop *l = c->loop;
+    c->fd = fd;
+    rill__conn_set_kind(c, family, SOCK_STREAM);
+    /* Started like an accepted socket: CONNECTING goes first, so that the backend arms the
+     * receive, and it is counted as a connect here. */
+    c->state &= ~RILL__C_CONNECTING;
+    l->stats.connects++;
+    int r = l->ops->conn_start(l, c);
+    if (r < 0) {
+        rill__conn_fail(c, r);
+        return;
+    }
+    rill__conn_opened(c);
 }
