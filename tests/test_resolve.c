@@ -605,6 +605,16 @@ H_BACKEND_TEST(resolve, dgram_peer_name, .timeout = 30)
     rill_dgram_close(d);
     h_run_until(l, &s.closed, 1000, "on_close");
     cr_assert_eq(s.close_status, 0);
+    /* The answer is cached now: a second socket to the name is set up inside the call. */
+    int q = atomic_load(&r.queries);
+    struct dg_state s2 = {0};
+    dc.ctx = &s2;
+    cr_assert_eq(rill_dgram_open(l, "udp://127.0.0.1:0", &dc, &d), 0);
+    cr_assert_geq(rill_dgram_fd(d), 0, "from the cache, the socket exists at once");
+    cr_assert_gt(rill_dgram_port(d), 0);
+    cr_assert_eq(atomic_load(&r.queries), q);
+    rill_dgram_close(d);
+    h_run_until(l, &s2.closed, 1000, "on_close");
     close(peer);
     rill_loop_destroy(l);
     responder_stop(&r);
