@@ -373,6 +373,9 @@ int rill_loop_create(const struct rill_loop_config *cfg, rill_loop **out)
     int r = rill__loop_config_resolve(cfg, &c);
     if (r < 0)
         return r;
+    for (unsigned k = 0; k < RILL__KINDS; k++)
+        if (rill__kinds[k]->check && (r = rill__kinds[k]->check(&c)) < 0)
+            return r;
     rill_backend which;
     if ((r = choose_backend(c.backend, &which)) < 0)
         return r;

@@ -158,6 +158,10 @@ enum rill__kind {
 
 struct rill__kind_ops {
     const char *name;
+    /* Optional: checks the kind's fields of a resolved config before any backend is tried, so
+     * that a bad value is the caller's -EINVAL, not a reason to fall back to another backend.
+     * Returns 0 or -EINVAL. */
+    int (*check)(const struct rill_loop_config *cfg);
     /* Sets up the kind's state in a new loop (rill__loop_init_common). Returns 0 or -errno. */
     int (*init)(rill_loop *l);
     /* Releases that state; every handle of the kind is gone (rill__loop_fini_common). */

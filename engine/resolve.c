@@ -360,6 +360,26 @@ void rill__resolve_cancel(struct rill__resolve_wait *w)
 
 /* ---- the resolver as a kind of the loop ----------------------------------------------------- */
 
+/* A server list c-ares does not take fails rill_loop_create with -EINVAL: tried on a channel
+ * of its own, before any backend (a bad list is no reason to fall back from io_uring). */
+static int resolve_kind_check(const struct rill_loop_config *cfg)
+{
+    if (!cfg->dns_servers)
+        return 0;
+    pthread_once(&ares_once, ares_global_init);
+    if (ares_init_status != ARES_SUCCESS)
+        return -ENOMEM;
+    ares_channel ch;
+    struct ares_options o;
+    memset(&o, 0, sizeof o);
+    int st = ares_init_options(&ch, &o, 0);
+    if (st != ARES_SUCCESS)
+        return st == ARES_ENOMEM ? -ENOMEM : 0; /* no resolver here: said at the first lookup */
+    st = ares_set_servers_ports_csv(ch, cfg->dns_servers);
+    ares_destroy(ch);
+    return st == ARES_SUCCESS ? 0 : st == ARES_ENOMEM ? -ENOMEM : -EINVAL;
+}
+
 /* A loop given servers makes its channel now, so a bad server list fails rill_loop_create. The
  * list is copied: the config is not kept. */
 static int resolve_kind_init(rill_loop *l)
@@ -415,6 +435,7 @@ static void resolve_kind_fini(rill_loop *l)
 
 const struct rill__kind_ops rill__resolve_kind = {
     .name = "resolver",
+    .check = resolve_kind_check,
     .init = resolve_kind_init,
     .fini = resolve_kind_fini,
     .teardown = resolve_kind_teardown,

@@ -639,3 +639,21 @@ H_BACKEND_TEST(resolve, dgram_peer_nxdomain, .timeout = 30)
     rill_loop_destroy(l);
     responder_stop(&r);
 }
+
+Test(resolve, bad_server_list_refused)
+{
+    struct rill_loop_config cfg;
+    rill_loop_config_init(&cfg);
+    cfg.dns_servers = "nonsense:port:here";
+    rill_loop *l = NULL;
+    cr_assert_eq(rill_loop_create(&cfg, &l), -EINVAL);
+    cr_assert_null(l);
+}
+
+Test(resolve, strerror_names)
+{
+    cr_assert_str_eq(rill_strerror(RILL_ENONAME), "name not found");
+    cr_assert_str_eq(rill_strerror(RILL_EDNSTIMEOUT), "resolver timed out");
+    cr_assert_str_eq(rill_strerror(RILL_EDNSFAIL), "resolver failed");
+    cr_assert_str_neq(rill_strerror(-ENOENT), "name not found");
+}
