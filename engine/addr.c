@@ -512,6 +512,16 @@ static int resolve_icmp(const struct rill__uri *u, struct rill__addr *out)
     return 1;
 }
 
+bool rill__uri_needs_lookup(const struct rill__uri *u)
+{
+    struct in_addr a4;
+    if (!u || (u->scheme != RILL__SCHEME_TCP && u->scheme != RILL__SCHEME_UDP))
+        return false;
+    /* The parser lets a name hold only letters, digits, '-' and '.', so a ':' is IPv6. */
+    return u->host[0] && strcmp(u->host, "*") != 0 && !strchr(u->host, ':') &&
+           inet_pton(AF_INET, u->host, &a4) != 1;
+}
+
 int rill__uri_resolve(const struct rill__uri *u, bool passive, struct rill__addr *out, int max)
 {
     int socktype, rc;

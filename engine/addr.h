@@ -62,6 +62,11 @@ struct rill__addr {
  * -EAFNOSUPPORT when it resolves to no usable family. */
 int rill__uri_resolve(const struct rill__uri *u, bool passive, struct rill__addr *out, int max);
 
+/* Whether an active resolve of u would have to look a name up (tcp/udp with a host that is no
+ * numeric address nor the wildcard): rill_connect and rill_dgram_open's peer then resolve it
+ * asynchronously (resolve.c) instead of calling rill__uri_resolve. Pure. */
+bool rill__uri_needs_lookup(const struct rill__uri *u);
+
 /* Parse and resolve in one call, keeping the first address. Returns 0 or a negative errno as
  * the two functions above. */
 int rill__addr_from_uri(const char *uri, bool passive, struct rill__addr *out);

@@ -31,6 +31,8 @@
 #include "rill.h"
 #include "upcall.h"
 
+struct rill__watch;
+
 /* What conn_busy / dgram_busy report. */
 enum {
     RILL__BUSY_SEND = 1u << 0, /* the kernel may still read queued bytes (a send in flight) */
@@ -122,6 +124,18 @@ struct rill__backend_ops {
     void (*dgram_close)(rill_loop *l, rill_dgram *d);
     /* Frees what the backend holds for a socket whose last operation has completed. */
     void (*dgram_free)(rill_loop *l, rill_dgram *d);
+
+    /* Watched descriptors (loop.h, struct rill__watch): descriptors the handles do not read
+     * themselves, the resolver's sockets and connect attempts. Starts, changes (events !=
+     * w->events) or stops (events 0) watching w->fd for RILL__WATCH_IN / RILL__WATCH_OUT; sets
+     * w->events, and w->gen to a new arming. Readiness is reported when it arises, from poll,
+     * by calling w->fn (found again with rill__watch_lookup; a report of an older arming is
+     * dropped): epoll, an EPOLLET registration (EPOLL_CTL_ADD / MOD / DEL); io_uring, a
+     * multishot IORING_OP_POLL_ADD submitted at the flush point (re-armed when the kernel ends
+     * it), and a POLL_REMOVE for the old arming. Stopping must come before the owner closes the
+     * descriptor. w must stay registered and in memory while events != 0.
+     * Returns: 0, or a negative errno (nothing is watched then). */
+    int (*watch)(rill_loop *l, struct rill__watch *w, uint32_t events);
 };
 
 extern const struct rill__backend_ops rill__backend_epoll;

@@ -739,6 +739,41 @@ static void ep_dgram_event(rill_loop *l, uint32_t id, uint32_t ev)
     }
 }
 
+/* ---- watched descriptors -------------------------------------------------------------------- */
+
+/* EPOLLET like every other registration here; a MOD re-reports what is ready already. */
+static int ep_watch(rill_loop *l, struct rill__watch *w, uint32_t events)
+{
+    if (!w->events && !events)
+        return 0;
+    int op = !w->events ? EPOLL_CTL_ADD : events ? EPOLL_CTL_MOD : EPOLL_CTL_DEL;
+    uint32_t gen = events ? rill__watch_next_gen(l) : 0;
+    struct epoll_event ev = {
+        .events = EPOLLET | ((events & RILL__WATCH_IN) ? EPOLLIN | EPOLLRDHUP : 0) |
+                  ((events & RILL__WATCH_OUT) ? EPOLLOUT : 0),
+        .data.u64 = rill__cookie(RILL__OP_WATCH, gen, w->id)};
+    l->stats.sys_ctl++;
+    int r = epoll_ctl(ep_of(l)->epfd, op, w->fd, &ev) < 0 ? -errno : 0;
+    if (r < 0 && op != EPOLL_CTL_DEL)
+        return r;
+    w->events = events;
+    w->gen = gen;
+    return 0;
+}
+
+static void ep_watch_event(rill_loop *l, uint64_t ck, uint32_t ev)
+{
+    struct rill__watch *w = rill__watch_lookup(l, rill__cookie_slot(ck), rill__cookie_gen(ck));
+    if (!w) {
+        l->stats.stale_completions++;
+        return;
+    }
+    uint32_t bits = ((ev & (EPOLLIN | EPOLLRDHUP)) ? RILL__WATCH_IN : 0) |
+                    ((ev & EPOLLOUT) ? RILL__WATCH_OUT : 0) |
+                    ((ev & (EPOLLERR | EPOLLHUP)) ? RILL__WATCH_ERR : 0);
+    w->fn(w, bits);
+}
+
 /* ---- dispatch ------------------------------------------------------------------------------- */
 
 static void ep_connected(struct ep_conn *e)
@@ -853,6 +888,9 @@ static int ep_poll(rill_loop *l, int timeout_ms)
         case RILL__OP_DGRAM:
             ep_dgram_event(l, rill__cookie_slot(ck), ep->events[i].events);
             break;
+        case RILL__OP_WATCH:
+            ep_watch_event(l, ck, ep->events[i].events);
+            break;
         case RILL__OP_WAKE: {
             uint64_t v;
             ssize_t r = read(ep->wakefd, &v, sizeof v);
@@ -912,4 +950,5 @@ const struct rill__backend_ops rill__backend_epoll = {
     .dgram_send = ep_dgram_send,
     .dgram_close = ep_dgram_close,
     .dgram_free = ep_dgram_free,
+    .watch = ep_watch,
 };

@@ -613,6 +613,9 @@ static void u_dispatch(struct uring_loop *u, struct io_uring_cqe *cqe)
     case RILL__OP_DCTL:
         rill__ud_on_cqe(u, ck, cqe->res, cqe->flags);
         break;
+    case RILL__OP_WATCH:
+        rill__uring_on_watch(u, ck, cqe->res, cqe->flags);
+        break;
     default:
         u_on_conn_cqe(u, ck, cqe->res, cqe->flags);
         break;
@@ -733,6 +736,7 @@ const struct rill__backend_ops rill__backend_uring = {
     .dgram_send = rill__ud_send,
     .dgram_close = rill__ud_close,
     .dgram_free = rill__ud_free,
+    .watch = rill__uring_watch,
 };
 
 #else /* !RILL_HAVE_LIBURING: the backend exists and says why it cannot start */

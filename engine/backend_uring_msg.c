@@ -128,3 +128,63 @@ void rill__uring_on_recvmsg(struct uring_loop *u, rill_conn *c, int res)
 }
 
 #endif /* RILL_HAVE_LIBURING */
+
+/* ---- watched descriptors -------------------------------------------------------------------- */
+
+/* One multishot poll per arming. A change of events removes the old poll (by its cookie) and
+ * adds a new one under a new generation, so whatever the old one still posts is stale. Nothing
+ * here is counted in the loop's inflight: a poll points the kernel at no memory of ours, and
+ * the ring's teardown cancels what is left. */
+int rill__uring_watch(rill_loop *l, struct rill__watch *w, uint32_t events)
+{
+    struct uring_loop *u = u_of(l);
+    struct io_uring_sqe *sqe;
+    if (w->events) {
+        /* No room for the remove: the old poll stays until the ring goes, its reports stale. */
+        if ((sqe = rill__uring_get_sqes(u, 1))) {
+            io_uring_prep_poll_remove(sqe, rill__cookie(RILL__OP_WATCH, w->gen, w->id));
+            io_uring_sqe_set_data64(sqe, rill__cookie(RILL__OP_NONE, 0, 0));
+        }
+        w->events = 0;
+        w->gen = 0;
+    }
+    if (!events)
+        return 0;
+    if (!(sqe = rill__uring_get_sqes(u, 1)))
+        return -EBUSY;
+    uint32_t gen = rill__watch_next_gen(l);
+    unsigned mask = ((events & RILL__WATCH_IN) ? POLLIN | POLLRDHUP : 0) |
+                    ((events & RILL__WATCH_OUT) ? POLLOUT : 0);
+    io_uring_prep_poll_multishot(sqe, w->fd, mask);
+    io_uring_sqe_set_data64(sqe, rill__cookie(RILL__OP_WATCH, gen, w->id));
+    w->events = events;
+    w->gen = gen;
+    return 0;
+}
+
+void rill__uring_on_watch(struct uring_loop *u, uint64_t ck, int res, uint32_t flags)
+{
+    rill_loop *l = &u->base;
+    struct rill__watch *w = rill__watch_lookup(l, rill__cookie_slot(ck), rill__cookie_gen(ck));
+    if (!w) {
+        l->stats.stale_completions++;
+        return;
+    }
+    uint32_t bits;
+    if (res < 0) {
+        bits = RILL__WATCH_ERR; /* the poll itself failed (a closed descriptor): it has ended */
+        w->events = 0;
+        w->gen = 0;
+    } else {
+        bits = ((res & (POLLIN | POLLRDHUP)) ? RILL__WATCH_IN : 0) |
+               ((res & POLLOUT) ? RILL__WATCH_OUT : 0) |
+               ((res & (POLLERR | POLLHUP)) ? RILL__WATCH_ERR : 0);
+        if (!(flags & IORING_CQE_F_MORE)) { /* the kernel ended the multishot: arm it again */
+            uint32_t ev = w->events;
+            w->events = 0;
+            if (rill__uring_watch(l, w, ev) < 0)
+                bits |= RILL__WATCH_ERR;
+        }
+    }
+    w->fn(w, bits);
+}

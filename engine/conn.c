@@ -1,5 +1,6 @@
 /* Stream connections: the slot table, the state machine, half-close, timeouts and asynchronous
- * close. The write queue and its water marks are in conn_send.c.
+ * close. The write queue and its water marks are in conn_send.c; rill_connect is in
+ * conn_dial.c.
  *
  * Everything here is backend-neutral. Backends report what happened through engine/upcall.h
  * (opened, a receive, bytes sent, failure) and conn.c turns it into the embedder's callbacks;
@@ -192,7 +193,9 @@ static void conn_begin_close(rill_conn *c, int status)
     rill__list_del(&c->resume_link);
     rill__list_del(&c->migrate_link); /* closing cancels a move that has not happened */
     rill__wheel_del(&l->wheel, &c->timer);
-    l->ops->conn_close(l, c);
+    rill__dial_cancel(c);
+    if (c->fd >= 0) /* a dial that never connected has no descriptor, nothing in the backend */
+        l->ops->conn_close(l, c);
     rill__list_push_back(&l->close_list, &c->close_link);
     rill__loop_pending(l, RILL__KIND_CONN);
 }
@@ -261,7 +264,7 @@ static uint64_t conn_next_due(const rill_conn *c, uint64_t now)
     return due;
 }
 
-static void conn_timer_fn(struct rill__tnode *t)
+void rill__conn_timer_fn(struct rill__tnode *t)
 {
     rill_conn *c = rill__container_of(t, rill_conn, timer);
     rill_loop *l = c->loop;
@@ -433,7 +436,7 @@ static void conn_on_eof(rill_conn *c)
 
 /* ---- socket kinds: message receives, descriptors, urgent data -------------------------------- */
 
-static void conn_set_kind(rill_conn *c, int family, int socktype)
+void rill__conn_set_kind(rill_conn *c, int family, int socktype)
 {
     c->family = family;
     c->socktype = socktype;
@@ -537,49 +540,6 @@ int rill__conn_setup_socket(rill_loop *l, int fd, int family, const struct rill_
     return 0;
 }
 
-int rill_connect(rill_loop *l, const char *uri, const struct rill_connect_config *cfg,
-                 rill_conn **out)
-{
-    if (!l || !uri || !cfg || !cfg->handler || !out)
-        return -EINVAL;
-    struct rill_conn_options opts;
-    int r = rill__conn_options_resolve(&cfg->conn, &opts);
-    if (r < 0)
-        return r;
-    struct rill__addr a;
-    if ((r = rill__addr_from_uri(uri, false, &a)) < 0)
-        return r;
-    if (a.socktype != SOCK_STREAM && a.socktype != SOCK_SEQPACKET)
-        return -EPROTONOSUPPORT; /* datagrams: rill_dgram_open() */
-    rill_conn *c;
-    if ((r = rill__conn_alloc(l, &c)) < 0)
-        return r;
-    int fd = rill__sys_socket(&l->stats, a.family, a.socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        conn_free(c);
-        return fd;
-    }
-    if ((r = rill__conn_setup_socket(l, fd, a.family, &opts)) < 0) {
-        rill__sys_close(&l->stats, fd);
-        conn_free(c);
-        return r;
-    }
-    c->fd = fd;
-    c->h = *cfg->handler;
-    c->ctx = cfg->ctx;
-    c->opts = opts;
-    conn_set_kind(c, a.family, a.socktype);
-    c->state = RILL__C_CONNECTING;
-    c->timer.fn = conn_timer_fn;
-    if (cfg->timeout_ms && !l->ops->links_connect_timeout)
-        rill__wheel_add(&l->wheel, &c->timer, rill__loop_clock(l) + cfg->timeout_ms);
-    r = l->ops->conn_connect(l, c, (const struct sockaddr *)&a.ss, a.len, cfg->timeout_ms);
-    if (r < 0) /* reported through on_close, like a refusal that arrives later */
-        rill__conn_fail(c, r);
-    *out = c;
-    return 0;
-}
-
 /* Wraps an accepted socket; called by listener.c. */
 int rill__conn_accepted(rill_loop *l, int fd, int family, int socktype,
                         const struct rill_conn_handler *h, void *ctx,
@@ -593,8 +553,8 @@ int rill__conn_accepted(rill_loop *l, int fd, int family, int socktype,
     c->h = *h;
     c->ctx = ctx;
     c->opts = *opts;
-    conn_set_kind(c, family, socktype);
-    c->timer.fn = conn_timer_fn;
+    rill__conn_set_kind(c, family, socktype);
+    c->timer.fn = rill__conn_timer_fn;
     if ((r = l->ops->conn_start(l, c)) < 0) {
         c->fd = -1;
         conn_free(c);

@@ -107,6 +107,10 @@ struct rill_conn {
     uint32_t mig_target;
     rill_migrate_cb mig_cb;
     void *mig_arg;
+
+    /* Connecting to a host name (conn_dial.c): the lookup and the attempts, until one wins
+     * (fd is -1 until then) or the connection closes. */
+    struct rill__dial *dial;
 };
 
 struct rill_listener {
@@ -162,6 +166,19 @@ int rill__conn_setup_socket(rill_loop *l, int fd, int family, const struct rill_
 int rill__conn_accepted(rill_loop *l, int fd, int family, int socktype,
                         const struct rill_conn_handler *h, void *ctx,
                         const struct rill_conn_options *opts, rill_conn **out);
+/* The socket's family and type, and whether it is read message by message. */
+void rill__conn_set_kind(rill_conn *c, int family, int socktype);
+/* The connection's one timer (connect, idle and send timeouts). */
+void rill__conn_timer_fn(struct rill__tnode *t);
+/* Connecting to a name (conn_dial.c): starts the lookup and the attempts for a connection
+ * that is CONNECTING with no descriptor; the outcome is rill__conn_dialed() or
+ * rill__conn_fail(). Returns 0, or -ENOMEM / the resolver's set-up error (nothing started). */
+int rill__dial_start(rill_conn *c, const char *host, uint16_t port);
+/* Stops a dial in progress (the connection is closing): closes the attempts, stops waiting. */
+void rill__dial_cancel(rill_conn *c);
+/* An attempt connected: fd becomes the connection's socket, started like an accepted one, and
+ * on_open runs. */
+void rill__conn_dialed(rill_conn *c, int fd, int family);
 /* Like opened, without on_open: a connection that moved here from another loop. */
 void rill__conn_adopted(rill_conn *c);
 /* Delivers data (and an end of stream) held while reading was paused; returns true when nothing

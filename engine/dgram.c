@@ -28,6 +28,7 @@
 
 #include "addr.h"
 #include "backend.h"
+#include "resolve.h"
 #include "sock.h"
 #include "sys.h"
 
@@ -134,6 +135,140 @@ static int resolve_pair(const char *uri, const char *peer_uri, struct rill__addr
     return 0;
 }
 
+/* The handle's fields that come from its config. */
+static void dgram_init(rill_dgram *d, rill_loop *l, const struct rill_dgram_config *cfg)
+{
+    d->loop = l;
+    d->fd = -1;
+    d->id = ++l->dgram_serial;
+    d->connected = cfg->peer != NULL;
+    d->h = *cfg->handler;
+    d->ctx = cfg->ctx;
+    d->max_dgram = cfg->max_datagram ? cfg->max_datagram : DGRAM_DEFAULT_MAX;
+    d->gro = cfg->flags & RILL_DGRAM_F_GRO;
+    if (d->gro && d->max_dgram < 65535)
+        d->max_dgram = 65535; /* a coalesced run is up to 64 KiB */
+    d->batch = cfg->batch ? cfg->batch : DGRAM_DEFAULT_BATCH;
+    d->wq_limit = cfg->wq_limit ? cfg->wq_limit : DGRAM_DEFAULT_WQ_LIMIT;
+    d->tx_tail = &d->tx_head;
+    d->done_tail = &d->done_head;
+}
+
+/* The socket is made (fd), with its local address known: registers it with the backend. On
+ * failure the socket is closed again (and its file removed) and the error returned. */
+static int dgram_attach(rill_dgram *d, int fd, const struct rill__addr *a, bool created)
+{
+    rill_loop *l = d->loop;
+    d->fd = fd;
+    d->family = a->family;
+    d->socktype = a->socktype;
+    d->unlink_path = created;
+    d->local_len = sizeof d->local;
+    if (getsockname(fd, (struct sockaddr *)&d->local, &d->local_len) < 0)
+        d->local_len = 0;
+    int r = l->ops->dgram_start(l, d);
+    if (r < 0) {
+        l->ops->dgram_close(l, d);
+        l->ops->dgram_free(l, d);
+        if (created)
+            rill__sock_unlink(&d->local, d->local_len);
+        d->unlink_path = false;
+        d->fd = -1;
+    }
+    return r;
+}
+
+static void dgram_begin_close(rill_dgram *d, int status);
+
+/* ---- a peer given by name ------------------------------------------------------------------- */
+
+struct rill__dgram_dial {
+    rill_dgram *d;
+    struct rill__resolve_wait rw;
+    struct rill_dgram_config cfg; /* peer NULL: the name is resolved */
+    bool has_local;
+    struct rill__addr local;
+};
+
+static void dgram_dial_free(rill_dgram *d)
+{
+    if (!d->dial)
+        return;
+    rill__resolve_cancel(&d->dial->rw);
+    rill__free(d->dial);
+    d->dial = NULL;
+}
+
+/* The peer's addresses: the first one the local address can reach becomes the peer, the socket
+ * is set up, and what was queued meanwhile goes out. */
+static void dgram_resolved(struct rill__resolve_wait *w, int status, const struct rill__addr *a,
+                           int n)
+{
+    struct rill__dgram_dial *dd = rill__container_of(w, struct rill__dgram_dial, rw);
+    rill_dgram *d = dd->d;
+    const struct rill__addr *peer = NULL;
+    for (int i = 0; status == 0 && i < n && !peer; i++)
+        if (!dd->has_local || dd->local.family != AF_INET || a[i].family == AF_INET)
+            peer = &a[i];
+    if (status == 0 && !peer)
+        status = -EAFNOSUPPORT;
+    bool created = false;
+    int fd = status;
+    if (status == 0)
+        fd = dgram_socket(d->loop, dd->has_local ? &dd->local : NULL, peer, &dd->cfg, &created);
+    if (fd >= 0)
+        fd = dgram_attach(d, fd, dd->has_local ? &dd->local : peer, created);
+    dgram_dial_free(d);
+    if (fd < 0)
+        dgram_begin_close(d, fd);
+    else if (d->tx_head)
+        rill__dgram_mark_flush(d);
+}
+
+/* Opens the handle at once and resolves the peer's name on the loop. */
+static int dgram_open_name(rill_loop *l, const char *uri, const struct rill__uri *pu,
+                           const struct rill_dgram_config *cfg, rill_dgram **out)
+{
+    if (pu->scheme != RILL__SCHEME_UDP)
+        return -EPROTONOSUPPORT;
+    struct rill__dgram_dial *dd = rill__calloc(1, sizeof *dd);
+    if (!dd)
+        return -ENOMEM;
+    int r = 0;
+    if (uri && (r = rill__addr_from_uri(uri, true, &dd->local)) == 0 &&
+        (dd->local.family == AF_UNIX || dd->local.socktype != SOCK_DGRAM || dd->local.protocol))
+        r = -EINVAL; /* a udp:// peer needs a udp:// local address */
+    rill_dgram *d = r == 0 ? rill__calloc(1, l->ops->dgram_size) : NULL;
+    if (!d) {
+        rill__free(dd);
+        return r < 0 ? r : -ENOMEM;
+    }
+    dgram_init(d, l, cfg);
+    d->family = uri ? dd->local.family : AF_UNSPEC;
+    d->socktype = SOCK_DGRAM;
+    dd->d = d;
+    dd->cfg = *cfg;
+    dd->cfg.peer = NULL;
+    dd->has_local = uri != NULL;
+    dd->rw.fn = dgram_resolved;
+    dd->rw.port = pu->port;
+    dd->rw.socktype = SOCK_DGRAM;
+    d->dial = dd;
+    rill__list_push_back(&l->dgrams, &d->link);
+    struct rill__addr a[RILL__RESOLVE_MAX];
+    int n = rill__resolve(l, pu->host, &dd->rw, a, RILL__RESOLVE_MAX);
+    if (n < 0) {
+        rill__list_del(&d->link);
+        rill__free(dd);
+        rill__free(d);
+        return n;
+    }
+    if (n > 0)
+        dgram_resolved(&dd->rw, 0, a, n); /* from the cache */
+    *out = d;
+    return 0;
+}
+
 int rill_dgram_open(rill_loop *l, const char *uri, const struct rill_dgram_config *cfg,
                     rill_dgram **out)
 {
@@ -143,11 +278,13 @@ int rill_dgram_open(rill_loop *l, const char *uri, const struct rill_dgram_confi
     int r = dgram_config_check(cfg);
     if (r < 0)
         return r;
+    struct rill__uri pu;
+    if (cfg->peer && rill__uri_parse(cfg->peer, &pu) == 0 && rill__uri_needs_lookup(&pu))
+        return dgram_open_name(l, uri, &pu, cfg, out);
     struct rill__addr local, peer;
     if ((r = resolve_pair(uri, cfg->peer, &local, &peer)) < 0)
         return r;
     rill_dgram *d = rill__calloc(1, l->ops->dgram_size); /* with the backend's part */
-    uint32_t batch = cfg->batch ? cfg->batch : DGRAM_DEFAULT_BATCH;
     if (!d)
         return -ENOMEM;
     bool created;
@@ -156,34 +293,10 @@ int rill_dgram_open(rill_loop *l, const char *uri, const struct rill_dgram_confi
         rill__free(d);
         return fd;
     }
-    const struct rill__addr *a = uri ? &local : &peer;
-    d->loop = l;
-    d->fd = fd;
-    d->id = ++l->dgram_serial;
-    d->family = a->family;
-    d->socktype = a->socktype;
-    d->connected = cfg->peer != NULL;
-    d->unlink_path = created;
-    d->h = *cfg->handler;
-    d->ctx = cfg->ctx;
-    d->max_dgram = cfg->max_datagram ? cfg->max_datagram : DGRAM_DEFAULT_MAX;
-    d->gro = cfg->flags & RILL_DGRAM_F_GRO;
-    if (d->gro && d->max_dgram < 65535)
-        d->max_dgram = 65535; /* a coalesced run is up to 64 KiB */
-    d->batch = batch;
-    d->wq_limit = cfg->wq_limit ? cfg->wq_limit : DGRAM_DEFAULT_WQ_LIMIT;
-    d->tx_tail = &d->tx_head;
-    d->done_tail = &d->done_head;
-    d->local_len = sizeof d->local;
-    if (getsockname(fd, (struct sockaddr *)&d->local, &d->local_len) < 0)
-        d->local_len = 0;
+    dgram_init(d, l, cfg);
     rill__list_push_back(&l->dgrams, &d->link);
-    if ((r = l->ops->dgram_start(l, d)) < 0) {
+    if ((r = dgram_attach(d, fd, uri ? &local : &peer, created)) < 0) {
         rill__list_del(&d->link);
-        l->ops->dgram_close(l, d);
-        l->ops->dgram_free(l, d);
-        if (created)
-            rill__sock_unlink(&d->local, d->local_len);
         rill__free(d);
         return r;
     }
@@ -379,6 +492,7 @@ static void dgram_begin_close(rill_dgram *d, int status)
     while ((tx = rill__dgram_tx_pop(d)))
         rill__dgram_tx_done(d, tx, -ECANCELED);
     rill__list_del(&d->rlink);
+    dgram_dial_free(d); /* a peer's lookup in progress: nobody waits for it now */
     l->ops->dgram_close(l, d);
     if (d->unlink_path)
         rill__sock_unlink(&d->local, d->local_len);
@@ -432,7 +546,7 @@ static void dgram_flush_all(rill_loop *l)
     rill__list_take(&l->dgram_flush, &todo);
     while ((n = rill__list_pop_front(&todo))) {
         rill_dgram *d = rill__container_of(n, rill_dgram, work);
-        if (d->tx_head && !d->closing)
+        if (d->tx_head && !d->closing && d->fd >= 0) /* none while the peer is resolved */
             l->ops->dgram_send(l, d);
         if (d->done_head)
             run_done(d);

@@ -60,6 +60,10 @@ struct rill_dgram {
     struct rill__list link;      /* on l->dgrams */
     struct rill__list work;      /* on l->dgram_flush (sends or callbacks due) */
     struct rill__list rlink;     /* on l->dgram_read or l->dgram_starved */
+
+    /* A peer given by name (dgram.c): the lookup in progress, with what the socket's set-up
+     * needs once it answers. fd is -1 until then. */
+    struct rill__dgram_dial *dial;
 };
 
 /* Control room a receive offers: enough for UDP_GRO's segment size when it is on. */

@@ -7,4 +7,5 @@ const struct rill__kind_ops *const rill__kinds[RILL__KINDS] = {
     [RILL__KIND_LISTENER] = &rill__listener_kind,
     [RILL__KIND_CONN] = &rill__conn_kind,
     [RILL__KIND_DGRAM] = &rill__dgram_kind,
+    [RILL__KIND_RESOLVE] = &rill__resolve_kind,
 };

@@ -34,6 +34,14 @@ static inline void rill__list_push_back(struct rill__list *h, struct rill__list 
     h->prev = n;
 }
 
+static inline void rill__list_push_front(struct rill__list *h, struct rill__list *n)
+{
+    n->next = h->next;
+    n->prev = h;
+    h->next->prev = n;
+    h->next = n;
+}
+
 static inline void rill__list_del(struct rill__list *n)
 {
     if (!n->next)

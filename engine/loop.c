@@ -102,6 +102,16 @@ const char *rill_strerror(int status)
         return "unknown error";
     /* strerror() may use a shared buffer for unknown values; strerrordesc_np() returns constant
      * strings and NULL for unknown ones (glibc 2.32+). */
+    switch (status) {
+    case RILL_ENONAME:
+        return "name not found";
+    case RILL_EDNSTIMEOUT:
+        return "resolver timed out";
+    case RILL_EDNSFAIL:
+        return "resolver failed";
+    default:
+        break;
+    }
     const char *s = strerrordesc_np(-status);
     return s ? s : "unknown error";
 }
@@ -159,7 +169,11 @@ int rill__loop_config_resolve(const struct rill_loop_config *in, struct rill_loo
         d.mem_ceiling = in->mem_ceiling;
         d.mem_grace_ms = in->mem_grace_ms;
         d.slab_idle_ms = in->slab_idle_ms;
+        d.dns_servers = in->dns_servers;
+        d.dns_timeout_ms = in->dns_timeout_ms;
     }
+    if (!d.dns_timeout_ms)
+        d.dns_timeout_ms = 5000;
     if (!d.slab_idle_ms)
         d.slab_idle_ms = 5000;
     if (!d.mem_ceiling)
@@ -247,6 +261,7 @@ void rill__loop_fini_common(rill_loop *l)
     for (unsigned k = RILL__KINDS; k-- > 0;)
         if (rill__kinds[k]->fini)
             rill__kinds[k]->fini(l);
+    rill__watch_fini(l);
     rill__free(l->defer);
     rill__slab_fini(&l->slab);
     atomic_fetch_sub(&loops_alive, 1);
@@ -359,6 +374,9 @@ int rill_loop_create(const struct rill_loop_config *cfg, rill_loop **out)
     int r = rill__loop_config_resolve(cfg, &c);
     if (r < 0)
         return r;
+    for (unsigned k = 0; k < RILL__KINDS; k++)
+        if (rill__kinds[k]->check && (r = rill__kinds[k]->check(&c)) < 0)
+            return r;
     rill_backend which;
     if ((r = choose_backend(c.backend, &which)) < 0)
         return r;

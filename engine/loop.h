@@ -94,6 +94,14 @@ struct rill_loop {
     struct rill__list dgram_read;   /* datagram sockets with more to read, or to re-arm */
 
     struct rill__list timers;       /* every public rill_timer of this loop */
+
+    /* Descriptors watched for readiness (watch.c): the slot of each watch by its id, and a
+     * stack of free ids. */
+    struct rill__watch **watches;
+    uint32_t *watch_free;
+    uint32_t watch_cap, watch_nfree, watch_gen;
+    /* The name resolver (resolve.c): created on the first name that needs a lookup. */
+    struct rill__resolver *resolver;
     uint64_t inflight;              /* kernel operations in flight, all handles (backends count) */
 
     /* Engine membership (NULL / -1 for a stand-alone loop). */
@@ -144,11 +152,16 @@ enum rill__kind {
     RILL__KIND_LISTENER,
     RILL__KIND_CONN,
     RILL__KIND_DGRAM,
+    RILL__KIND_RESOLVE, /* the name resolver (resolve.c): no handles, torn down last */
     RILL__KINDS
 };
 
 struct rill__kind_ops {
     const char *name;
+    /* Optional: checks the kind's fields of a resolved config before any backend is tried, so
+     * that a bad value is the caller's -EINVAL, not a reason to fall back to another backend.
+     * Returns 0 or -EINVAL. */
+    int (*check)(const struct rill_loop_config *cfg);
     /* Sets up the kind's state in a new loop (rill__loop_init_common). Returns 0 or -errno. */
     int (*init)(rill_loop *l);
     /* Releases that state; every handle of the kind is gone (rill__loop_fini_common). */
@@ -167,7 +180,8 @@ struct rill__kind_ops {
 
 extern const struct rill__kind_ops *const rill__kinds[RILL__KINDS];
 /* Each kind's table, defined beside its handles (listener.c, conn.c, dgram.c). */
-extern const struct rill__kind_ops rill__listener_kind, rill__conn_kind, rill__dgram_kind;
+extern const struct rill__kind_ops rill__listener_kind, rill__conn_kind, rill__dgram_kind,
+    rill__resolve_kind;
 
 #define RILL__KIND_BIT(k) (1u << (k))
 
@@ -196,6 +210,43 @@ static inline void rill__loop_fd_freed(rill_loop *l)
         l->pending |= l->fd_waiting;
     }
 }
+
+/* ---- watched descriptors ---------------------------------------------------------------------
+ *
+ * A descriptor that someone else owns (the resolver's sockets, a connect attempt racing others)
+ * and wants readiness reports for, through the backend's watch downcall. A watch is named in
+ * events and completions by {id, gen}: id is its slot in l->watches, gen changes every time the
+ * backend arms it anew, so a report from an older arming (a cancelled poll's last completion)
+ * is recognised and dropped. Readiness is reported when it arises (edge-triggered on both
+ * backends: EPOLLET, a multishot poll): the watcher reads or writes until EAGAIN. */
+enum {
+    RILL__WATCH_IN = 1u << 0,  /* readable (or the peer hung up) */
+    RILL__WATCH_OUT = 1u << 1, /* writable (a connect finished, with or without an error) */
+    RILL__WATCH_ERR = 1u << 2, /* an error or hang-up is pending on the descriptor */
+};
+
+struct rill__watch {
+    int fd;
+    uint32_t id;     /* slot in l->watches (rill__watch_register) */
+    uint32_t gen;    /* the current arming (the backend sets it from l->watch_gen) */
+    uint32_t events; /* RILL__WATCH_IN | _OUT asked for now; 0: not watched */
+    /* Called from the backend's poll with what became ready (RILL__WATCH_*). It may change or
+     * stop the watch, or unregister and free it. */
+    void (*fn)(struct rill__watch *w, uint32_t revents);
+};
+
+/* Gives w an id. Returns 0 or -ENOMEM. */
+int rill__watch_register(rill_loop *l, struct rill__watch *w);
+/* Frees w's id; w must not be watched any more (events 0). */
+void rill__watch_unregister(rill_loop *l, struct rill__watch *w);
+/* The watch a report names, or NULL when it is gone or was armed anew since (stale). */
+struct rill__watch *rill__watch_lookup(rill_loop *l, uint32_t id, uint32_t gen);
+/* A new arming's generation. */
+static inline uint32_t rill__watch_next_gen(rill_loop *l)
+{
+    return ++l->watch_gen & 0xffffffu;
+}
+void rill__watch_fini(rill_loop *l);
 
 /* Frees every public timer still existing (rill_loop_destroy). */
 void rill__timers_free_all(rill_loop *l);

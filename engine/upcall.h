@@ -129,4 +129,10 @@ void rill__dgram_starved(rill_dgram *d);
  * on_close and free may run at the flush point now. */
 void rill__dgram_put(rill_dgram *d);
 
+/* ---- watched descriptors ------------------------------------------------------------------ */
+
+/* rill__watch_lookup(l, id, gen) (loop.h, the ground): the watch a report names, or NULL when
+ * it is gone or armed anew since. Then the backend calls w->fn(w, RILL__WATCH_* bits), which
+ * may stop, change or free the watch. */
+
 #endif

@@ -156,6 +156,10 @@ static inline struct uring_loop *u_of(rill_loop *l)
     return rill__container_of(l, struct uring_loop, base);
 }
 
+/* Watched descriptors (backend_uring_msg.c): the watch downcall, and a poll's completion. */
+int rill__uring_watch(rill_loop *l, struct rill__watch *w, uint32_t events);
+void rill__uring_on_watch(struct uring_loop *u, uint64_t ck, int res, uint32_t flags);
+
 /* Returns an SQE, submitting the queue first when it is full (`need` > 1 keeps linked SQEs in
  * one submission), or NULL when there is no room: the caller retries later. */
 struct io_uring_sqe *rill__uring_get_sqes(struct uring_loop *u, unsigned need);

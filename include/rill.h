@@ -10,8 +10,11 @@
  * rill_loop_wake() are the exceptions: any thread may call them.
  *
  * Addresses are strings: "tcp://127.0.0.1:8080", "tcp://[::1]:8080", "tcp://localhost:0".
- * Port 0 asks the kernel for a free port; rill_listener_addr() returns what was bound. Host names
- * are resolved with getaddrinfo(), which blocks; numeric addresses never block. */
+ * Port 0 asks the kernel for a free port; rill_listener_addr() returns what was bound. Numeric
+ * addresses never block. rill_connect() and rill_dgram_open() with a peer name resolve it
+ * asynchronously on the loop (c-ares, with a per-loop cache; /etc/hosts is read too) and never
+ * block it; rill_listen(), a datagram socket's local address and rill_uri_check() resolve names
+ * with getaddrinfo(), which blocks. */
 #ifndef RILL_H
 #define RILL_H
 
@@ -48,9 +51,17 @@ extern "C" {
  * Ownership: a static string of the library's; never free it. Thread: any. */
 RILL_API const char *rill_version(void);
 
+/* Name resolution's own statuses (rill_connect(), rill_dgram_open() with a peer name), apart
+ * from every errno value, so that an embedder can tell a name that does not exist from a peer
+ * that refuses, and a silent resolver from a slow peer (-ETIMEDOUT is the connect's own). */
+#define RILL_ENONAME (-10001)     /* "name not found": NXDOMAIN, or no IPv4/IPv6 address */
+#define RILL_EDNSTIMEOUT (-10002) /* "resolver timed out": no answer within dns_timeout_ms */
+#define RILL_EDNSFAIL (-10003)    /* "resolver failed": SERVFAIL, REFUSED, a bad answer ... */
+
 /* Returns a static, human-readable description of a status: 0 is "success", a negative errno is
- * described as strerror() would describe the positive value. Positive values (counts) are
- * "success" too.
+ * described as strerror() would describe the positive value, and RILL_ENONAME,
+ * RILL_EDNSTIMEOUT, RILL_EDNSFAIL as "name not found", "resolver timed out", "resolver
+ * failed". Positive values (counts) are "success" too.
  * Ownership: the string is constant and lives as long as the process; never free it.
  * Thread: any (the strings are constant). */
 RILL_API const char *rill_strerror(int status);
@@ -171,6 +182,14 @@ struct rill_loop_config {
      * free regions waiting wakes every half period to look; one without never does.
      * Default (0): 5000 ms; UINT32_MAX: never. */
     uint32_t slab_idle_ms;
+    /* The DNS servers this loop's resolver asks, instead of /etc/resolv.conf's: a comma-
+     * separated list of "host[:port]" ("127.0.0.1:5353", "[::1]:53,192.0.2.1"). Copied by
+     * rill_loop_create(), which fails with -EINVAL when it does not parse. NULL: the system's.
+     * /etc/hosts is consulted first either way. */
+    const char *dns_servers;
+    /* How long one name's lookup may take before it fails with RILL_EDNSTIMEOUT (the resolver
+     * retries within it: a first try of a third, a second of two thirds). Default (0): 5000. */
+    uint32_t dns_timeout_ms;
 };
 
 /* Fills cfg with the defaults documented on each field. NULL is ignored.
@@ -479,6 +498,14 @@ struct rill_connect_config {
 /* Starts an outbound connection to `uri`. Success is reported by on_open; failure by on_close
  * with -ECONNREFUSED, -ETIMEDOUT (timeout_ms passed), -ENETUNREACH, ... (on_open not called).
  * Data sent before on_open is queued and goes out once connected.
+ * A host name is resolved without blocking the loop (from the loop's cache while its TTL
+ * lasts, else /etc/hosts and DNS through c-ares): the call returns at once, and a lookup that
+ * fails ends in on_close with RILL_ENONAME (no such name), RILL_EDNSTIMEOUT (no answer within
+ * the loop's dns_timeout_ms) or RILL_EDNSFAIL. The addresses are then tried in the resolver's
+ * order: the next one after a failure, or after 250 ms without success while the earlier
+ * attempts go on (RFC 8305 "Happy Eyeballs", simplified); the first to connect wins and the
+ * others are closed; on_close reports the last failure when all fail. timeout_ms bounds the
+ * whole, lookup included. Numeric addresses connect at once, without any lookup.
  * Returns: 0 and *out; -EINVAL for a NULL or malformed uri/config (nothing opened); -EMFILE;
  * -ENOBUFS when the loop's max_conns are open.
  * Ownership: uri is read during the call; cfg and *cfg->handler are copied; cfg->ctx stays the
@@ -728,6 +755,12 @@ typedef void (*rill_dgram_send_cb)(rill_dgram *d, int status, void *ctx);
 /* Opens a datagram socket bound to `uri` and starts receiving on this loop. uri may be NULL
  * when cfg->peer is set: the kernel picks the local address (a Unix datagram socket is then
  * bound to an autobound abstract name, so the peer can answer).
+ * A peer given by host name ("udp://name:53") is resolved without blocking the loop (as for
+ * rill_connect()): the call returns the handle at once, the socket is created, bound and
+ * connected to the first address once the name resolves, and sends queued meanwhile go out
+ * then. Until then rill_dgram_fd() is -EBADF and rill_dgram_port() 0. A lookup (or socket set-up)
+ * that fails closes the handle: on_close runs with RILL_ENONAME, RILL_EDNSTIMEOUT, RILL_EDNSFAIL
+ * or the errno, and queued sends get -ECANCELED.
  * Returns: 0 and *out; -EINVAL for a NULL or malformed uri/config (nothing opened);
  * -EPERM for a raw socket without CAP_NET_RAW, or a ping socket outside ping_group_range;
  * -EADDRINUSE and other socket/bind/connect errors.

@@ -15,6 +15,7 @@ cd "$(dirname "$self")/.."
 PACKAGES=(
     build-essential cmake pkg-config   # toolchain
     liburing-dev                       # io_uring backend (the epoll backend needs nothing)
+    libc-ares-dev                      # asynchronous name resolution (librill links c-ares)
     libjemalloc-dev                    # allocator of the tools and benchmarks
     libjansson-dev                     # rill-load: --json output and merge input
     dpkg-dev file                      # cpack -G DEB: dpkg-shlibdeps computes the dependencies
