@@ -112,6 +112,7 @@ static int mc_prepare(const rill_dgram *d, const char *group, const char *source
     return mc_ifindex(d, ifname, &rq->ifindex);
 }
 
+/* IPv4, except a source-specific change on a named interface (mc_source_group). */
 static int mc_v4(rill_dgram *d, const struct mc_req *rq, bool join)
 {
     struct rill_loop_stats *st = &d->loop->stats;
@@ -121,17 +122,14 @@ static int mc_v4(rill_dgram *d, const struct mc_req *rq, bool join)
         return rill__sys_setsockopt(st, d->fd, IPPROTO_IP,
                                     join ? IP_ADD_MEMBERSHIP : IP_DROP_MEMBERSHIP, &m, sizeof m);
     }
-    if (rq->ifindex == 0) {
-        struct ip_mreq_source m = {
-            .imr_multiaddr = g,
-            .imr_interface = {htonl(INADDR_ANY)},
-            .imr_sourceaddr = ((const struct sockaddr_in *)&rq->source)->sin_addr,
-        };
-        return rill__sys_setsockopt(st, d->fd, IPPROTO_IP,
-                                    join ? IP_ADD_SOURCE_MEMBERSHIP : IP_DROP_SOURCE_MEMBERSHIP,
-                                    &m, sizeof m);
-    }
-    return -EAGAIN; /* by index: the protocol-independent form, below */
+    struct ip_mreq_source m = {
+        .imr_multiaddr = g,
+        .imr_interface = {htonl(INADDR_ANY)}, /* the kernel's choice, by routing the group */
+        .imr_sourceaddr = ((const struct sockaddr_in *)&rq->source)->sin_addr,
+    };
+    return rill__sys_setsockopt(st, d->fd, IPPROTO_IP,
+                                join ? IP_ADD_SOURCE_MEMBERSHIP : IP_DROP_SOURCE_MEMBERSHIP, &m,
+                                sizeof m);
 }
 
 static int mc_source_group(rill_dgram *d, const struct mc_req *rq, bool join)
@@ -154,9 +152,9 @@ static int mc_change(rill_dgram *d, const char *group, const char *source, const
     int r = mc_prepare(d, group, source, ifname, &rq);
     if (r < 0)
         return r;
-    if (rq.family == AF_INET && (r = mc_v4(d, &rq, join)) != -EAGAIN)
-        return r;
-    if (rq.has_source)
+    if (rq.family == AF_INET && !(rq.has_source && rq.ifindex))
+        return mc_v4(d, &rq, join);
+    if (rq.has_source) /* IPv6, or IPv4 on a named interface: by index */
         return mc_source_group(d, &rq, join);
     struct ipv6_mreq m = {.ipv6mr_multiaddr = ((struct sockaddr_in6 *)&rq.group)->sin6_addr,
                           .ipv6mr_interface = rq.ifindex};

@@ -9,6 +9,7 @@
 #include <net/if.h>
 
 #include "netns_util.h"
+#include "sys.h"
 
 /* ---- a receiver that remembers what it got ------------------------------------------------ */
 
@@ -401,6 +402,43 @@ H_BACKEND_TEST(mcast, ttl_loop_broadcast_options_round_trip, .timeout = 30)
     rill_dgram_close(d4);
     rill_dgram_close(d6);
     rill_dgram_close(du);
+    h_run_for(l, 20);
+    rill_loop_destroy(l);
+}
+
+/* ---- a kernel error comes back as it is (injected: nothing is joined) ---------------------- */
+
+static int fail_setsockopt(enum rill__sys_call call, int fd, size_t *len, void *arg)
+{
+    (void)fd, (void)len, (void)arg;
+    return call == RILL__SYS_SETSOCKOPT ? -ENOBUFS : 0;
+}
+
+H_BACKEND_TEST(mcast, setsockopt_errors_pass_through, .timeout = 30)
+{
+    rill_loop *l = h_loop(backend);
+    struct rx rx = {0};
+    struct rill_dgram_config cfg = {.handler = &rx_handler, .ctx = &rx};
+    rill_dgram *d4, *d6;
+    cr_assert_eq(rill_dgram_open(l, "udp://127.0.0.1:0", &cfg, &d4), 0);
+    cr_assert_eq(rill_dgram_open(l, "udp://[::1]:0", &cfg, &d6), 0);
+    rill__sys_set_hook(fail_setsockopt, NULL);
+    /* Every path: ip_mreqn, ip_mreq_source, group_source_req (both families), ipv6_mreq. */
+    int r[] = {
+        rill_dgram_join(d4, "239.1.1.1", NULL, "lo"),
+        rill_dgram_join(d4, "232.1.1.1", "127.0.0.2", NULL),
+        rill_dgram_leave(d4, "232.1.1.1", "127.0.0.2", "lo"),
+        rill_dgram_join(d6, "ff15::1", "::1", NULL),
+        rill_dgram_leave(d6, "ff15::1", NULL, "lo"),
+        rill_dgram_set_multicast_if(d4, "lo"),
+        rill_dgram_set_multicast_if(d6, NULL),
+        rill_dgram_setopt(d4, RILL_OPT_BROADCAST, 1),
+    };
+    rill__sys_set_hook(NULL, NULL);
+    for (size_t i = 0; i < sizeof r / sizeof r[0]; i++)
+        cr_assert_eq(r[i], -ENOBUFS, "call %zu: %s", i, rill_strerror(r[i]));
+    rill_dgram_close(d4);
+    rill_dgram_close(d6);
     h_run_for(l, 20);
     rill_loop_destroy(l);
 }
