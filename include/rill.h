@@ -808,14 +808,16 @@ RILL_API rill_loop *rill_dgram_loop(const rill_dgram *d);
  * with another source to add it. NULL source: any source. The group and source must be of the
  * socket's family (an IPv6 socket joins IPv6 groups). Memberships end at close.
  * IPv4 uses IP_ADD_MEMBERSHIP (struct ip_mreqn) or IP_ADD_SOURCE_MEMBERSHIP, IPv6
- * IPV6_JOIN_GROUP; a source-specific join on a named interface uses MCAST_JOIN_SOURCE_GROUP.
+ * IPV6_JOIN_GROUP; MCAST_JOIN_SOURCE_GROUP serves source-specific joins on IPv6, and on IPv4
+ * when an interface is named (ip_mreq_source can name it only by an address).
  * Returns: 0; -EINVAL for NULL d or group, an address that does not parse in the socket's
  * family, a group that is not multicast, or a source that is multicast or unspecified;
  * -ENODEV for an unknown interface, or when none is named and no route leads to the group;
  * -ENOPROTOOPT on a Unix datagram socket; -ENOTCONN after close; -EADDRINUSE for a group
- * already joined (any-source); -EADDRNOTAVAIL when the kernel says so (a source already
- * joined); -ENOBUFS over the kernel's membership limit (net.ipv4.igmp_max_memberships); other
- * setsockopt errors.
+ * already joined on that interface (an any-source join of a group joined source-specific
+ * too; a source-specific join of a group joined any-source makes it source-specific);
+ * -EADDRNOTAVAIL for a source already joined; -ENOBUFS over the kernel's membership limit
+ * (net.ipv4.igmp_max_memberships); other setsockopt errors.
  * Ownership: group, source and ifname are read during the call and not kept.
  * Thread: the socket's loop thread. No callback fires because of it. */
 RILL_API int rill_dgram_join(rill_dgram *d, const char *group, const char *source,
