@@ -379,7 +379,9 @@ H_BACKEND_TEST(mcast, ttl_loop_broadcast_options_round_trip, .timeout = 30)
     rill_dgram *d4, *d6, *du;
     cr_assert_eq(rill_dgram_open(l, "udp://127.0.0.1:0", &cfg, &d4), 0);
     cr_assert_eq(rill_dgram_open(l, "udp://[::1]:0", &cfg, &d6), 0);
-    cr_assert_eq(rill_dgram_open(l, "unix+dgram:@rill-mcast-opts", &cfg, &du), 0);
+    char uname[64];
+    snprintf(uname, sizeof uname, "unix+dgram:@rill-mcast-opts-%d-%s", getpid(), backend);
+    cr_assert_eq(rill_dgram_open(l, uname, &cfg, &du), 0);
     check_opt(d4, RILL_OPT_MULTICAST_TTL, 1, 7, "IP_MULTICAST_TTL");
     check_opt(d4, RILL_OPT_MULTICAST_LOOP, 1, 0, "IP_MULTICAST_LOOP");
     check_opt(d4, RILL_OPT_BROADCAST, 0, 1, "SO_BROADCAST");
