@@ -104,11 +104,25 @@ static int opt_lookup(struct rill__sockkind k, rill_sockopt opt, struct optname 
     case RILL_OPT_V6ONLY:
         *o = (struct optname){IPPROTO_IPV6, IPV6_V6ONLY};
         return v6 ? 0 : -ENOPROTOOPT;
+    /* Datagram options: meaningless on a stream, and on a Unix socket, which has no broadcast
+     * or multicast. Each family has its own multicast TTL and loop; an IPv6 socket takes the
+     * IPv6 ones. */
+    case RILL_OPT_BROADCAST: *o = (struct optname){SOL_SOCKET, SO_BROADCAST}; goto dgram;
+    case RILL_OPT_MULTICAST_TTL:
+        *o = v6 ? (struct optname){IPPROTO_IPV6, IPV6_MULTICAST_HOPS}
+                : (struct optname){IPPROTO_IP, IP_MULTICAST_TTL};
+        goto dgram;
+    case RILL_OPT_MULTICAST_LOOP:
+        *o = v6 ? (struct optname){IPPROTO_IPV6, IPV6_MULTICAST_LOOP}
+                : (struct optname){IPPROTO_IP, IP_MULTICAST_LOOP};
+        goto dgram;
     default:
         return -EINVAL;
     }
     /* The TCP-level ones: only on TCP sockets (the kernel would say EOPNOTSUPP or worse). */
     return inet && k.socktype == SOCK_STREAM ? 0 : -ENOPROTOOPT;
+dgram:
+    return inet && k.socktype != SOCK_STREAM ? 0 : -ENOPROTOOPT;
 }
 
 int rill__sockopt_set(struct rill_loop_stats *st, struct rill__sockkind k, rill_sockopt opt,

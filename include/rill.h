@@ -651,10 +651,18 @@ typedef enum rill_sockopt {
      * binds every socket as it opens it: read it with getopt, and ask for it when opening, with
      * RILL_LISTEN_F_V6ONLY or RILL_DGRAM_F_V6ONLY. */
     RILL_OPT_V6ONLY,
+    /* Datagram sockets (UDP, raw, ping) only; -ENOPROTOOPT on others: */
+    RILL_OPT_BROADCAST,       /* SO_BROADCAST: 0 or 1; without it a send to a broadcast
+                               * address fails with -EACCES */
+    RILL_OPT_MULTICAST_TTL,   /* IP_MULTICAST_TTL, or IPV6_MULTICAST_HOPS on an IPv6 socket:
+                               * 0-255 (default 1: the local network only; -1 sets the default) */
+    RILL_OPT_MULTICAST_LOOP,  /* IP_MULTICAST_LOOP, or IPV6_MULTICAST_LOOP: 0 or 1 (default 1:
+                               * this host's own members of a group get what it sends there) */
 } rill_sockopt;
 
 /* Set or read a named option. Returns: 0; -EINVAL for NULL or an unknown option; -ENOPROTOOPT
- * for an option the socket's kind has not (TCP_NODELAY on UDP, IPV6_V6ONLY on IPv4);
+ * for an option the socket's kind has not (TCP_NODELAY on UDP, IPV6_V6ONLY on IPv4,
+ * RILL_OPT_BROADCAST on TCP or Unix sockets);
  * -ENOTCONN after close; other setsockopt errors (-EPERM).
  * Ownership: the handle stays the engine's; *value is the caller's storage, written by get.
  * Thread: the handle's loop thread. */
@@ -825,6 +833,61 @@ RILL_API int rill_dgram_fd(const rill_dgram *d);
 RILL_API void rill_dgram_set_ctx(rill_dgram *d, void *ctx);
 RILL_API void *rill_dgram_ctx(const rill_dgram *d);
 RILL_API rill_loop *rill_dgram_loop(const rill_dgram *d);
+
+/* ---------------------------------------------------------------------------------------------
+ * Broadcast and multicast (UDP over IPv4 and IPv6)
+ *
+ * Broadcast is an option: RILL_OPT_BROADCAST (SO_BROADCAST) lets sends reach 255.255.255.255 or
+ * a subnet's broadcast address; without it they fail with -EACCES in their send callback.
+ * Sending to a group needs nothing but a route to it (or rill_dgram_set_multicast_if());
+ * RILL_OPT_MULTICAST_TTL and RILL_OPT_MULTICAST_LOOP tune how far it goes and whether this
+ * host's own members hear it. Receiving needs a membership: rill_dgram_join().
+ *
+ * A Linux pitfall: a socket bound to the wildcard address ("udp://0.0.0.0:PORT") receives the
+ * datagrams of every group that any socket of this host joined on that port (IP_MULTICAST_ALL,
+ * on by default). Bind a listener to the group itself ("udp://239.1.2.3:PORT") to hear only its
+ * group; sends from such a socket then leave from an address the kernel picks.
+ * ------------------------------------------------------------------------------------------- */
+
+/* Joins the multicast group `group` ("239.1.2.3", "ff15::1234", "[ff15::1234]") on the
+ * interface named `ifname` (NULL or "": the one the kernel routes the group to), so datagrams
+ * sent to the group (and to the socket's port) arrive in on_datagram. With `source` (a unicast
+ * address), a source-specific join: only datagrams from that source are delivered; join again
+ * with another source to add it. NULL source: any source. The group and source must be of the
+ * socket's family (an IPv6 socket joins IPv6 groups). Memberships end at close.
+ * IPv4 uses IP_ADD_MEMBERSHIP (struct ip_mreqn) or IP_ADD_SOURCE_MEMBERSHIP, IPv6
+ * IPV6_JOIN_GROUP; MCAST_JOIN_SOURCE_GROUP serves source-specific joins on IPv6, and on IPv4
+ * when an interface is named (ip_mreq_source can name it only by an address).
+ * Returns: 0; -EINVAL for NULL d or group, an address that does not parse in the socket's
+ * family, a group that is not multicast, or a source that is multicast or unspecified;
+ * -ENODEV for an unknown interface, or when none is named and no route leads to the group;
+ * -ENOPROTOOPT on a Unix datagram socket; -ENOTCONN after close; -EADDRINUSE for a group
+ * already joined on that interface (an any-source join of a group joined source-specific
+ * too; a source-specific join of a group joined any-source makes it source-specific);
+ * -EADDRNOTAVAIL for a source already joined; -ENOBUFS over the kernel's membership limit
+ * (net.ipv4.igmp_max_memberships); other setsockopt errors.
+ * Ownership: group, source and ifname are read during the call and not kept.
+ * Thread: the socket's loop thread. No callback fires because of it. */
+RILL_API int rill_dgram_join(rill_dgram *d, const char *group, const char *source,
+                             const char *ifname);
+
+/* Leaves what rill_dgram_join() joined, with the same arguments: the group on that interface,
+ * or with `source`, that source only (the group is left with its last source). Datagrams for
+ * the group stop arriving once no socket of this host is a member any more (see the pitfall
+ * above for wildcard-bound sockets); datagrams already received may still be delivered.
+ * Returns: as rill_dgram_join(), and -EADDRNOTAVAIL for a group (or source) not joined.
+ * Ownership: group, source and ifname are read during the call and not kept.
+ * Thread: the socket's loop thread. No callback fires because of it. */
+RILL_API int rill_dgram_leave(rill_dgram *d, const char *group, const char *source,
+                              const char *ifname);
+
+/* Sends to multicast groups leave by the interface named `ifname` (IP_MULTICAST_IF by index,
+ * or IPV6_MULTICAST_IF) instead of the one the routing table picks; NULL or "" puts the
+ * kernel's choice back. Unicast sends are not affected.
+ * Returns: 0; -EINVAL for NULL d; -ENODEV for an unknown interface; -ENOPROTOOPT on a Unix
+ * datagram socket; -ENOTCONN after close; other setsockopt errors.
+ * Ownership: ifname is read during the call and not kept. Thread: the socket's loop thread. */
+RILL_API int rill_dgram_set_multicast_if(rill_dgram *d, const char *ifname);
 
 /* ---------------------------------------------------------------------------------------------
  * Timers (a hierarchical timer wheel with 1 ms resolution: O(1) start and stop)

@@ -1,10 +1,12 @@
 /* The classic socket-course programs of tools/examples, run as real processes on both backends
- * (RILL_BACKEND in their environment), with their expected output checked. */
+ * (RILL_BACKEND in their environment), with their expected output checked. The multicast
+ * announcer and listener run in a network namespace of their own (tests/netns_util.h). */
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "harness.h"
+#include "netns_util.h"
 
 #ifndef RILL_EXAMPLE_DIR
 /* Built without tools (RILL_TOOLS=OFF): there is nothing to run. */
@@ -175,6 +177,93 @@ H_BACKEND_TEST(examples, tcp_concurrent_sums, .timeout = 60)
         close(fds[i]);
     }
     stop_server(&s);
+}
+
+/* ---- the multicast announcer and listener, in a namespace of their own --------------------- */
+
+/* Starts the example with argv in the namespace child, its standard output on *out. */
+static pid_t ns_start(char *const argv[], FILE **out)
+{
+    int p[2];
+    H_NS_CHECK(pipe(p) == 0, "pipe");
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", RILL_EXAMPLE_DIR, argv[0]);
+    pid_t pid = fork();
+    H_NS_CHECK(pid >= 0, "fork");
+    if (pid == 0) {
+        dup2(p[1], 1);
+        close(p[0]);
+        close(p[1]);
+        execv(path, argv);
+        _exit(127);
+    }
+    close(p[1]);
+    *out = fdopen(p[0], "r");
+    return pid;
+}
+
+static void ns_line(FILE *f, char *buf, size_t cap, const char *what)
+{
+    H_NS_CHECK(h_readable(fileno(f), 5000), "no line from the %s within 5 s", what);
+    H_NS_CHECK(fgets(buf, (int)cap, f) != NULL, "the %s closed its output", what);
+    buf[strcspn(buf, "\n")] = '\0';
+}
+
+/* Waits up to 10 s for pid to exit 0. */
+static void ns_reap(pid_t pid, const char *what)
+{
+    int st = 0;
+    uint64_t end = h_now_ms() + 10000;
+    pid_t r;
+    while ((r = waitpid(pid, &st, WNOHANG)) == 0 && h_now_ms() < end)
+        h_sleep_ms(10);
+    if (r == 0)
+        kill(pid, SIGKILL), waitpid(pid, &st, 0);
+    H_NS_CHECK(r == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0, "the %s: status %d", what, st);
+}
+
+/* The listener joins on mcA and exits after 3 announcements, each from an address starting with
+ * `from`; the announcer sends 5 (UDP has no
+ * retries: the spare two cover a listener still starting) out of mcA with multicast loop on. */
+static void multicast_pair(const char *group_uri, const char *from)
+{
+    char *lis[] = {"example_udp_multicast", "listen", (char *)group_uri, "mcA", "3", NULL};
+    char *ann[] = {"example_udp_multicast", "announce", (char *)group_uri, "news", "mcA", "5",
+                   NULL};
+    FILE *lo, *ao;
+    char line[256], want[128];
+    pid_t lp = ns_start(lis, &lo);
+    ns_line(lo, line, sizeof line, "listener");
+    snprintf(want, sizeof want, "listening %s", group_uri);
+    H_NS_CHECK(strcmp(line, want) == 0, "the listener said: %s", line);
+    pid_t ap = ns_start(ann, &ao);
+    ns_line(ao, line, sizeof line, "announcer");
+    snprintf(want, sizeof want, "announcing to %s", group_uri);
+    H_NS_CHECK(strcmp(line, want) == 0, "the announcer said: %s", line);
+    snprintf(want, sizeof want, "news from %s", from);
+    for (int i = 0; i < 3; i++) {
+        ns_line(lo, line, sizeof line, "listener");
+        H_NS_CHECK(strncmp(line, want, strlen(want)) == 0, "announcement %d: '%s', want '%s...'",
+                   i, line, want);
+    }
+    ns_reap(lp, "listener");
+    ns_reap(ap, "announcer");
+    fclose(lo);
+    fclose(ao);
+}
+
+static void multicast_body(const char *backend)
+{
+    setenv("RILL_BACKEND", backend, 1);
+    multicast_pair("udp://239.1.2.3:7003", "10.99.0.1");
+    /* The announcer's source is one of mcA's IPv6 addresses: the kernel picks which. */
+    multicast_pair("udp://[ff15::1234]:7003", "fd00:99::");
+}
+
+H_BACKEND_TEST(examples, udp_multicast_announcer_and_listener, .timeout = 60)
+{
+    rill_loop_destroy(h_loop(backend)); /* skips when the backend cannot run here */
+    h_netns_run(backend, h_ns_veth_script, multicast_body, 40000);
 }
 
 #endif
