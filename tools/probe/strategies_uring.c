@@ -1,5 +1,6 @@
 /* io_uring strategies: one-shot send/recv (one request per io_uring_enter), multishot recv on a
- * provided-buffer ring, and batched submission (several requests per io_uring_enter).
+ * provided-buffer ring (plain, as bundles, or on an incrementally consumed ring), and batched
+ * submission (several requests per io_uring_enter).
  *
  * Rings are created on the side's own thread: with IORING_SETUP_SINGLE_ISSUER (Linux 6.0) the
  * creating task is the only one allowed to submit. DEFER_TASKRUN (6.1) runs completions only
@@ -19,6 +20,19 @@
 
 #define UR_ENTRIES 128
 #define UR_BGID 7
+
+#ifndef IORING_RECVSEND_BUNDLE
+#define IORING_RECVSEND_BUNDLE (1U << 4) /* sqe->ioprio of a recv, Linux 6.10 */
+#endif
+#ifndef IORING_FEAT_RECVSEND_BUNDLE
+#define IORING_FEAT_RECVSEND_BUNDLE (1U << 14)
+#endif
+#ifndef IOU_PBUF_RING_INC
+#define IOU_PBUF_RING_INC 2 /* io_uring_buf_reg.flags (the old "pad"), Linux 6.12 */
+#endif
+#ifndef IORING_CQE_F_BUF_MORE
+#define IORING_CQE_F_BUF_MORE (1U << 4)
+#endif
 
 /* Availability, probed once per process: a ring can be created, and the opcodes exist. */
 static int avail = 1; /* 1 unknown, 0 yes, -errno no */
@@ -80,11 +94,14 @@ static int ring_create(struct ur_state *u)
     return r;
 }
 
-/* Registers a provided-buffer ring (Linux 5.19) of nbufs buffers of buf_sz bytes. */
+/* Registers a provided-buffer ring (Linux 5.19) of nbufs buffers of buf_sz bytes: each one
+ * message long (rounded up to pages); for uring-inc, 64 KiB buffers that many messages share. */
 static int bufring_create(struct probe_side *s, struct ur_state *u)
 {
     u->nbufs = 32;
     u->buf_sz = (s->cell->size + 4095) & ~(size_t)4095;
+    if (u->inc && u->buf_sz < 65536)
+        u->buf_sz = 65536;
     u->br_bytes = u->nbufs * sizeof(struct io_uring_buf);
     u->br = mmap(NULL, u->br_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     u->bufs = aligned_alloc(4096, u->nbufs * u->buf_sz);
@@ -94,10 +111,18 @@ static int bufring_create(struct probe_side *s, struct ur_state *u)
     }
     struct io_uring_buf_reg reg = {
         .ring_addr = (unsigned long)u->br, .ring_entries = u->nbufs, .bgid = UR_BGID};
+    reg.pad = u->inc ? IOU_PBUF_RING_INC : 0;
     int r = io_uring_register_buf_ring(&u->ring, &reg, 0);
     if (r < 0) {
-        snprintf(s->why, sizeof s->why, "provided buffer ring (5.19): %s", strerror(-r));
+        snprintf(s->why, sizeof s->why, "%s: %s",
+                 u->inc ? "incremental buffer ring (IOU_PBUF_RING_INC, 6.12)"
+                        : "provided buffer ring (5.19)",
+                 strerror(-r));
         return r;
+    }
+    if (u->bundle && !(u->ring.features & IORING_FEAT_RECVSEND_BUNDLE)) {
+        snprintf(s->why, sizeof s->why, "kernel lacks receive bundles (IORING_RECVSEND_BUNDLE, 6.10)");
+        return -EOPNOTSUPP;
     }
     io_uring_buf_ring_init(u->br);
     for (unsigned i = 0; i < u->nbufs; i++)
@@ -122,7 +147,10 @@ int ur_thread_init(struct probe_side *s)
     if (!u->rxbuf)
         return -ENOMEM;
     u->zc_report = true;
-    if (strcmp(probe_strategy_get(s->cell->strategy)->name, "uring-mshot") == 0)
+    const char *name = probe_strategy_get(s->cell->strategy)->name;
+    u->bundle = strcmp(name, "uring-bundle") == 0;
+    u->inc = strcmp(name, "uring-inc") == 0;
+    if (u->bundle || u->inc || strcmp(name, "uring-mshot") == 0)
         return bufring_create(s, u);
     return 0;
 }
@@ -165,14 +193,41 @@ int ur_enter(struct probe_side *s, unsigned wait_nr)
     return r < 0 ? r : 0;
 }
 
+/* Gives the buffers a completion used up back to the ring: one; for a bundle every buffer its
+ * bytes filled (consecutive ids, each full but the last); on an incremental ring the buffers
+ * its bytes finished, from where the previous piece of the first one ended: all but the last,
+ * and the last unless the completion says more will come in it (IORING_CQE_F_BUF_MORE). A
+ * receive of no bytes uses nothing up there. */
 static void recycle(struct ur_state *u, const struct io_uring_cqe *cqe)
 {
     if (!(cqe->flags & IORING_CQE_F_BUFFER))
         return;
-    unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
-    io_uring_buf_ring_add(u->br, u->bufs + bid * u->buf_sz, (unsigned)u->buf_sz,
-                          (unsigned short)bid, io_uring_buf_ring_mask(u->nbufs), 0);
-    io_uring_buf_ring_advance(u->br, 1);
+    unsigned mask = (unsigned)io_uring_buf_ring_mask(u->nbufs);
+    unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT, n = 0;
+    unsigned done[32];
+    if (u->inc) {
+        size_t left = cqe->res > 0 ? (size_t)cqe->res : 0;
+        for (unsigned b = bid & mask; left > 0 && n < 32; b = (b + 1) & mask) {
+            size_t room = u->buf_sz - u->inc_off[b], take = left < room ? left : room;
+            left -= take;
+            if (left > 0 || !(cqe->flags & IORING_CQE_F_BUF_MORE)) {
+                u->inc_off[b] = 0;
+                done[n++] = b;
+            } else {
+                u->inc_off[b] += (uint32_t)take;
+            }
+        }
+    } else {
+        unsigned k = u->bundle && cqe->res > 0
+                         ? (unsigned)(((size_t)cqe->res + u->buf_sz - 1) / u->buf_sz) : 1;
+        for (; n < k && n < 32; n++)
+            done[n] = (bid + n) & mask;
+    }
+    for (unsigned i = 0; i < n; i++)
+        io_uring_buf_ring_add(u->br, u->bufs + done[i] * u->buf_sz, (unsigned)u->buf_sz,
+                              (unsigned short)done[i], (int)mask, (int)i);
+    if (n)
+        io_uring_buf_ring_advance(u->br, (int)n);
 }
 
 static void mshot_cqe(struct probe_side *s, struct ur_state *u, const struct io_uring_cqe *cqe)
@@ -319,6 +374,8 @@ static ssize_t ur_recv_mshot(struct probe_side *s, size_t len)
             io_uring_prep_recv_multishot(sqe, s->fd, NULL, 0, 0);
             sqe->flags |= IOSQE_BUFFER_SELECT;
             sqe->buf_group = UR_BGID;
+            if (u->bundle)
+                sqe->ioprio |= IORING_RECVSEND_BUNDLE;
             io_uring_sqe_set_data64(sqe, UD_MSHOT);
             u->mshot_armed = true;
         }
@@ -504,6 +561,14 @@ const struct probe_strategy probe_strategy_uring[] = {
     {.name = "uring-mshot", .desc = "io_uring multishot recv on a provided buffer ring + send",
      .check = ur_check, .thread_init = ur_thread_init, .fini = ur_fini,
      .send_msg = ur_send, .recv_msg = ur_recv_mshot},
+    {.name = "uring-bundle",
+     .desc = "io_uring multishot recv as bundles: one completion, several ring buffers (6.10)",
+     .check = ur_check, .thread_init = ur_thread_init, .fini = ur_fini,
+     .send_msg = ur_send, .recv_msg = ur_recv_mshot},
+    {.name = "uring-inc",
+     .desc = "io_uring multishot recv on an incrementally consumed ring of 64 KiB buffers (6.12)",
+     .check = ur_check, .thread_init = ur_thread_init, .fini = ur_fini,
+     .send_msg = ur_send, .recv_msg = ur_recv_mshot},
     {.name = "uring-batch", .desc = "io_uring, several requests per io_uring_enter (--batch)",
      .check = ur_check, .thread_init = ur_thread_init, .fini = ur_fini,
      .send_msg = ur_send, .recv_msg = ur_recv, .pp_client = batch_pp_client,
@@ -522,6 +587,8 @@ static enum probe_status no_uring(const struct probe_cell *c, char *why, size_t 
 const struct probe_strategy probe_strategy_uring[] = {
     {.name = "uring", .desc = "io_uring one-shot send/recv (not built)", .check = no_uring},
     {.name = "uring-mshot", .desc = "io_uring multishot recv (not built)", .check = no_uring},
+    {.name = "uring-bundle", .desc = "io_uring receive bundles (not built)", .check = no_uring},
+    {.name = "uring-inc", .desc = "io_uring incremental buffer ring (not built)", .check = no_uring},
     {.name = "uring-batch", .desc = "io_uring batched submission (not built)", .check = no_uring},
 };
 

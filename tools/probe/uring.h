@@ -41,6 +41,11 @@ struct ur_state {
     unsigned nbufs;
     unsigned char *bufs;
     bool mshot_armed;
+    /* uring-bundle: one recv fills several ring buffers (IORING_RECVSEND_BUNDLE, 6.10);
+     * uring-inc: the ring's buffers are consumed piece by piece (IOU_PBUF_RING_INC, 6.12), and
+     * a buffer goes back only when a completion leaves it (no IORING_CQE_F_BUF_MORE). */
+    bool bundle, inc;
+    uint32_t inc_off[32]; /* uring-inc: where the next piece of each buffer starts */
     uint64_t rx_avail;  /* stream bytes received and not yet taken as a message */
     uint64_t rx_msgs;   /* datagrams received and not yet taken */
     unsigned char *rxbuf; /* a receive area apart from the send buffer (batch) */
