@@ -256,6 +256,15 @@ int rill__slab_lease_slow(struct rill__slab *s, size_t size, struct rill_buf **o
     return rill__slab_lease(s, size, out); /* the class has a free buffer now */
 }
 
+uint64_t rill__slab_class_in_use(const struct rill__slab *s, uint32_t cls)
+{
+    uint64_t n = 0;
+    for (const struct rill__region *r = s->regions; r; r = r->next)
+        if (r->cls == cls)
+            n += r->nbufs - r->nfree;
+    return n;
+}
+
 struct rill__slab *rill__buf_slab(const struct rill_buf *b)
 {
     return b->region->slab;
@@ -279,7 +288,6 @@ void rill__buf_free(struct rill_buf *b)
     b->next_free = c->free;
     c->free = b;
     r->nfree++;
-    c->in_use--;
     s->in_use--;
     s->releases++;
 }

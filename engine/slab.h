@@ -32,7 +32,6 @@ struct rill_buf {
 
 struct rill__slab_class {
     struct rill_buf *free; /* LIFO free list: the most recently used buffer is the warmest */
-    uint64_t in_use;       /* buffers of this class leased now */
 };
 
 struct rill__slab {
@@ -109,7 +108,6 @@ static inline int rill__slab_lease(struct rill__slab *s, size_t size, struct ril
     b->next_free = NULL;
     b->refs = 1;
     b->region->nfree--;
-    c->in_use++;
     s->in_use++;
     *out = b;
     return 0;
@@ -156,6 +154,10 @@ static inline int rill__slab_lease_rx(struct rill__slab *s, size_t size, struct 
  * (this one included), giving their memory back to the kernel. Sets *more when wholly free
  * regions remain (a later check may unmap them). Returns the bytes unmapped. */
 size_t rill__slab_trim(struct rill__slab *s, uint32_t checks, bool *more);
+
+/* Buffers of class cls leased now, counted from the regions (for tests and diagnostics: the
+ * lease and release paths keep only the slab-wide count). */
+uint64_t rill__slab_class_in_use(const struct rill__slab *s, uint32_t cls);
 
 /* Returns the buffer's slab (through its region). */
 struct rill__slab *rill__buf_slab(const struct rill_buf *b);

@@ -101,7 +101,7 @@ Test(slab, buffers_do_not_overlap)
         for (size_t j = 0; j < 512; j++)
             cr_assert_eq(b[i]->data[j], (uint8_t)(i & 0xff), "buffer %d byte %zu clobbered", i, j);
     cr_assert_eq(s.in_use, N);
-    cr_assert_eq(s.cls[0].in_use, N);
+    cr_assert_eq(rill__slab_class_in_use(&s, 0), N);
     for (int i = 0; i < N; i++)
         rill__buf_put(b[i]);
     cr_assert_eq(s.in_use, 0);
@@ -115,7 +115,7 @@ Test(slab, ref_and_put)
     cr_assert_eq(rill__slab_init(&s, 4 * MiB), 0);
     cr_assert_eq(rill__slab_lease(&s, 2000, &b), 0);
     cr_assert_eq(s.in_use, 1);
-    cr_assert_eq(s.cls[2].in_use, 1);
+    cr_assert_eq(rill__slab_class_in_use(&s, 2), 1);
 
     rill__buf_get(b);
     rill__buf_get(b);
@@ -130,7 +130,7 @@ Test(slab, ref_and_put)
     cr_assert_eq(b->refs, 0);
     cr_assert_eq(s.releases, 1);
     cr_assert_eq(s.in_use, 0);
-    cr_assert_eq(s.cls[2].in_use, 0);
+    cr_assert_eq(rill__slab_class_in_use(&s, 2), 0);
 
     /* LIFO: the buffer released last is leased first. */
     cr_assert_eq(rill__slab_lease(&s, 1500, &again), 0);
@@ -332,10 +332,10 @@ Test(slab, counters_per_class)
     cr_assert_eq(rill__slab_lease(&s, 4096, &c), 0);
     cr_assert_eq(rill__slab_lease(&s, 4000, &d), 0);
     cr_assert_eq(s.in_use, 3);
-    cr_assert_eq(s.cls[0].in_use, 1);
-    cr_assert_eq(s.cls[3].in_use, 2);
+    cr_assert_eq(rill__slab_class_in_use(&s, 0), 1);
+    cr_assert_eq(rill__slab_class_in_use(&s, 3), 2);
     rill__buf_put(d);
-    cr_assert_eq(s.cls[3].in_use, 1);
+    cr_assert_eq(rill__slab_class_in_use(&s, 3), 1);
     cr_assert_eq(s.in_use, 2);
     cr_assert_eq(s.releases, 1);
     rill__buf_put(a);
