@@ -277,7 +277,7 @@ static void conn_timer_fn(struct rill__tnode *t)
         return;
     }
     if (due != UINT64_MAX)
-        rill__wheel_add(&l->wheel, &c->timer, due);
+        rill__wheel_add_ms(&l->wheel, &c->timer, due);
 }
 
 static void conn_start_timer(rill_conn *c)
@@ -288,7 +288,7 @@ static void conn_start_timer(rill_conn *c)
     rill__wheel_del(&l->wheel, &c->timer);
     uint64_t due = conn_next_due(c, l->now_ms);
     if (due != UINT64_MAX)
-        rill__wheel_add(&l->wheel, &c->timer, due);
+        rill__wheel_add_ms(&l->wheel, &c->timer, due);
 }
 
 void rill__conn_opened(rill_conn *c)
@@ -549,7 +549,7 @@ int rill_connect(rill_loop *l, const char *uri, const struct rill_connect_config
     c->state = RILL__C_CONNECTING;
     c->timer.fn = conn_timer_fn;
     if (cfg->timeout_ms && !l->ops->links_connect_timeout)
-        rill__wheel_add(&l->wheel, &c->timer, rill__loop_clock(l) + cfg->timeout_ms);
+        rill__wheel_add_ms(&l->wheel, &c->timer, rill__loop_clock(l) + cfg->timeout_ms);
     r = l->ops->conn_connect(l, c, (const struct sockaddr *)&a.ss, a.len, cfg->timeout_ms);
     if (r < 0) /* reported through on_close, like a refusal that arrives later */
         rill__conn_fail(c, r);
