@@ -592,6 +592,11 @@ uint64_t rill_loop_now(const rill_loop *l)
     return l ? l->now_ms : 0;
 }
 
+uint64_t rill_loop_now_us(const rill_loop *l)
+{
+    return l ? l->now_us : 0;
+}
+
 const char *rill_loop_backend_name(const rill_loop *l)
 {
     return l ? l->ops->name : "none";

@@ -246,6 +246,12 @@ RILL_API int rill_loop_defer(rill_loop *l, rill_defer_cb fn, void *arg);
  * NULL). Ownership: reads l; keeps nothing. Thread: the loop's thread. */
 RILL_API uint64_t rill_loop_now(const rill_loop *l);
 
+/* Returns the same cached instant in microseconds of CLOCK_MONOTONIC (0 for NULL): the clock of
+ * the timer wheel. A timer started with rill_timer_start_us(t, due_us - rill_loop_now_us(l), 0)
+ * from inside a callback fires once CLOCK_MONOTONIC reaches due_us, never before. No callback.
+ * Ownership: reads l; keeps nothing. Thread: the loop's thread. */
+RILL_API uint64_t rill_loop_now_us(const rill_loop *l);
+
 /* Returns "epoll" or "io_uring": the backend this loop really runs on ("none" for NULL).
  * Ownership: a static string; never free it (it outlives the loop). Thread: any. */
 RILL_API const char *rill_loop_backend_name(const rill_loop *l);
