@@ -266,7 +266,7 @@ int rill__sys_epoll_wait_us(int epfd, struct epoll_event *ev, int max, int64_t t
     }
     int ms = -1;
     if (timeout_us >= 0) {
-        int64_t up = (timeout_us + 999) / 1000;
+        int64_t up = timeout_us / 1000 + (timeout_us % 1000 != 0); /* no overflow near INT64_MAX */
         ms = up > INT32_MAX ? INT32_MAX : (int)up;
     }
     int r = epoll_wait(epfd, ev, max, ms);

@@ -128,9 +128,11 @@ H_BACKEND_TEST(loop_timer_us, run_once_us_waits_its_timeout, .timeout = 30)
     cr_assert_geq(x.at[0] - t0, 300u);
     cr_assert_lt(x.at[0] - t0, 1000000u, "the 5 s wait was not cut short by the 300 us timer");
     rill_timer_destroy(x.t);
-    /* A wake ends an unlimited wait. */
+    /* A wake ends an unlimited wait, and the longest timeout there is. */
     rill_loop_wake(l);
     cr_assert_geq(rill_loop_run_once_us(l, -1), 0);
+    rill_loop_wake(l);
+    cr_assert_geq(rill_loop_run_once_us(l, INT64_MAX), 0);
     cr_assert_eq(rill_loop_run_once_us(NULL, 0), -EINVAL);
     rill_loop_destroy(l);
 }
@@ -163,6 +165,8 @@ Test(loop_timer_us, epoll_without_pwait2_rounds_up_to_ms, .timeout = 30)
     uint64_t t0 = now_us();
     cr_assert_geq(rill_loop_run_once_us(l, 500), 0);
     cr_assert_geq(now_us() - t0, 1000u, "the fallback must round 500 us up to 1 ms");
+    rill_loop_wake(l); /* the longest timeout converts to milliseconds without overflow */
+    cr_assert_geq(rill_loop_run_once_us(l, INT64_MAX), 0);
     /* Timers still never fire early; they may fire up to a millisecond late. */
     struct us_rec x = {0};
     cr_assert_eq(rill_timer_create(l, us_cb, &x, &x.t), 0);
