@@ -59,11 +59,13 @@ struct rill__backend_ops {
     /* RILL_CAP_* of this instance (probing may have disabled some). */
     uint32_t (*caps)(const rill_loop *l);
 
-    /* Waits up to timeout_ms (-1: no limit, 0: no wait) and dispatches what arrived: calls into
-     * conn.c and listener.c, which run the embedder's callbacks.
+    /* Waits up to timeout_us microseconds (-1: no limit, 0: no wait) and dispatches what
+     * arrived: calls into conn.c and listener.c, which run the embedder's callbacks. The wait
+     * ends no earlier than the timeout unless something arrives (a wait the kernel can only
+     * time in milliseconds rounds up), so a timer the loop waits for is never found not due.
      * Returns: the number of events or completions handled, or a negative errno if the backend
      * itself failed. */
-    int (*poll)(rill_loop *l, int timeout_ms);
+    int (*poll)(rill_loop *l, int64_t timeout_us);
 
     /* The flush point's last step: submit whatever the iteration batched. Returns 0 or -errno. */
     int (*flush)(rill_loop *l);

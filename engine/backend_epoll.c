@@ -57,6 +57,7 @@ struct epoll_loop {
     int epfd;
     int wakefd;
     struct epoll_event *events;
+    bool pwait2; /* epoll_pwait2 works: waits are timed to the microsecond (Linux 5.11) */
     struct rill__list accept_list; /* listeners with more to accept (budget spent, restarted) */
 };
 
@@ -182,6 +183,9 @@ static int ep_create(const struct rill_loop_config *cfg, rill_loop **out, const 
         *why = "epoll_create1";
         goto fail;
     }
+    /* Probed before anything is registered: the probe's zero-timeout wait must not take an
+     * edge that belongs to the first real wait. Without it timers wait whole milliseconds. */
+    ep->pwait2 = rill__sys_epoll_pwait2_probe(ep->epfd);
     ep->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (ep->wakefd < 0) {
         r = -errno;
@@ -849,7 +853,7 @@ static void ep_conn_event(rill_loop *l, uint64_t cookie, uint32_t ev)
     ep_turn(l, e);
 }
 
-static int ep_poll(rill_loop *l, int timeout_ms)
+static int ep_poll(rill_loop *l, int64_t timeout_us)
 {
     struct epoll_loop *ep = ep_of(l);
     struct rill__list reads, accepts, dreads, *n;
@@ -858,13 +862,14 @@ static int ep_poll(rill_loop *l, int timeout_ms)
     rill__list_take(&ep->accept_list, &accepts);
     /* Work carried over from the last iteration is done after this wait: don't block. */
     if (!rill__list_empty(&reads) || !rill__list_empty(&dreads) || !rill__list_empty(&accepts))
-        timeout_ms = 0;
+        timeout_us = 0;
 
     l->stats.sys_poll++;
-    int got = epoll_wait(ep->epfd, ep->events, (int)l->cfg.max_events, timeout_ms);
+    int got = rill__sys_epoll_wait_us(ep->epfd, ep->events, (int)l->cfg.max_events, timeout_us,
+                                      &ep->pwait2);
     if (got < 0) {
-        if (errno != EINTR)
-            return -errno;
+        if (got != -EINTR)
+            return got;
         got = 0;
     }
     rill__loop_update_time(l);

@@ -662,7 +662,7 @@ static int u_reap(struct uring_loop *u)
     return total;
 }
 
-static int u_poll(rill_loop *l, int timeout_ms)
+static int u_poll(rill_loop *l, int64_t timeout_us)
 {
     struct uring_loop *u = u_of(l);
     struct rill__list held, *node;
@@ -670,7 +670,7 @@ static int u_poll(rill_loop *l, int timeout_ms)
     /* Work carried over is done after this wait: a read budget spent (held), or a datagram
      * socket whose re-arm found no SQE (l->dgram_read, re-armed at the next flush point). */
     if (!rill__list_empty(&held) || !rill__list_empty(&l->dgram_read))
-        timeout_ms = 0;
+        timeout_us = 0;
 
     unsigned pending = io_uring_sq_ready(&u->ring);
     int r = u_bind(u);
@@ -682,18 +682,21 @@ static int u_poll(rill_loop *l, int timeout_ms)
          * without entering again. That enter ran the deferred task work too, and this
          * iteration reaps every completion there is, so nothing waits behind the skip. */
         r = 0;
-    } else if (timeout_ms == 0 || io_uring_cq_ready(&u->ring)) {
+    } else if (timeout_us == 0 || io_uring_cq_ready(&u->ring)) {
         /* With DEFER_TASKRUN completions are only posted when we enter with GETEVENTS. */
         l->stats.sys_poll++;
         l->stats.uring_enters++;
         r = io_uring_submit_and_get_events(&u->ring);
     } else {
         struct io_uring_cqe *cqe;
-        struct __kernel_timespec ts = {.tv_sec = timeout_ms / 1000,
-                                       .tv_nsec = (long long)(timeout_ms % 1000) * 1000000};
+        /* The wait is timed to the nanosecond: with IORING_FEAT_EXT_ARG (Linux 5.11) liburing
+         * passes ts to io_uring_enter itself (IORING_ENTER_EXT_ARG), one system call; on older
+         * kernels it queues an IORING_OP_TIMEOUT, which is just as precise. */
+        struct __kernel_timespec ts = {.tv_sec = timeout_us / 1000000,
+                                       .tv_nsec = (long long)(timeout_us % 1000000) * 1000};
         l->stats.sys_poll++;
         l->stats.uring_enters++;
-        r = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, timeout_ms < 0 ? NULL : &ts, NULL);
+        r = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, timeout_us < 0 ? NULL : &ts, NULL);
     }
     if (r < 0 && r != -ETIME && r != -EINTR && r != -EAGAIN && r != -EBUSY)
         return r;

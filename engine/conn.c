@@ -280,7 +280,7 @@ void rill__conn_timer_fn(struct rill__tnode *t)
         return;
     }
     if (due != UINT64_MAX)
-        rill__wheel_add(&l->wheel, &c->timer, due);
+        rill__wheel_add_ms(&l->wheel, &c->timer, due);
 }
 
 static void conn_start_timer(rill_conn *c)
@@ -291,7 +291,7 @@ static void conn_start_timer(rill_conn *c)
     rill__wheel_del(&l->wheel, &c->timer);
     uint64_t due = conn_next_due(c, l->now_ms);
     if (due != UINT64_MAX)
-        rill__wheel_add(&l->wheel, &c->timer, due);
+        rill__wheel_add_ms(&l->wheel, &c->timer, due);
 }
 
 void rill__conn_opened(rill_conn *c)

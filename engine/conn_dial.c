@@ -126,7 +126,7 @@ static void dial_next(struct rill__dial *d)
         return;
     }
     if (d->next < d->naddr)
-        rill__wheel_add(&l->wheel, &d->stagger, rill__loop_clock(l) + DIAL_STAGGER_MS);
+        rill__wheel_add_ms(&l->wheel, &d->stagger, rill__loop_clock(l) + DIAL_STAGGER_MS);
 }
 
 static void dial_stagger_fn(struct rill__tnode *n)
@@ -205,7 +205,7 @@ static int connect_name(rill_loop *l, rill_conn *c, const struct rill__uri *u,
                         const struct rill_connect_config *cfg)
 {
     if (cfg->timeout_ms)
-        rill__wheel_add(&l->wheel, &c->timer, rill__loop_clock(l) + cfg->timeout_ms);
+        rill__wheel_add_ms(&l->wheel, &c->timer, rill__loop_clock(l) + cfg->timeout_ms);
     int r = rill__dial_start(c, u->host, u->port);
     if (r < 0)
         rill__conn_fail(c, r);
@@ -226,7 +226,7 @@ static int connect_addr(rill_loop *l, rill_conn *c, const struct rill__addr *a,
     c->fd = fd;
     rill__conn_set_kind(c, a->family, a->socktype);
     if (cfg->timeout_ms && !l->ops->links_connect_timeout)
-        rill__wheel_add(&l->wheel, &c->timer, rill__loop_clock(l) + cfg->timeout_ms);
+        rill__wheel_add_ms(&l->wheel, &c->timer, rill__loop_clock(l) + cfg->timeout_ms);
     r = l->ops->conn_connect(l, c, (const struct sockaddr *)&a->ss, a->len, cfg->timeout_ms);
     if (r < 0) /* reported through on_close, like a refusal that arrives later */
         rill__conn_fail(c, r);

@@ -87,7 +87,7 @@ static void mem_watch_arm(rill_loop *l)
 {
     l->mem_mark = l->slab.held_pauses;
     l->mem_in_mark = l->stats.bytes_in;
-    rill__wheel_add(&l->wheel, &l->mem_watch, l->now_ms + l->cfg.mem_grace_ms);
+    rill__wheel_add_ms(&l->wheel, &l->mem_watch, l->now_ms + l->cfg.mem_grace_ms);
 }
 
 static void mem_watch_fn(struct rill__tnode *t)

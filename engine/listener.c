@@ -69,7 +69,7 @@ void rill__listener_rest(rill_listener *ls)
         return;
     ls->paused = true;
     l->fd_waiting |= RILL__KIND_BIT(RILL__KIND_LISTENER);
-    rill__wheel_add(&l->wheel, &ls->retry, l->now_ms + RILL__EMFILE_RETRY_MS);
+    rill__wheel_add_ms(&l->wheel, &ls->retry, l->now_ms + RILL__EMFILE_RETRY_MS);
 }
 
 void rill__listener_on_accept_error(rill_listener *ls, int err)

@@ -196,7 +196,8 @@ void rill__loop_update_time(rill_loop *l)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    l->now_ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    l->now_us = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+    l->now_ms = l->now_us / 1000u;
 }
 
 /* The slab's idle regions go back to the kernel: checked every slab_idle_ms / 2, a region found
@@ -218,7 +219,7 @@ static void slab_trim_fn(struct rill__tnode *t)
     rill__slab_trim(&l->slab, TRIM_CHECKS, &more);
     l->trim_mark = l->slab.releases;
     if (more)
-        rill__wheel_add(&l->wheel, &l->trim, l->now_ms + trim_period(l));
+        rill__wheel_add_ms(&l->wheel, &l->trim, l->now_ms + trim_period(l));
 }
 
 static inline void slab_trim_watch(rill_loop *l)
@@ -226,7 +227,7 @@ static inline void slab_trim_watch(rill_loop *l)
     if (l->slab.releases != l->trim_mark && !rill__tnode_active(&l->trim) &&
         l->cfg.slab_idle_ms != UINT32_MAX) {
         l->trim_mark = l->slab.releases;
-        rill__wheel_add(&l->wheel, &l->trim, l->now_ms + trim_period(l));
+        rill__wheel_add_ms(&l->wheel, &l->trim, l->now_ms + trim_period(l));
     }
 }
 
@@ -239,7 +240,7 @@ int rill__loop_init_common(rill_loop *l, const struct rill_loop_config *cfg)
     rill__slab_set_ceiling(&l->slab, cfg->mem_ceiling);
     l->trim.fn = slab_trim_fn;
     rill__loop_update_time(l);
-    rill__wheel_init(&l->wheel, l->now_ms);
+    rill__wheel_init(&l->wheel, l->now_us);
     rill__list_init(&l->timers);
     for (unsigned k = 0; k < RILL__KINDS; k++) {
         if (rill__kinds[k]->init && (r = rill__kinds[k]->init(l)) < 0) {
@@ -429,7 +430,7 @@ void rill_loop_destroy(rill_loop *l)
         l->in_dispatch = true;
         int r = l->ops->flush(l);
         if (r >= 0)
-            r = l->ops->poll(l, 10);
+            r = l->ops->poll(l, 10000);
         run_kinds(l); /* on_close callbacks and frees that the completions made due */
         l->in_dispatch = false;
         rill__loop_update_time(l);
@@ -488,23 +489,23 @@ static bool has_pending_work(const rill_loop *l)
            atomic_load_explicit(&l->stop_requested, memory_order_relaxed);
 }
 
-static int poll_timeout(const rill_loop *l, int timeout_ms)
+/* The wait in microseconds (-1: no limit): the caller's timeout, shortened to the wheel's next
+ * deadline. */
+static int64_t poll_timeout(const rill_loop *l, int64_t timeout_us)
 {
-    if (timeout_ms == 0 || has_pending_work(l))
+    if (timeout_us == 0 || has_pending_work(l))
         return 0;
     int64_t next = rill__wheel_next(&l->wheel);
     if (next < 0)
-        return timeout_ms;
+        return timeout_us;
     /* The wheel measures from its last advance; time spent outside the loop since then is
      * already gone from the wait. */
-    next -= (int64_t)(l->now_ms - l->wheel.now);
+    next -= (int64_t)(l->now_us - l->wheel.now);
     if (next < 0)
         next = 0;
-    if (next > INT32_MAX)
-        next = INT32_MAX;
-    if (timeout_ms < 0 || next < timeout_ms)
-        return (int)next;
-    return timeout_ms;
+    if (timeout_us < 0 || next < timeout_us)
+        return next;
+    return timeout_us;
 }
 
 /* Each kind's work, in the enum's order: first the retries of kinds starved of buffers, once the
@@ -546,6 +547,11 @@ _Thread_local rill_loop *rill__tls_loop;
 
 int rill_loop_run_once(rill_loop *l, int timeout_ms)
 {
+    return rill_loop_run_once_us(l, timeout_ms < 0 ? -1 : (int64_t)timeout_ms * 1000);
+}
+
+int rill_loop_run_once_us(rill_loop *l, int64_t timeout_us)
+{
     if (!l)
         return -EINVAL;
     if (l->in_dispatch)
@@ -554,10 +560,10 @@ int rill_loop_run_once(rill_loop *l, int timeout_ms)
     rill_loop *outer = rill__tls_loop;
     rill__tls_loop = l;
     rill__loop_update_time(l);
-    int n = l->ops->poll(l, poll_timeout(l, timeout_ms));
+    int n = l->ops->poll(l, poll_timeout(l, timeout_us < 0 ? -1 : timeout_us));
     if (n >= 0) {
         rill__loop_update_time(l);
-        n += (int)rill__wheel_advance(&l->wheel, l->now_ms);
+        n += (int)rill__wheel_advance(&l->wheel, l->now_us);
         int f = flush_point(l);
         n = f < 0 ? f : n + f;
     }
@@ -603,6 +609,11 @@ void rill_loop_wake(rill_loop *l)
 uint64_t rill_loop_now(const rill_loop *l)
 {
     return l ? l->now_ms : 0;
+}
+
+uint64_t rill_loop_now_us(const rill_loop *l)
+{
+    return l ? l->now_us : 0;
 }
 
 const char *rill_loop_backend_name(const rill_loop *l)

@@ -25,7 +25,8 @@ struct rill__defer {
 struct rill_loop {
     const struct rill__backend_ops *ops;
     struct rill_loop_config cfg;
-    uint64_t now_ms;             /* cached CLOCK_MONOTONIC in ms, refreshed once per iteration */
+    uint64_t now_us;             /* cached CLOCK_MONOTONIC in us, refreshed after each wait */
+    uint64_t now_ms;             /* the same instant in ms (now_us / 1000): the handles' clock */
     _Atomic bool stop_requested; /* set by rill_loop_stop() from any thread */
     _Atomic bool wake_pending;   /* a wake-up write is outstanding: further ones are skipped */
     bool in_dispatch;            /* inside run/run_once: reentry is refused */
@@ -121,7 +122,7 @@ static inline struct rill_loop_stats *rill__stats(rill_loop *l)
     return &l->stats;
 }
 
-/* Refreshes l->now_ms from CLOCK_MONOTONIC. */
+/* Refreshes l->now_us and l->now_ms from CLOCK_MONOTONIC. */
 void rill__loop_update_time(rill_loop *l);
 
 /* The loop's clock for computing a deadline. Inside an iteration the cached value is fresh; a
@@ -132,6 +133,14 @@ static inline uint64_t rill__loop_clock(rill_loop *l)
     if (!l->in_dispatch)
         rill__loop_update_time(l);
     return l->now_ms;
+}
+
+/* The same in microseconds (the wheel's unit). */
+static inline uint64_t rill__loop_clock_us(rill_loop *l)
+{
+    if (!l->in_dispatch)
+        rill__loop_update_time(l);
+    return l->now_us;
 }
 
 /* Returns a config with every 0 replaced by its default; -EINVAL for values out of range. */

@@ -60,7 +60,7 @@ static void resolver_timer_arm(struct rill__resolver *r)
     /* Rounded up by a millisecond: the wheel fires at or after its deadline, c-ares counts a
      * query as timed out only once its time has passed, and firing early would spin. */
     uint64_t ms = (uint64_t)tv.tv_sec * 1000u + (uint64_t)tv.tv_usec / 1000u + 1u;
-    rill__wheel_add(&l->wheel, &r->timer, rill__loop_clock(l) + ms);
+    rill__wheel_add_ms(&l->wheel, &r->timer, rill__loop_clock(l) + ms);
 }
 
 static void resolver_timer_fn(struct rill__tnode *t)

@@ -10,6 +10,8 @@
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sys/epoll.h>
+#include <time.h>
 #include <unistd.h>
 
 #define SHIM_MAX_IOV 64
@@ -227,4 +229,46 @@ int rill__sys_getsockopt(struct rill_loop_stats *st, int fd, int level, int name
     st->sys_other++;
     int e = fault(RILL__SYS_GETSOCKOPT, fd, NULL);
     return e ? e : ret_or_errno(getsockopt(fd, level, name, v, len));
+}
+
+/* epoll_pwait2 through syscall(2): glibc has a wrapper only since 2.35. System calls added since
+ * Linux 5.1 have one number on every architecture (alpha aside), so 441 is safe as a default. */
+#ifndef SYS_epoll_pwait2
+#define SYS_epoll_pwait2 441
+#endif
+
+static int pwait2(int epfd, struct epoll_event *ev, int max, const struct timespec *ts)
+{
+    long r = syscall(SYS_epoll_pwait2, epfd, ev, max, ts, NULL, 0);
+    return r < 0 ? -errno : (int)r;
+}
+
+bool rill__sys_epoll_pwait2_probe(int epfd)
+{
+    if (fault(RILL__SYS_EPOLL_PWAIT2, epfd, NULL) < 0)
+        return false;
+    /* A zero timeout returns at once; the events it may report are only those of descriptors
+     * registered so far, and an edge reported here would be lost, so probe before adding any. */
+    struct epoll_event ev;
+    struct timespec zero = {0, 0};
+    return pwait2(epfd, &ev, 1, &zero) >= 0;
+}
+
+int rill__sys_epoll_wait_us(int epfd, struct epoll_event *ev, int max, int64_t timeout_us,
+                            bool *pwait2_ok)
+{
+    if (timeout_us > 0 && *pwait2_ok) {
+        struct timespec ts = {(time_t)(timeout_us / 1000000), (long)(timeout_us % 1000000) * 1000};
+        int r = pwait2(epfd, ev, max, &ts);
+        if (r != -ENOSYS)
+            return r;
+        *pwait2_ok = false; /* the probe passed but the call went away (a filter installed since) */
+    }
+    int ms = -1;
+    if (timeout_us >= 0) {
+        int64_t up = timeout_us / 1000 + (timeout_us % 1000 != 0); /* no overflow near INT64_MAX */
+        ms = up > INT32_MAX ? INT32_MAX : (int)up;
+    }
+    int r = epoll_wait(epfd, ev, max, ms);
+    return r < 0 ? -errno : r;
 }

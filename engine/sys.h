@@ -33,6 +33,7 @@ enum rill__sys_call {
     RILL__SYS_RECVMMSG,
     RILL__SYS_SENDMMSG,
     RILL__SYS_RECVMSG,
+    RILL__SYS_EPOLL_PWAIT2, /* consulted once, by the probe at loop creation (-ENOSYS: absent) */
     RILL__SYS_COUNT_
 };
 
@@ -152,5 +153,20 @@ int rill__sys_setsockopt(struct rill_loop_stats *st, int fd, int level, int name
                          socklen_t len);
 int rill__sys_getsockopt(struct rill_loop_stats *st, int fd, int level, int name, void *v,
                          socklen_t *len);
+
+struct epoll_event;
+
+/* Whether epoll_pwait2(2) (Linux 5.11: a timespec timeout) works on this epoll descriptor: one
+ * call that does not wait. The hook may answer for it (-ENOSYS forces the fallback, in tests);
+ * a seccomp filter that refuses the call answers ENOSYS or EPERM, both mean "no". */
+bool rill__sys_epoll_pwait2_probe(int epfd);
+
+/* Waits for epoll events up to timeout_us microseconds (-1: no limit, 0: no wait). With
+ * *pwait2 (from the probe) the timeout is exact to the microsecond; without, epoll_wait(2)
+ * waits whole milliseconds, rounded up, so the wait never ends before the timeout. An ENOSYS
+ * from epoll_pwait2 clears *pwait2 and falls back for good.
+ * Returns: the number of events, or a negative errno (-EINTR included). */
+int rill__sys_epoll_wait_us(int epfd, struct epoll_event *ev, int max, int64_t timeout_us,
+                            bool *pwait2);
 
 #endif

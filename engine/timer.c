@@ -4,7 +4,7 @@
  * is the highest 6-bit digit in which the deadline and the clock differ, in the slot named by the
  * deadline's digit k. Because the deadline is later, that digit of the deadline is larger than the
  * clock's, and the two share every digit above k. As the clock moves forward it keeps sharing
- * those upper digits until it reaches the slot's first millisecond (its "entry time"), and at that
+ * those upper digits until it reaches the slot's first microsecond (its "entry time"), and at that
  * moment the slot is cascaded: each node is placed again relative to the new clock, which puts it
  * on a lower level, or fires it if its deadline is exactly now.
  *
@@ -17,8 +17,8 @@
  * and advance() jumps straight there, whatever the distance.
  *
  * Deadlines whose digits differ from the clock's above the top level (more than the current
- * 64^6 ms block away) go on the `far` list. That list is the top level's overflow slot: the clock
- * can only leave its 64^6 ms block at the block boundary, so `far` is re-cascaded exactly there,
+ * 64^8 us block away) go on the `far` list. That list is the top level's overflow slot: the clock
+ * can only leave its 64^8 us block at the block boundary, so `far` is re-cascaded exactly there,
  * which keeps the placement rule intact without a slot "behind" the clock.
  *
  * Order. Nodes with equal deadlines fire in the order they were added: at any moment a node's
@@ -35,7 +35,12 @@
 
 #define LVL_BITS 6u
 #define LVL_MASK ((uint64_t)RILL__WHEEL_SLOTS - 1u)
-#define RANGE_BITS (LVL_BITS * RILL__WHEEL_LEVELS) /* 36: the span of all levels, 64^6 ms */
+#define RANGE_BITS (LVL_BITS * RILL__WHEEL_LEVELS) /* 48: the span of all levels, 64^8 us */
+/* How many nodes of the earliest slot next() looks at to report its earliest deadline exactly
+ * rather than the slot's entry time: a loop with a few timers then sleeps once to the deadline,
+ * instead of waking at each cascade on the way down (up to seven for a far deadline). A slot
+ * with more nodes (many idle timeouts at once) gets the lower bound, and costs a cascade. */
+#define NEXT_SCAN 16u
 
 _Static_assert(RILL__WHEEL_SLOTS == 64, "one 64-bit occupancy word per level");
 _Static_assert(RANGE_BITS < 64, "shifts by RANGE_BITS must stay defined");
@@ -85,9 +90,9 @@ static void tlist_splice(struct rill__tnode *from, struct rill__tnode *to)
  * The wheel
  * ------------------------------------------------------------------------------------------- */
 
-void rill__wheel_init(struct rill__wheel *w, uint64_t now_ms)
+void rill__wheel_init(struct rill__wheel *w, uint64_t now_us)
 {
-    w->now = now_ms;
+    w->now = now_us;
     w->count = 0;
     w->fired = 0;
     for (unsigned l = 0; l < RILL__WHEEL_LEVELS; l++) {
@@ -114,13 +119,13 @@ static void place(struct rill__wheel *w, struct rill__tnode *n)
     w->occupied[lvl] |= (uint64_t)1 << slot;
 }
 
-void rill__wheel_add(struct rill__wheel *w, struct rill__tnode *n, uint64_t expires_ms)
+void rill__wheel_add(struct rill__wheel *w, struct rill__tnode *n, uint64_t expires_us)
 {
     /* The contract forbids adding a scheduled node, but unlinking first turns that mistake into
      * a reschedule instead of a corrupted slot list. */
     rill__wheel_del(w, n);
     w->count++;
-    if (expires_ms <= w->now) {
+    if (expires_us <= w->now) {
         /* A deadline already reached has no slot ahead of the clock; it waits on `due`, whose
          * members all read the clock at the time of their add, so firing `due` first keeps
          * deadline order. */
@@ -128,7 +133,7 @@ void rill__wheel_add(struct rill__wheel *w, struct rill__tnode *n, uint64_t expi
         tlist_append(&w->due, n);
         return;
     }
-    n->expires = expires_ms;
+    n->expires = expires_us;
     place(w, n);
 }
 
@@ -163,7 +168,7 @@ void rill__wheel_del(struct rill__wheel *w, struct rill__tnode *n)
 }
 
 /* Finds the next instant after the clock at which a slot becomes current: the entry time of the
- * lowest level's earliest occupied slot (see the invariant above), else the next 64^6 ms block
+ * lowest level's earliest occupied slot (see the invariant above), else the next 64^8 us block
  * boundary if `far` holds anything. *lvl is RILL__WHEEL_LEVELS for the `far` case.
  * Returns false when nothing is scheduled on the levels or `far`. */
 static bool next_event(const struct rill__wheel *w, uint64_t *at, unsigned *lvl, unsigned *slot)
@@ -180,7 +185,7 @@ static bool next_event(const struct rill__wheel *w, uint64_t *at, unsigned *lvl,
     }
     if (tlist_empty(&w->far))
         return false;
-    /* A far node differs from the clock above bit 36, so the clock is not in the last 64^6 ms
+    /* A far node differs from the clock above bit 48, so the clock is not in the last 64^8 us
      * block of the 64-bit range and this addition cannot overflow. */
     *at = ((w->now >> RANGE_BITS) + 1) << RANGE_BITS;
     *lvl = RILL__WHEEL_LEVELS;
@@ -197,8 +202,18 @@ int64_t rill__wheel_next(const struct rill__wheel *w)
         return 0;
     if (!next_event(w, &at, &lvl, &slot))
         return -1;
-    /* On level 0 the entry time is the deadline itself. Higher up it is the first millisecond of
-     * the slot, which is no later than any deadline in it: a lower bound, as promised. */
+    /* On level 0 the entry time is the deadline itself. Higher up it is the first microsecond of
+     * the slot, which is no later than any deadline in it: a lower bound, as promised. The
+     * earliest deadline of all is in this very slot (every other slot's range lies after its
+     * own), so when the slot is short, its smallest deadline is the exact answer. */
+    if (lvl > 0 && lvl < RILL__WHEEL_LEVELS) {
+        const struct rill__tnode *h = &w->slots[lvl][slot], *n = h->next;
+        uint64_t min = UINT64_MAX;
+        for (unsigned i = 0; i < NEXT_SCAN && n != h; i++, n = n->next)
+            min = n->expires < min ? n->expires : min;
+        if (n == h)
+            at = min;
+    }
     return (int64_t)(at - w->now);
 }
 
@@ -241,7 +256,7 @@ static unsigned fire_all(struct rill__wheel *w, struct rill__tnode *fire)
     return fired;
 }
 
-unsigned rill__wheel_advance(struct rill__wheel *w, uint64_t now_ms)
+unsigned rill__wheel_advance(struct rill__wheel *w, uint64_t now_us)
 {
     struct rill__tnode fire;
     unsigned fired;
@@ -258,14 +273,14 @@ unsigned rill__wheel_advance(struct rill__wheel *w, uint64_t now_ms)
     for (;;) {
         uint64_t at;
         unsigned lvl, slot;
-        if (!next_event(w, &at, &lvl, &slot) || at > now_ms)
+        if (!next_event(w, &at, &lvl, &slot) || at > now_us)
             break;
         w->now = at;
         cascade(w, lvl, slot, &fire);
         fired += fire_all(w, &fire);
     }
-    if (now_ms > w->now)
-        w->now = now_ms;
+    if (now_us > w->now)
+        w->now = now_us;
     return fired;
 }
 
@@ -278,7 +293,7 @@ struct rill_timer {
     rill_loop *loop;
     rill_timer_cb cb;
     void *ctx;
-    uint64_t repeat; /* ms between firings; 0 for a one-shot timer */
+    uint64_t repeat; /* us between firings; 0 for a one-shot timer */
     struct rill__list link; /* on l->timers, so that rill_loop_destroy can free it */
 };
 
@@ -301,8 +316,8 @@ static void timer_fire(struct rill__tnode *n)
      * timer skips to now + repeat rather than firing a burst of catch-up callbacks. */
     if (t->repeat) {
         uint64_t next = add_sat(n->expires, t->repeat);
-        if (next <= l->now_ms)
-            next = add_sat(l->now_ms, t->repeat);
+        if (next <= l->now_us)
+            next = add_sat(l->now_us, t->repeat);
         rill__wheel_add(&l->wheel, n, next);
     }
     t->cb(t, t->ctx);
@@ -324,15 +339,26 @@ int rill_timer_create(rill_loop *l, rill_timer_cb cb, void *ctx, rill_timer **ou
     return 0;
 }
 
-int rill_timer_start(rill_timer *t, uint64_t timeout_ms, uint64_t repeat_ms)
+int rill_timer_start_us(rill_timer *t, uint64_t timeout_us, uint64_t repeat_us)
 {
     if (!t)
         return -EINVAL;
     rill_loop *l = t->loop;
     rill__wheel_del(&l->wheel, &t->node);
-    t->repeat = repeat_ms;
-    rill__wheel_add(&l->wheel, &t->node, add_sat(rill__loop_clock(l), timeout_ms));
+    t->repeat = repeat_us;
+    rill__wheel_add(&l->wheel, &t->node, add_sat(rill__loop_clock_us(l), timeout_us));
     return 0;
+}
+
+/* Milliseconds times 1000, saturating like add_sat: UINT64_MAX ms stays "never". */
+static uint64_t ms_to_us(uint64_t ms)
+{
+    return ms > UINT64_MAX / 1000u ? UINT64_MAX : ms * 1000u;
+}
+
+int rill_timer_start(rill_timer *t, uint64_t timeout_ms, uint64_t repeat_ms)
+{
+    return rill_timer_start_us(t, ms_to_us(timeout_ms), ms_to_us(repeat_ms));
 }
 
 int rill_timer_stop(rill_timer *t)

@@ -234,6 +234,19 @@ RILL_API int rill_loop_run(rill_loop *l);
  * Thread: the loop's thread; not reentrant (-EBUSY from inside a callback). */
 RILL_API int rill_loop_run_once(rill_loop *l, int timeout_ms);
 
+/* rill_loop_run_once() with the wait in microseconds: waits up to timeout_us for I/O or a timer
+ * (0: do not wait; any negative value: until something happens), dispatches every callback
+ * that is due, then flushes submitted work. An idle wait lasts at least timeout_us and ends
+ * about when it runs out: io_uring times it to the nanosecond, epoll with epoll_pwait2 (Linux
+ * 5.11); where epoll_pwait2 is missing the wait rounds up to whole milliseconds. A timer due
+ * sooner shortens the wait to its deadline; rill_loop_wake() ends it early. The callbacks that
+ * fire are those of the loop's handles and timers, from inside this call.
+ * Returns: the number of events and timers dispatched (>= 0), or a negative errno; -EINVAL for
+ * a NULL l; -EBUSY from inside one of the loop's callbacks.
+ * Ownership: as rill_loop_run().
+ * Thread: the loop's thread; not reentrant. */
+RILL_API int rill_loop_run_once_us(rill_loop *l, int64_t timeout_us);
+
 /* Asks rill_loop_run() to return after the current iteration, and wakes the loop if it waits.
  * NULL is ignored.
  * Ownership: l must stay alive until this returns: from another thread, the caller makes sure
@@ -259,6 +272,12 @@ RILL_API int rill_loop_defer(rill_loop *l, rill_defer_cb fn, void *arg);
 /* Returns the loop's cached monotonic clock in milliseconds, updated once per iteration (0 for
  * NULL). Ownership: reads l; keeps nothing. Thread: the loop's thread. */
 RILL_API uint64_t rill_loop_now(const rill_loop *l);
+
+/* Returns the same cached instant in microseconds of CLOCK_MONOTONIC (0 for NULL): the clock of
+ * the timer wheel. A timer started with rill_timer_start_us(t, due_us - rill_loop_now_us(l), 0)
+ * from inside a callback fires once CLOCK_MONOTONIC reaches due_us, never before. No callback.
+ * Ownership: reads l; keeps nothing. Thread: the loop's thread. */
+RILL_API uint64_t rill_loop_now_us(const rill_loop *l);
 
 /* Returns "epoll" or "io_uring": the backend this loop really runs on ("none" for NULL).
  * Ownership: a static string; never free it (it outlives the loop). Thread: any. */
@@ -890,7 +909,8 @@ RILL_API int rill_dgram_leave(rill_dgram *d, const char *group, const char *sour
 RILL_API int rill_dgram_set_multicast_if(rill_dgram *d, const char *ifname);
 
 /* ---------------------------------------------------------------------------------------------
- * Timers (a hierarchical timer wheel with 1 ms resolution: O(1) start and stop)
+ * Timers (a hierarchical timer wheel with 1 us resolution: O(1) start and stop). The millisecond
+ * calls and the microsecond ones (_us) share the wheel and the loop's microsecond clock.
  * ------------------------------------------------------------------------------------------- */
 
 typedef void (*rill_timer_cb)(rill_timer *t, void *ctx);
@@ -908,6 +928,21 @@ RILL_API int rill_timer_create(rill_loop *l, rill_timer_cb cb, void *ctx, rill_t
  * Ownership: t stays the caller's (valid until rill_timer_destroy() or the loop's destruction).
  * Thread: the loop's thread (callbacks included). */
 RILL_API int rill_timer_start(rill_timer *t, uint64_t timeout_ms, uint64_t repeat_ms);
+
+/* (Re)starts the timer in microseconds: cb runs once timeout_us have passed (never earlier, by
+ * the loop's monotonic clock), then every repeat_us if repeat_us > 0, each deadline counted
+ * from the previous one so the period holds on average; a loop late by a whole period or more
+ * skips ahead instead of firing a burst. The loop's wait ends at the deadline (see
+ * rill_loop_run_once_us() for the precision of each backend), so a timer fires within the
+ * system's wake-up latency of it: tens of microseconds typically, more on a busy machine. A
+ * timer that is already running is rescheduled; timers due at the same time fire in start
+ * order, whichever call started them. rill_timer_start(t, ms, r) is this call with ms * 1000
+ * and r * 1000.
+ * Returns: 0; -EINVAL for NULL.
+ * Ownership: t stays the caller's (valid until rill_timer_destroy() or the loop's destruction).
+ * Thread: the loop's thread (callbacks included); cb runs on it, from rill_loop_run() or
+ * rill_loop_run_once(). */
+RILL_API int rill_timer_start_us(rill_timer *t, uint64_t timeout_us, uint64_t repeat_us);
 
 /* Stops the timer; it does not fire again until restarted. Stopping a stopped timer is a no-op.
  * Returns: 0; -EINVAL for NULL.

@@ -644,10 +644,12 @@ static void tcb(rill_timer *t, void *ctx)
         rill_timer_destroy(t);
 }
 
+/* Moves the loop's clock to `now` ms (the wheel counts microseconds) and advances the wheel. */
 static unsigned run_to(uint64_t now)
 {
     L.now_ms = now;
-    return rill__wheel_advance(&L.wheel, now);
+    L.now_us = now * 1000;
+    return rill__wheel_advance(&L.wheel, L.now_us);
 }
 
 /* Runs the "loop" one millisecond at a time, as a loop that is never late would. */
@@ -663,10 +665,11 @@ static void loop_setup(void)
 {
     memset(&L, 0, sizeof L);
     L.now_ms = 10000;
+    L.now_us = L.now_ms * 1000;
     /* As if inside an iteration: the tests drive the clock, the loop must not refresh it. */
     L.in_dispatch = true;
     rill__list_init(&L.timers);
-    rill__wheel_init(&L.wheel, L.now_ms);
+    rill__wheel_init(&L.wheel, L.now_us);
     nfire_order = 0;
 }
 

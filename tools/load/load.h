@@ -195,6 +195,7 @@ struct worker {
     double rate_conn;    /* open loop: each connection's rate, requests per second */
     struct lconn **heap; /* open loop: connections by next due time */
     uint32_t nheap;
+    rill_timer *send_timer; /* open loop: fires when the heap's first request is due */
 
     /* Owned by the worker thread; the main thread reads them only after join. */
     struct hist total;   /* latency from when each request was due (corrected) */
@@ -215,10 +216,6 @@ struct worker {
     uint64_t oldest_end;   /* ns the oldest of them had waited */
     uint64_t mismatch_any; /* echo byte mismatches over the whole run, warm-up included */
     uint64_t last_sweep;   /* when conns_sweep last ran */
-    uint64_t wake_late_ns; /* how late sleeps end, on average (see worker.c) */
-    uint64_t spin_cpu0;    /* thread CPU time when the current stretch of idle polling began */
-    bool spinning;
-    uint64_t idle_spin_ns; /* window: time spent polling with nothing to do, waiting for a due send */
     struct errors errs;  /* errors in the window */
     struct rill_loop_stats s0, s1; /* loop counters at window start and end */
     uint64_t w0, w1;     /* monotonic ns at window start and end */
@@ -236,7 +233,7 @@ void worker_fini(struct worker *w);
 void *worker_main(void *arg);
 /* Counts an error: in the window table, or as a warm-up error before it. */
 void worker_error(struct worker *w, enum err_kind kind, int status);
-/* Busy fraction of the thread over the window: CPU time less idle polling, over wall time. */
+/* Busy fraction of the thread over the window: CPU time over wall time. */
 double worker_busy(const struct worker *w);
 
 /* ---- conn.c ---------------------------------------------------------------------------------- */
@@ -297,6 +294,8 @@ double sched_time_at(double u, double r, double ramp_s);
 /* The gap to the next position: 1 (evenly spaced) or an exponential variate (Poisson). */
 double sched_gap(enum load_dist d, uint64_t *rng);
 uint64_t sched_rand(uint64_t *rng);
+/* Builds the schedule and the send timer (on w->loop), first firing in the loop's first
+ * iteration. Returns 0 or a negative errno. */
 int sched_init(struct worker *w);
 void sched_fini(struct worker *w);
 /* Fires every connection whose request is due by now. Returns the next due time (UINT64_MAX
@@ -347,7 +346,8 @@ struct totals {
     uint64_t w0, w1;            /* the window: earliest start, latest end */
     struct rill_loop_stats sys; /* deltas over the window, summed over loops */
     double busy_max;            /* the busiest loop's busy fraction */
-    uint64_t poll_us;           /* CPU spent polling for sends about to fall due (open loop) */
+    uint64_t poll_us;           /* CPU spent polling for sends: 0 since sends sleep on a timer
+                                 * (kept for the JSON key client_poll_us_per_request) */
     int busy_thread;
     double secs, rps, offered;  /* window length, achieved and offered rates */
     bool saturated;

@@ -196,7 +196,6 @@ static void gather_worker(struct totals *t, const struct worker *w)
     if (w->w1 > t->w1)
         t->w1 = w->w1;
     stats_add_delta(&t->sys, &w->s0, &w->s1);
-    t->poll_us += w->idle_spin_ns / 1000u;
     double busy = worker_busy(w);
     if (busy > t->busy_max) {
         t->busy_max = busy;
@@ -272,9 +271,6 @@ static void print_costs(const struct totals *t, const struct load_opts *o)
         fprintf(f, "client CPU    %.2f us/request (user %.3f s, sys %.3f s, all threads",
                 (double)(t->user_us + t->sys_us) / r, (double)t->user_us / 1e6,
                 (double)t->sys_us / 1e6);
-        if (t->poll_us) /* open loop: polling so sends leave on time, not work per request */
-            fprintf(f, "; %.2f us/request of it polling for sends about to fall due",
-                    (double)t->poll_us / r);
         fprintf(f, ")\n");
         if (s->uring_enters) /* io_uring: reads and writes are submissions, not calls */
             fprintf(f, "client calls  %.3f io_uring_enter/request (%.3f SQEs, %.3f CQEs per "

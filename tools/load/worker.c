@@ -3,8 +3,8 @@
  * Time is in whole-second ticks from t_begin, which every worker shares: tick W (the warm-up
  * length) opens the measured window, tick W + D closes it, and at every tick the worker hands
  * that second's figures to the main thread. The worker crosses each tick by itself: it runs the
- * loop with rill_loop_run_once() and a timeout no later than the next tick, so a peer that never
- * answers, or a loop with nothing to do, cannot hold it past the deadline. The window's loop
+ * loop with rill_loop_run_once_us() and a timeout no later than the next tick, so a peer that
+ * never answers, or a loop with nothing to do, cannot hold it past the deadline. The window's loop
  * counters are read here, on the loop's own thread, so they are exact, not a torn cross-thread
  * snapshot. */
 #include <errno.h>
@@ -15,11 +15,6 @@
 
 #include "load.h"
 
-/* A sleep before a due send ends early by twice the recent wake-up lateness (an average kept
- * per worker), within these bounds; the rest is polled. Wake-ups are late by tens of
- * microseconds even with the timer slack at its minimum, more in a virtual machine. */
-#define SPIN_MIN_NS 20000u
-#define SPIN_MAX_NS 500000u
 #define SWEEP_NS 10000000u /* how often lost UDP requests are looked for */
 
 int worker_init(struct worker *w, const struct load_opts *o, int index, uint32_t first,
@@ -87,30 +82,13 @@ static void pin(const struct worker *w)
                 rill_strerror(-r));
 }
 
-/* Accounts the CPU time of idle polling (iterations that only waited for a send to fall due) by
- * reading the thread's CPU clock at the start and end of each stretch of them, not per call:
- * wall time would count time the thread was not even running. */
-static void track_spin(struct worker *w, bool idle)
-{
-    if (idle && !w->spinning) {
-        w->spin_cpu0 = thread_cpu_ns();
-        w->spinning = true;
-    } else if (!idle && w->spinning) {
-        if (w->measuring)
-            w->idle_spin_ns += thread_cpu_ns() - w->spin_cpu0;
-        w->spinning = false;
-    }
-}
-
 /* Runs the loop until the monotonic clock reaches `deadline` (ns), or -n is reached. Returns 0
  * or the loop's negative errno.
  *
- * The loop's poll timeout is in milliseconds. Waiting for the deadline rounds up (a tick is
- * crossed at most a millisecond late when idle). Waiting for an open-loop send rounds down, and
- * a send due in under a millisecond is waited for by polling without blocking, so sends leave
- * within microseconds of their due time; that polling is counted as idle, not busy. When no
- * request is out and every connection is open, nothing is expected, so the thread sleeps to
- * the due time instead. */
+ * The loop waits in microseconds: up to the deadline (rounded up, so a tick is crossed at most
+ * a microsecond late when idle), and on UDP with requests out up to the next sweep for lost
+ * replies. Open-loop sends need no wake-up of their own here: the schedule's timer (sched.c)
+ * shortens the loop's wait to the next due time and sends from inside the loop. */
 static int run_until(struct worker *w, uint64_t deadline)
 {
     for (;;) {
@@ -121,36 +99,14 @@ static int run_until(struct worker *w, uint64_t deadline)
             w->last_sweep = now;
             conns_sweep(w, now);
         }
-        uint64_t next = sched_run(w, now);
-        uint64_t ms = (deadline - now + 999999u) / 1000000u;
-        bool spin = false;
-        if (next < deadline) {
-            uint64_t d = next > now ? (next - now) / 1000000u : 0;
-            spin = d == 0;
-            if (d < ms)
-                ms = d;
-        }
-        uint64_t margin = 2 * w->wake_late_ns;
-        margin = margin < SPIN_MIN_NS ? SPIN_MIN_NS : margin > SPIN_MAX_NS ? SPIN_MAX_NS : margin;
-        if (spin && w->out == 0 && w->open == w->nconns && next > now + margin) {
-            /* Nothing is out and nothing is connecting, so no reply can arrive: sleep to just
-             * before the due time instead of polling (a close by the peer is seen that much
-             * later), then poll the last stretch. */
-            uint64_t wake = next - margin;
-            struct timespec ts = {(time_t)(wake / 1000000000u), (long)(wake % 1000000000u)};
-            clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
-            now = mono_ns();
-            uint64_t over = now > wake ? now - wake : 0;
-            w->wake_late_ns = (w->wake_late_ns * 7 + (over > SPIN_MAX_NS ? SPIN_MAX_NS : over)) / 8;
-        }
-        if (w->o->proto == PROTO_UDP && w->out && ms > SWEEP_NS / 1000000u)
-            ms = SWEEP_NS / 1000000u; /* wake to look for lost datagrams */
-        int r = rill_loop_run_once(w->loop, ms > 1000 ? 1000 : (int)ms);
+        uint64_t wait = deadline - now;
+        if (w->o->proto == PROTO_UDP && w->out && wait > SWEEP_NS)
+            wait = SWEEP_NS; /* wake to look for lost datagrams */
+        if (wait > 1000000000u)
+            wait = 1000000000u;
+        int r = rill_loop_run_once_us(w->loop, (int64_t)((wait + 999u) / 1000u));
         if (r < 0)
             return r;
-        track_spin(w, spin && r == 0);
-        if (spin && r == 0)
-            sched_yield(); /* a server or another process sharing this CPU runs first */
     }
 }
 
@@ -158,8 +114,7 @@ double worker_busy(const struct worker *w)
 {
     if (w->w1 <= w->w0)
         return 0;
-    double cpu = (double)(w->cpu1 - w->cpu0) - (double)w->idle_spin_ns;
-    return cpu < 0 ? 0 : cpu / (double)(w->w1 - w->w0);
+    return (double)(w->cpu1 - w->cpu0) / (double)(w->w1 - w->w0);
 }
 
 static void window_start(struct worker *w)
