@@ -27,6 +27,7 @@ enum rill__op {
     RILL__OP_DSEND,    /* ... one of its SENDMSGs; generation = its in-flight index */
     RILL__OP_DCTL,     /* ... its cancel and close (bookkeeping only) */
     RILL__OP_URGENT,   /* a connection's poll for urgent data (POLLPRI) */
+    RILL__OP_FILE_POLL, /* a connection's file send waits for POLLOUT (io_uring) */
 };
 
 #define RILL__COOKIE_OP_BITS 8u
