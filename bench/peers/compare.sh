@@ -11,13 +11,15 @@
 #      echo: CONNS="100" SIZE=64 SERVERS="rill-uring rill-epoll peer-epoll peer-uring"
 #            (also peer-libuv, peer-libevent); DEPTH=1
 #      http: CONNS="100" DEPTHS="1 16" SERVERS="rill-http-uring rill-http-epoll nginx" PATH_=/plaintext
+#            files: ROOT=DIR with SERVERS="rill-http-root-uring rill-http-root-epoll nginx-root"
+#            (rill-http --root DIR, nginx with sendfile on) and PATH_=/a-file-in-DIR
 # Prints one table row per server: requests/s, p50/p99/p99.9 latency (us; wrk gives no p99.9),
 # server CPU us per request (from /proc of the server and its descendants), client CPU us per
 # request (echo only: rill-load reports it), and the ratio of requests/s to the first server.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 mode=${1:-}
-[ "$mode" = echo ] || [ "$mode" = http ] || { sed -n '2,14p' "$0"; exit 2; }
+[ "$mode" = echo ] || [ "$mode" = http ] || { sed -n '2,16p' "$0"; exit 2; }
 BUILD=${BUILD:-build/release} REPS=${REPS:-5} DURATION=${DURATION:-5} WARMUP=${WARMUP:-1}
 SERVER_CPU=${SERVER_CPU-0} LOAD_CPU=${LOAD_CPU-1} CONNS=${CONNS:-100} STRICT=${STRICT:-0}
 server_pre=() load_pre=()
@@ -42,6 +44,9 @@ server_cmd() {
     rill-http-uring) echo "$BUILD/rill-http -t 1 --backend uring -l tcp://127.0.0.1:0" ;;
     rill-http-epoll) echo "$BUILD/rill-http -t 1 --backend epoll -l tcp://127.0.0.1:0" ;;
     nginx) echo "bash bench/peers/nginx/run.sh --port 0 --workers 1" ;;
+    rill-http-root-uring) echo "$BUILD/rill-http -t 1 --backend uring -l tcp://127.0.0.1:0 --root $ROOT" ;;
+    rill-http-root-epoll) echo "$BUILD/rill-http -t 1 --backend epoll -l tcp://127.0.0.1:0 --root $ROOT" ;;
+    nginx-root) echo "bash bench/peers/nginx/run.sh --port 0 --workers 1 --root $ROOT" ;;
     *) echo "compare.sh: unknown server $1" >&2; exit 2 ;;
     esac
 }
