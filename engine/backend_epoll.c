@@ -426,17 +426,19 @@ static bool ep_sent(struct ep_conn *e, ssize_t r, size_t want, bool injected, si
     return true;
 }
 
-/* A file send at the head of the queue: one non-blocking sendfile(2) of what the turn's budget
- * allows. A short count does not prove the socket full here, as it does for a send: the file
- * may have ended. So the turn goes on, and the next call tells the two apart: EAGAIN (which,
- * like a short send, promises the EPOLLOUT edge), or 0, the file's end before the entry's
- * (rill__conn_file_sent fails the connection then). */
+/* A file send at the head of the queue: one non-blocking sendfile(2) of up to a whole turn's
+ * budget (once started). A short count does not prove the socket full here, as it does for a
+ * send: the file may have ended. So the turn goes on, and the next call tells the two apart:
+ * EAGAIN (which, like a short send, promises the EPOLLOUT edge), or 0, the file's end before
+ * the entry's (rill__conn_file_sent fails the connection then). */
 static bool ep_send_file(rill_loop *l, struct ep_conn *e, int fd, uint64_t off, size_t len,
                          size_t *budget)
 {
     rill_conn *c = &e->c;
     bool injected;
-    size_t want = len < *budget ? len : *budget;
+    /* A whole budget's worth, whatever the turn used already: a file that follows its header
+     * is not cut for the header's few bytes (the rest would cost another call next turn). */
+    size_t want = len < RILL_WRITE_BUDGET ? len : RILL_WRITE_BUDGET;
     ssize_t r = rill__sys_sendfile(&l->stats, c->fd, fd, off, want, &injected);
     if (r < 0)
         return ep_sent(e, r, want, injected, budget);
