@@ -225,9 +225,11 @@ ssize_t rill__sys_sendfile(struct rill_loop_stats *st, int sock, int fd, uint64_
         *injected = len < want;
     }
     /* SIGPIPE from a socket send is directed at the sending thread (sk_stream_error and
-     * unix_stream_sendmsg signal current), so blocking it here is enough; when the call failed
-     * with EPIPE it is pending on this thread and sigtimedwait takes it back. A thread that
-     * blocks SIGPIPE already keeps its own pending signal as it would with any send. */
+     * unix_stream_sendmsg signal current), so blocking it here is enough; sigtimedwait takes
+     * back one this call raised. That can only have happened when the call stopped short: with
+     * EPIPE, or with a count below len when the peer went away after the first pages (the
+     * count is returned and the signal is pending all the same). A thread that blocks SIGPIPE
+     * already keeps its own pending signal as it would with any send. */
     sigset_t pipe_set, old;
     sigemptyset(&pipe_set);
     sigaddset(&pipe_set, SIGPIPE);
@@ -236,7 +238,7 @@ ssize_t rill__sys_sendfile(struct rill_loop_stats *st, int sock, int fd, uint64_
     ssize_t r = sendfile(sock, fd, &o, len);
     int err = r < 0 ? errno : 0;
     if (!sigismember(&old, SIGPIPE)) {
-        if (err == EPIPE) {
+        if (err == EPIPE || (r >= 0 && (size_t)r < len)) {
             static const struct timespec zero = {0, 0};
             while (sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR)
                 ;
