@@ -232,6 +232,36 @@ H_BACKEND_TEST(send_file, len_past_eof_is_enodata, .timeout = 30)
     rill_loop_destroy(l);
 }
 
+/* The file changes while queued: bytes are read when sent, so a file cut short after the call
+ * fails the send (-ENODATA) and one that grew sends only the range asked for. */
+H_BACKEND_TEST(send_file, file_changes_while_queued, .timeout = 30)
+{
+    struct srv s = {0};
+    int cfd;
+    rill_loop *l = setup(backend, "tcp://127.0.0.1:0", &s, &cfd);
+    int fd = tmp_file(8000, 29);
+    cr_assert_eq(rill_send_file(s.c, fd, 0, 6000, srv_sent, &s), 0);
+    uint8_t more[4000];
+    h_fill(more, sizeof more, 29, 8000);
+    cr_assert_eq(pwrite(fd, more, sizeof more, 8000), (ssize_t)sizeof more); /* grows */
+    uint8_t in[6000];
+    cr_assert_eq(read_n(l, cfd, in, sizeof in, 10000), sizeof in);
+    check_pattern(in, sizeof in, 29, 0);
+    h_run_for(l, 10);
+    cr_assert_eq(s.nst, 1);
+    cr_expect_eq(s.st[0], 6000);
+    cr_assert_eq(rill_send_file(s.c, fd, 1000, 5000, srv_sent, &s), 0);
+    cr_assert_eq(ftruncate(fd, 3000), 0); /* cut before the loop sends it */
+    size_t n = read_n(l, cfd, in, sizeof in, 10000);
+    cr_expect_eq(n, 2000, "what the file still had from offset 1000, then the end: %zu", n);
+    h_run_until(l, &s.closed, 5000, "on_close");
+    cr_expect_eq(s.st[1], -ENODATA);
+    cr_expect_eq(s.status, -ENODATA);
+    close(cfd);
+    close(fd);
+    rill_loop_destroy(l);
+}
+
 /* A file larger than the socket buffers can take, so that the send waits for the peer. */
 static rill_loop *setup_stuck(const char *backend, struct srv *s, int *cfd, int *fd, size_t size)
 {
