@@ -411,7 +411,11 @@ static void u_send(rill_loop *l, rill_conn *c)
     struct uring_loop *u = u_of(l);
     if (uc(c)->send_inflight || uc(c)->file_poll || (c->state & RILL__C_CLOSING))
         return; /* its completion marks the connection again */
-    if (__builtin_expect(c->wq_head && c->wq_head->file, 0) && !rill__uring_send_file(u, c))
+    int ffd;
+    uint64_t foff;
+    size_t flen;
+    if (__builtin_expect(rill__conn_wq_file(c, &ffd, &foff, &flen), 0) &&
+        !rill__uring_send_file(u, c))
         return;
     int flags;
     unsigned n = rill__conn_wq_msg(c, &uc(c)->smsg, uc(c)->siov, RILL__SEND_IOV, &flags);

@@ -547,8 +547,9 @@ RILL_API int rill_send_ex(rill_conn *c, const struct iovec *iov, unsigned iovcnt
  * file send itself is refused (-ENOBUFS) only when the queue is already over wq_limit.
  * cb (may be NULL) runs exactly once on the loop's thread, never from inside this call: with
  * len (as an int) once every byte was sent, or a negative errno: -ENODATA (the file ended
- * first), -ECANCELED (the connection closed first), -EPIPE/-ECONNRESET (the peer went away),
- * or the file's read error (-EIO).
+ * first), -ECANCELED (the connection closed first), -EPIPE/-ECONNRESET (the peer went away;
+ * sendfile has no MSG_NOSIGNAL, so SIGPIPE is blocked on the loop's thread around each call and
+ * the process is never signalled), or the file's read error (-EIO).
  * Returns: 0 when queued; -EINVAL for NULL c, fd < 0, len 0 or over INT_MAX, or offset + len
  * past INT64_MAX; -EOPNOTSUPP on a seqpacket connection; -ENOTCONN after rill_close() or
  * rill_shutdown(); -ENOBUFS when the write queue is over its hard limit; -ENOMEM.
