@@ -430,6 +430,33 @@ static bool ep_sent(struct ep_conn *e, ssize_t r, size_t want, bool injected, si
     return true;
 }
 
+/* A file send at the head of the queue: one non-blocking sendfile(2) of up to a whole turn's
+ * budget (once started). A short count does not prove the socket full here, as it does for a
+ * send: the file may have ended. So the turn goes on, and the next call tells the two apart:
+ * EAGAIN (which, like a short send, promises the EPOLLOUT edge), or 0, the file's end before
+ * the entry's (rill__conn_file_sent fails the connection then). */
+static bool ep_send_file(rill_loop *l, struct ep_conn *e, int fd, uint64_t off, size_t len,
+                         size_t *budget)
+{
+    rill_conn *c = &e->c;
+    bool injected;
+    /* A whole budget's worth, whatever the turn used already: a file that follows its header
+     * is not cut for the header's few bytes (the rest would cost another call next turn). */
+    size_t want = len < RILL_WRITE_BUDGET ? len : RILL_WRITE_BUDGET;
+    ssize_t r = rill__sys_sendfile(&l->stats, c->fd, fd, off, want, &injected);
+    if (r < 0)
+        return ep_sent(e, r, want, injected, budget);
+    rill__conn_file_sent(c, (size_t)r);
+    if (r == 0 || (c->state & RILL__C_CLOSING))
+        return false;
+    if (*budget <= (size_t)r) {
+        rill__conn_mark_flush(c); /* fairness: the rest goes next iteration */
+        return false;
+    }
+    *budget -= (size_t)r;
+    return true;
+}
+
 static void ep_send(rill_loop *l, rill_conn *c)
 {
     struct ep_conn *e = epc(c);
@@ -440,6 +467,14 @@ static void ep_send(rill_loop *l, rill_conn *c)
         size_t want;
         ssize_t r;
         bool injected;
+        int ffd;
+        uint64_t foff;
+        size_t flen;
+        if (__builtin_expect(rill__conn_wq_file(c, &ffd, &foff, &flen), 0)) {
+            if (!ep_send_file(l, e, ffd, foff, flen, &budget))
+                return;
+            continue;
+        }
         const struct iovec *one = rill__conn_wq_one(c);
         if (one) { /* the common case: send(2), no msghdr */
             want = one->iov_len;

@@ -14,7 +14,8 @@
  *   ENOBUFS: the connection waits on the starve list and is re-armed once buffers come back.
  *   Nothing is lost; the bytes stay in the socket.
  * - Send: send (one iovec) or sendmsg (up to RILL__SEND_IOV) straight from the write queue, one
- *   in flight per connection; a short send continues from the queue on completion.
+ *   in flight per connection; a short send continues from the queue on completion. Files
+ *   (rill_send_file): backend_uring_file.c.
  * - Connect: IORING_OP_CONNECT linked to a timeout.
  * - Close: cancel everything on the fd, hard-linked to IORING_OP_CLOSE so the descriptor stays
  *   valid until the cancellation has looked it up. Every operation is counted on its connection
@@ -409,8 +410,14 @@ static int inject_send(rill_conn *c, unsigned *n)
 static void u_send(rill_loop *l, rill_conn *c)
 {
     struct uring_loop *u = u_of(l);
-    if (uc(c)->send_inflight || (c->state & RILL__C_CLOSING))
+    if (uc(c)->send_inflight || uc(c)->file_poll || (c->state & RILL__C_CLOSING))
         return; /* its completion marks the connection again */
+    int ffd;
+    uint64_t foff;
+    size_t flen;
+    if (__builtin_expect(rill__conn_wq_file(c, &ffd, &foff, &flen), 0) &&
+        !rill__uring_send_file(u, c))
+        return;
     int flags;
     unsigned n = rill__conn_wq_msg(c, &uc(c)->smsg, uc(c)->siov, RILL__SEND_IOV, &flags);
     if (n == 0)
@@ -579,6 +586,9 @@ static void u_on_conn_cqe(struct uring_loop *u, uint64_t ck, int res, uint32_t f
         break;
     case RILL__OP_URGENT:
         rill__uring_on_urgent(u, c, res, flags);
+        break;
+    case RILL__OP_FILE_POLL:
+        rill__uring_on_file_poll(c, res);
         break;
     default: /* TIMEOUT, CANCEL, CLOSE: bookkeeping only */
         u_op_end(c);

@@ -46,6 +46,10 @@ struct rill__wq_entry {
     bool bufs;          /* iov[i] points into bufs[i] (rill_send_bufs) */
     bool fds_sent;      /* the control message went out with the entry's first bytes */
     bool urgent;        /* RILL_SEND_F_URGENT: sent alone with MSG_OOB */
+    bool file;          /* rill_send_file: no iovecs; file_left bytes of file_fd from file_off */
+    int file_fd;        /* the caller's descriptor (not ours: never closed here) */
+    uint64_t file_off;  /* the next byte to send (advanced as sent) */
+    size_t file_left;   /* bytes still to send */
     /* Set by the send call. */
     rill_send_cb cb;
     void *ctx;
@@ -80,6 +84,8 @@ struct rill_conn {
     /* Write queue: a singly-linked FIFO with a tail pointer; head->cur/iov trimmed as sent. */
     struct rill__wq_entry *wq_head, *wq_tail;
     size_t wq_bytes;
+    size_t wq_file_bytes; /* the part of wq_bytes that file entries still have to send: not
+                           * memory, so not held against the loop's ceiling */
 
     /* Connect, idle and send timeouts, one timer. Re-armed lazily: I/O only refreshes last_io
      * (any byte in or out) and wq_moved (the last byte the kernel took from the queue, or when
@@ -228,6 +234,27 @@ static inline const struct iovec *rill__conn_wq_one(const rill_conn *c)
     if (e->next || e->cur + 1 != e->niov || (e->nfds && !e->fds_sent) || e->urgent)
         return NULL;
     return &e->iov[e->cur];
+}
+
+/* Bytes the connection holds in memory for its peer (against the loop's ceiling): its write
+ * queue without the file bytes, and data held for a paused reader. */
+static inline size_t rill__conn_mem_held(const rill_conn *c)
+{
+    return c->wq_bytes - c->wq_file_bytes + c->held_bytes;
+}
+
+/* The write queue's head when it is a file send (rill_send_file): *fd, *off and *len say what
+ * sendfile(2) or a splice should send next; the backend reports it with rill__conn_file_sent.
+ * False when the head is not a file (or the queue is empty). */
+static inline bool rill__conn_wq_file(const rill_conn *c, int *fd, uint64_t *off, size_t *len)
+{
+    const struct rill__wq_entry *e = c->wq_head;
+    if (!e || !e->file)
+        return false;
+    *fd = e->file_fd;
+    *off = e->file_off;
+    *len = e->file_left;
+    return true;
 }
 
 /* The connection has bytes to send (again): on the flush list for the send downcall. Inline:

@@ -44,7 +44,7 @@ static void mem_close_stalled(rill_loop *l)
     uint32_t n = 0, it = 0;
     rill_conn *c;
     while ((c = rill__conn_next(l, &it)))
-        if (!(c->state & RILL__C_CLOSING) && c->wq_bytes + c->held_bytes > 0)
+        if (!(c->state & RILL__C_CLOSING) && rill__conn_mem_held(c) > 0)
             n++;
     if (n == 0)
         return;
@@ -53,9 +53,9 @@ static void mem_close_stalled(rill_loop *l)
         return; /* tried again at the next grace period */
     uint32_t k = 0;
     for (it = 0; k < n && (c = rill__conn_next(l, &it));)
-        if (!(c->state & RILL__C_CLOSING) && c->wq_bytes + c->held_bytes > 0)
+        if (!(c->state & RILL__C_CLOSING) && rill__conn_mem_held(c) > 0)
             v[k++] = (struct mem_victim){c->wq_bytes ? c->wq_moved : c->last_io,
-                                         c->wq_bytes + c->held_bytes, c};
+                                         rill__conn_mem_held(c), c};
     qsort(v, k, sizeof *v, victim_cmp);
     size_t low = s->held - s->held / 4 < s->held_low ? s->held - s->held / 4 : s->held_low;
     size_t freed = 0;

@@ -107,7 +107,9 @@ static inline void wq_append(rill_conn *c, struct rill__wq_entry *e, rill_send_c
     c->wq_bytes += total;
     if (c->wq_bytes >= c->opts.wq_high)
         c->state |= RILL__C_HIGH;
-    if (__builtin_expect(rill__slab_hold(&c->loop->slab, total), 0))
+    if (__builtin_expect(e->file, 0))
+        c->wq_file_bytes += total; /* page cache, not memory the engine holds */
+    else if (__builtin_expect(rill__slab_hold(&c->loop->slab, total), 0))
         rill__conn_mem_short(c->loop);
     rill__conn_mark_flush(c);
 }
@@ -234,6 +236,33 @@ int rill_send_bufs(rill_conn *c, const struct rill_bufslice *s, unsigned n, rill
     return n == 1 ? send_buf1(c, s, cb, ctx) : send_bufs_n(c, s, n, cb, ctx);
 }
 
+int rill_send_file(rill_conn *c, int fd, uint64_t offset, size_t len, rill_send_cb cb,
+                   void *ctx)
+{
+    if (!c || !c->loop || fd < 0 || len == 0 || len > INT_MAX || offset > INT64_MAX - len)
+        return -EINVAL;
+    if (c->socktype != SOCK_STREAM)
+        return -EOPNOTSUPP; /* each sendfile chunk would be a message of its own */
+    if (c->state & (RILL__C_CLOSING | RILL__C_SHUT_WANTED))
+        return -ENOTCONN;
+    /* The hard limit bounds memory; file bytes are none, so only a queue already over it
+     * refuses a file (wq_begin's rule for memory sends would refuse any file larger than the
+     * limit queued behind its own header). */
+    if (c->wq_bytes > c->opts.wq_limit) {
+        c->state |= RILL__C_HIGH;
+        return -ENOBUFS;
+    }
+    struct rill__wq_entry *e = wq_entry_get(c->loop, 0);
+    if (!e)
+        return -ENOMEM;
+    e->file = true;
+    e->file_fd = fd;
+    e->file_off = offset;
+    e->file_left = len;
+    wq_append(c, e, cb, ctx, len);
+    return 0;
+}
+
 /* Gathers queued iovecs for one sendmsg. Entries are joined freely on a stream, except where
  * a join would change meaning: a seqpacket sendmsg is one message, so it carries one entry; an
  * urgent send goes alone (its last byte is the urgent one); descriptors ride with the first
@@ -242,6 +271,8 @@ unsigned rill__conn_wq_iov(const rill_conn *c, struct iovec *iov, unsigned max)
 {
     unsigned n = 0;
     for (const struct rill__wq_entry *e = c->wq_head; e && n < max; e = e->next) {
+        if (e->file) /* sent on its own (rill__conn_wq_file) */
+            break;
         if (e != c->wq_head && (e->urgent || (e->nfds && !e->fds_sent)))
             break;
         for (uint32_t i = e->cur; i < e->niov && n < max; i++)
@@ -267,6 +298,8 @@ unsigned rill__conn_wq_msg(rill_conn *c, struct msghdr *m, struct iovec *iov, un
     }
     if (e && e->urgent)
         *flags = MSG_OOB;
+    else if (n && e->next && e->next->file && n == e->niov - e->cur)
+        *flags = MSG_MORE; /* a header before its file: one segment with the file's first bytes */
     return n;
 }
 
@@ -347,10 +380,36 @@ void rill__conn_sent(rill_conn *c, size_t n)
     rill__conn_check_drained(c);
 }
 
+void rill__conn_file_sent(rill_conn *c, size_t n)
+{
+    rill_loop *l = c->loop;
+    struct rill__wq_entry *e = c->wq_head;
+    if (n == 0) { /* the file ended before offset + len: see rill_send_file */
+        rill__conn_fail(c, -ENODATA);
+        return;
+    }
+    l->stats.bytes_out += n;
+    c->last_io = c->wq_moved = l->now_ms;
+    e->file_off += n;
+    e->file_left -= n;
+    c->wq_bytes -= n;
+    c->wq_file_bytes -= n;
+    if (e->file_left == 0) {
+        c->wq_head = e->next;
+        if (!c->wq_head)
+            c->wq_tail = NULL;
+        if (e->cb) /* as in rill__conn_sent: off the queue before its callback */
+            e->cb(c, (int)e->total, e->ctx);
+        wq_entry_put(l, e);
+    }
+    rill__conn_check_drained(c);
+}
+
 void rill__conn_wq_cancel_all(rill_conn *c, int status)
 {
     rill_loop *l = c->loop;
-    rill__slab_unhold(&l->slab, c->wq_bytes);
+    rill__slab_unhold(&l->slab, c->wq_bytes - c->wq_file_bytes);
+    c->wq_file_bytes = 0;
     while (c->wq_head) {
         struct rill__wq_entry *e = c->wq_head;
         c->wq_head = e->next;

@@ -28,6 +28,7 @@ enum rill__op {
     RILL__OP_DCTL,     /* ... its cancel and close (bookkeeping only) */
     RILL__OP_URGENT,   /* a connection's poll for urgent data (POLLPRI) */
     RILL__OP_WATCH,    /* a watched descriptor's readiness; slot = watch id, gen = its arming */
+    RILL__OP_FILE_POLL, /* a connection's file send waits for POLLOUT (io_uring) */
 };
 
 #define RILL__COOKIE_OP_BITS 8u

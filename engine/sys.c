@@ -8,9 +8,12 @@
 #include "sys.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <sys/epoll.h>
+#include <sys/sendfile.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -203,6 +206,47 @@ int rill__sys_shutdown(struct rill_loop_stats *st, int fd, int how)
     st->sys_other++;
     int e = fault(RILL__SYS_SHUTDOWN, fd, NULL);
     return e ? e : ret_or_errno(shutdown(fd, how));
+}
+
+ssize_t rill__sys_sendfile(struct rill_loop_stats *st, int sock, int fd, uint64_t off, size_t len,
+                           bool *injected)
+{
+    st->sys_write++;
+    *injected = false;
+    if (__builtin_expect(atomic_load_explicit(&rill__sys_hooked, memory_order_relaxed), 0)) {
+        size_t want = len;
+        int e = fault(RILL__SYS_SENDFILE, sock, &len);
+        if (e) {
+            *injected = true;
+            return e;
+        }
+        if (len == 0)
+            len = 1;
+        rill__sys_injected = len < want;
+        *injected = len < want;
+    }
+    /* SIGPIPE from a socket send is directed at the sending thread (sk_stream_error and
+     * unix_stream_sendmsg signal current), so blocking it here is enough; sigtimedwait takes
+     * back one this call raised. That can only have happened when the call stopped short: with
+     * EPIPE, or with a count below len when the peer went away after the first pages (the
+     * count is returned and the signal is pending all the same). A thread that blocks SIGPIPE
+     * already keeps its own pending signal as it would with any send. */
+    sigset_t pipe_set, old;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+    off_t o = (off_t)off;
+    ssize_t r = sendfile(sock, fd, &o, len);
+    int err = r < 0 ? errno : 0;
+    if (!sigismember(&old, SIGPIPE)) {
+        if (err == EPIPE || (r >= 0 && (size_t)r < len)) {
+            static const struct timespec zero = {0, 0};
+            while (sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR)
+                ;
+        }
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+    }
+    return r < 0 ? -err : r;
 }
 
 int rill__sys_close(struct rill_loop_stats *st, int fd)

@@ -34,6 +34,7 @@ enum rill__sys_call {
     RILL__SYS_SENDMMSG,
     RILL__SYS_RECVMSG,
     RILL__SYS_EPOLL_PWAIT2, /* consulted once, by the probe at loop creation (-ENOSYS: absent) */
+    RILL__SYS_SENDFILE,
     RILL__SYS_COUNT_
 };
 
@@ -147,6 +148,13 @@ int rill__sys_sendmmsg(struct rill_loop_stats *st, int fd, struct mmsghdr *mm, u
 ssize_t rill__sys_recvmsg(struct rill_loop_stats *st, int fd, struct msghdr *msg, int flags);
 ssize_t rill__sys_sendmsg(struct rill_loop_stats *st, int fd, const struct msghdr *msg,
                           int flags);
+/* sendfile(2) of len bytes of file `fd` from *off to socket `sock` (non-blocking), without
+ * moving the file's own offset; *off is not changed (the caller advances it by the result).
+ * sendfile has no MSG_NOSIGNAL, so SIGPIPE is blocked on the calling thread around the call and
+ * one it raised (the peer went away: -EPIPE) is taken back before the mask is restored: the
+ * embedder's process is never signalled. The hook may fail or shorten it (*injected says so). */
+ssize_t rill__sys_sendfile(struct rill_loop_stats *st, int sock, int fd, uint64_t off, size_t len,
+                           bool *injected);
 int rill__sys_shutdown(struct rill_loop_stats *st, int fd, int how);
 int rill__sys_close(struct rill_loop_stats *st, int fd);
 int rill__sys_setsockopt(struct rill_loop_stats *st, int fd, int level, int name, const void *v,

@@ -77,6 +77,12 @@ void rill__conn_retry_starved(rill_loop *l, uint32_t max);
 unsigned rill__conn_wq_msg(rill_conn *c, struct msghdr *m, struct iovec *iov, unsigned max,
                            int *flags);
 void rill__conn_sent(rill_conn *c, size_t n);
+/* rill__conn_wq_file(c, &fd, &off, &len) (inline, in conn.h): the queue's head is a file
+ * send (rill_send_file); the iovec gather above stops before one. The backend sends it with
+ * sendfile(2) or splices and reports each step with file_sent(): n > 0 bytes went out; 0 means
+ * the file ended first, which fails the connection (-ENODATA). A send error the backend passes
+ * to rill__conn_fail. */
+void rill__conn_file_sent(rill_conn *c, size_t n);
 /* rill__conn_wq_one(c) (inline, in conn.h): the queue's head when it is one plain span that
  * send(2) can carry, else NULL (then use rill__conn_wq_msg). */
 /* rill__conn_mark_flush(c) (inline, in conn.h): the connection has bytes to send (again); the

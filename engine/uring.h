@@ -47,6 +47,7 @@ struct u_conn {
     bool recv_armed;    /* a multishot receive (or message-mode recvmsg) is in flight */
     bool rx_capped;     /* ... and it carried the bundle cap (u->rx_cap) */
     bool urg_armed;     /* a multishot poll for POLLPRI is in flight */
+    bool file_poll;     /* a file send waits for POLLOUT (backend_uring_file.c) */
     struct msghdr smsg;
     struct iovec siov[RILL__SEND_IOV];
     void *creq;         /* connect request memory, until the connect completes */
@@ -194,6 +195,12 @@ void rill__uring_on_recvmsg(struct uring_loop *u, rill_conn *c, int res);
 void rill__uring_arm_urgent(struct uring_loop *u, rill_conn *c);
 void rill__uring_on_urgent(struct uring_loop *u, rill_conn *c, int res, uint32_t flags);
 void rill__uring_read_sync(struct uring_loop *u, rill_conn *c);
+
+/* File sends (backend_uring_file.c): sends the file at the head of the write queue within the
+ * turn's budget, arming a POLLOUT poll when the socket is full. Returns true when the head is
+ * now memory to send (the caller goes on with it). on_file_poll: that poll's completion. */
+bool rill__uring_send_file(struct uring_loop *u, rill_conn *c);
+void rill__uring_on_file_poll(rill_conn *c, int res);
 
 /* Datagram sockets (backend_uring_dgram.c): the backend ops, the completions of their
  * operations (RILL__OP_DRECV, DSEND, DCTL), and the flush point's refill and re-arm. */

@@ -165,7 +165,8 @@ struct rill_loop_config {
      * The environment's RILL_URING_DISABLE=name[,name...] (rill_cap_name's words) adds to it. */
     uint32_t disable;
     /* The memory ceiling: bytes this loop's connections may hold for their peers, write queues
-     * (every queued byte, the caller's memory included) and data held for paused readers.
+     * (every queued byte, the caller's memory included, but not the file bytes of rill_send_file)
+     * and data held for paused readers.
      * Default (0): half the slab budget; SIZE_MAX: none. When it is reached, reading pauses on
      * every connection and datagram socket of the loop (as when the slab budget is spent;
      * stats.mem_pauses counts it) until the held bytes fall below 3/4 of it. If they are still
@@ -583,6 +584,36 @@ struct rill_send_opts {
  * are duplicated, so the caller keeps and closes its own). Thread: the loop's thread. */
 RILL_API int rill_send_ex(rill_conn *c, const struct iovec *iov, unsigned iovcnt,
                           const struct rill_send_opts *opts, rill_send_cb cb, void *ctx);
+
+/* Queues `len` bytes of the file open on `fd`, from `offset`, for sending, in order with the
+ * connection's other sends; the kernel copies them from the page cache to the socket
+ * (sendfile(2)), so they never pass through user memory. The file's offset is neither used nor
+ * moved, so one descriptor may serve many sends at once.
+ * The bytes are read when they are sent, not when queued: a file that changes meanwhile is
+ * sent as it is then. A file that ends before offset + len (shorter from the start, or
+ * truncated while sent) fails the connection with -ENODATA: the peer has received a prefix,
+ * and what was queued behind could no longer be framed, so cb and every later send get
+ * -ENODATA and on_close follows with it. A descriptor sendfile(2) cannot read (a pipe, a
+ * socket, a directory) fails the connection the same way with the kernel's error (-EINVAL).
+ * Stream sockets only: TCP and Unix streams. A blocking read of the file (a cold page cache on
+ * a slow disk) blocks the loop, as a read(2) of it would.
+ * Write-queue limits: the bytes count in the queue's length (rill_conn_write_queued(),
+ * wq_high and on_drain; later sends past wq_limit are refused), but they are not memory the
+ * engine holds, so they are not counted against the loop's memory ceiling (mem_ceiling), and a
+ * file send itself is refused (-ENOBUFS) only when the queue is already over wq_limit.
+ * cb (may be NULL) runs exactly once on the loop's thread, never from inside this call: with
+ * len (as an int) once every byte was sent, or a negative errno: -ENODATA (the file ended
+ * first), -ECANCELED (the connection closed first), -EPIPE/-ECONNRESET (the peer went away;
+ * sendfile has no MSG_NOSIGNAL, so SIGPIPE is blocked on the loop's thread around each call and
+ * the process is never signalled), or the file's read error (-EIO).
+ * Returns: 0 when queued; -EINVAL for NULL c, fd < 0, len 0 or over INT_MAX, or offset + len
+ * past INT64_MAX; -EOPNOTSUPP on a seqpacket connection; -ENOTCONN after rill_close() or
+ * rill_shutdown(); -ENOBUFS when the write queue is over its hard limit; -ENOMEM.
+ * Ownership: the descriptor stays the caller's and is not duplicated: it must stay open (and
+ * name the same file) until cb runs; close it in cb, or after. ctx is passed to cb and never
+ * freed. Thread: the loop's thread. */
+RILL_API int rill_send_file(rill_conn *c, int fd, uint64_t offset, size_t len, rill_send_cb cb,
+                            void *ctx);
 
 /* Half-closes: once every queued byte has been sent, shuts down the sending side (FIN). Reading
  * goes on until the peer closes too; then the connection closes by itself with status 0.

@@ -11,13 +11,16 @@
 #      echo: CONNS="100" SIZE=64 SERVERS="rill-uring rill-epoll peer-epoll peer-uring"
 #            (also peer-libuv, peer-libevent); DEPTH=1
 #      http: CONNS="100" DEPTHS="1 16" SERVERS="rill-http-uring rill-http-epoll nginx" PATH_=/plaintext
+#            files: ROOT=DIR with SERVERS="rill-http-root-uring rill-http-root-epoll nginx-root"
+#            (rill-http --root DIR, nginx with sendfile on) and PATH_=/a-file-in-DIR
+#            LOADGEN=rill-load drives them with rill-load instead of wrk (client CPU too)
 # Prints one table row per server: requests/s, p50/p99/p99.9 latency (us; wrk gives no p99.9),
 # server CPU us per request (from /proc of the server and its descendants), client CPU us per
 # request (echo only: rill-load reports it), and the ratio of requests/s to the first server.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 mode=${1:-}
-[ "$mode" = echo ] || [ "$mode" = http ] || { sed -n '2,14p' "$0"; exit 2; }
+[ "$mode" = echo ] || [ "$mode" = http ] || { sed -n '2,16p' "$0"; exit 2; }
 BUILD=${BUILD:-build/release} REPS=${REPS:-5} DURATION=${DURATION:-5} WARMUP=${WARMUP:-1}
 SERVER_CPU=${SERVER_CPU-0} LOAD_CPU=${LOAD_CPU-1} CONNS=${CONNS:-100} STRICT=${STRICT:-0}
 server_pre=() load_pre=()
@@ -42,6 +45,9 @@ server_cmd() {
     rill-http-uring) echo "$BUILD/rill-http -t 1 --backend uring -l tcp://127.0.0.1:0" ;;
     rill-http-epoll) echo "$BUILD/rill-http -t 1 --backend epoll -l tcp://127.0.0.1:0" ;;
     nginx) echo "bash bench/peers/nginx/run.sh --port 0 --workers 1" ;;
+    rill-http-root-uring) echo "$BUILD/rill-http -t 1 --backend uring -l tcp://127.0.0.1:0 --root $ROOT" ;;
+    rill-http-root-epoll) echo "$BUILD/rill-http -t 1 --backend epoll -l tcp://127.0.0.1:0 --root $ROOT" ;;
+    nginx-root) echo "bash bench/peers/nginx/run.sh --port 0 --workers 1 --root $ROOT" ;;
     *) echo "compare.sh: unknown server $1" >&2; exit 2 ;;
     esac
 }
@@ -114,8 +120,30 @@ run_echo() {
          /^server CPU/ {s=$3} /^client CPU/ {k=$3} END {print r+0, a+0, b+0, c+0, s+0, k+0}' "$tmp/load.out"
 }
 
+# run_http with rill-load as the load generator: its own figures, and the server's CPU from /proc
+# as for wrk (the server's descendants included: nginx's workers).
+run_http_load() {
+    local name=$1 conns=$2 depth=$3 t0 t1
+    start_server "$name"
+    local url="http://127.0.0.1:$port${PATH_:-/plaintext}"
+    "${load_pre[@]}" "$BUILD/rill-load" -c "$conns" -t 1 -d "$WARMUP" --depth "$depth" "$url" >/dev/null 2>&1 || true
+    t0=$(ticks "$server")
+    "${load_pre[@]}" "$BUILD/rill-load" -c "$conns" -t 1 -d "$DURATION" --depth "$depth" "$url" \
+        >"$tmp/load.out" 2>&1 || true
+    t1=$(ticks "$server")
+    stop_server
+    keep "$name-d$depth" "$tmp/load.out"
+    awk -v t=$((t1 - t0)) -v hz="$hz" '/^requests / {n=$2} /^requests\/s/ {r=$2}
+         /^latency/ {for (i=1;i<NF;i++) {if ($i=="p50") a=$(i+1); if ($i=="p99") b=$(i+1); if ($i=="p99.9") c=$(i+1)}}
+         /^client CPU/ {k=$3} END {printf "%s %s %s %s %.2f %s\n", r+0, a+0, b+0, c+0, (n > 0 ? t / hz * 1e6 / n : 0), k+0}' "$tmp/load.out"
+}
+
 run_http() {
     local name=$1 conns=$2 depth=$3 t0 t1 args=()
+    if [ "${LOADGEN:-wrk}" = rill-load ]; then
+        run_http_load "$@"
+        return
+    fi
     start_server "$name"
     [ "$depth" -gt 1 ] && args=(-s bench/peers/pipeline.lua)
     local url="http://127.0.0.1:$port${PATH_:-/plaintext}"

@@ -4,6 +4,10 @@
  *   GET /plaintext   "Hello, World!" as text/plain
  *   GET /json        {"message":"Hello, World!"} as application/json
  * HEAD works on both; another method on them is 405, another path 404.
+ * With --root DIR it serves the files under DIR instead (and only them): GET or HEAD of a
+ * regular file is 200 with its Content-Length, its bytes sent from the page cache with
+ * rill_send_file(); a missing file is 404; a directory, a ".." segment or a symbolic link
+ * anywhere in the path is 403 (files.c: how escapes are refused); another method is 405.
  *
  * One loop per CPU (rill_engine), each with its own SO_REUSEPORT listener. Each connection owns
  * an incremental parser (parser.c), so requests may arrive split anywhere. Pipelining: every
@@ -33,6 +37,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "files.h"
 #include "parser.h"
 #include "rill.h"
 #include "../server_cli.h"
@@ -42,6 +47,10 @@
 #define WQ_PAUSE (1u << 20) /* stop reading a client that does not read its answers */
 #define DRAIN_MS 2000
 #define LINGER_MS 2000      /* after the last answer: how long the peer may take to read it */
+#define MAX_FILES 64        /* --root: files queued per connection (more in one read: closed) */
+
+/* --root DIR's descriptor, or -1 to serve the built-in paths. */
+static int root_fd = -1;
 
 /* The timeouts of the command line, in ms (0: off), the same for every loop. */
 static uint32_t header_timeout_ms = 10000, idle_timeout_ms = 30000, send_timeout_ms = 30000;
@@ -54,7 +63,29 @@ struct hconn {
     rill_conn *c;
     rill_timer *timer; /* the header timeout, then the linger after the last answer */
     bool closing;      /* the last answer is queued; ignore anything more */
+    /* --root: descriptors of the files queued (rill_send_file), oldest first; each is closed by
+     * its send's callback, which run in order. Their bytes are not memory, so they do not
+     * count for WQ_PAUSE; MAX_FILES bounds the descriptors a client that does not read holds. */
+    int files[MAX_FILES];
+    unsigned file_head, nfiles;
+    uint64_t file_sizes[MAX_FILES];
+    uint64_t file_bytes; /* the sizes of the files queued */
 };
+
+/* What the connection's queue holds in memory: the queue less its files (less at most the part
+ * of the first file already sent, so this may undercount by that much). */
+static size_t mem_queued(rill_conn *c, const struct hconn *h)
+{
+    size_t q = rill_conn_write_queued(c);
+    return q > h->file_bytes ? q - (size_t)h->file_bytes : 0;
+}
+
+/* Reading pauses while the answers held in memory pass WQ_PAUSE, or MAX_FILES are queued. */
+static void check_resume(rill_conn *c, const struct hconn *h)
+{
+    if (mem_queued(c, h) < WQ_PAUSE && h->nfiles < MAX_FILES)
+        rill_read_resume(c);
+}
 
 /* The Date header, formatted once per second per loop thread (loops share nothing). */
 static __thread struct {
@@ -119,7 +150,7 @@ static void respond(struct out *o, int status, const char *type, const char *bod
                      status, http_reason(status), http_date(), type, blen,
                      status == 405 ? "Allow: GET, HEAD\r\n" : "", connection ? "Connection: " : "",
                      connection ? connection : "", connection ? "\r\n" : "");
-    if (n < 0 || (size_t)n + blen > MAX_RESPONSE) {
+    if (n < 0 || (size_t)n + (head_only ? 0 : blen) > MAX_RESPONSE) {
         o->err = -EOVERFLOW;
         return;
     }
@@ -130,9 +161,65 @@ static void respond(struct out *o, int status, const char *type, const char *bod
     o->len += (size_t)n;
 }
 
-static void answer(struct out *o, const struct http_request *rq, bool close_after)
+static void file_sent(rill_conn *c, int status, void *ctx)
+{
+    (void)status; /* a failure ends the connection, which on_close reports */
+    struct hconn *h = ctx;
+    close(h->files[h->file_head]);
+    h->file_bytes -= h->file_sizes[h->file_head];
+    h->file_head = (h->file_head + 1) % MAX_FILES;
+    h->nfiles--;
+    check_resume(c, h);
+}
+
+/* --root: the file's head (in the batch, which goes out first), then the file itself. */
+static void answer_file(struct out *o, struct hconn *h, const struct http_request *rq,
+                        const char *conn)
+{
+    bool head = rq->method == HTTP_HEAD;
+    if (rq->method != HTTP_GET && !head) {
+        respond(o, 405, "text/plain", "Method Not Allowed\n", 19, false, conn);
+        return;
+    }
+    struct file_hit f;
+    int st = rq->path_truncated ? 414 : files_resolve(root_fd, rq->path, rq->path_len, &f);
+    if (st != 200) {
+        char body[64];
+        int bl = snprintf(body, sizeof body, "%s\n", http_reason(st));
+        respond(o, st, "text/plain", body, (size_t)bl, head, conn);
+        return;
+    }
+    if (f.size > INT32_MAX || h->nfiles == MAX_FILES) { /* one rill_send_file: an int count */
+        close(f.fd);
+        o->err = -EFBIG;
+        return;
+    }
+    respond(o, 200, f.type, NULL, (size_t)f.size, true, conn);
+    if (head || f.size == 0 || o->err) {
+        close(f.fd);
+        return;
+    }
+    out_flush(o); /* the head before the file */
+    if (!o->err)
+        o->err = rill_send_file(o->c, f.fd, 0, (size_t)f.size, file_sent, h);
+    if (o->err) {
+        close(f.fd);
+        return;
+    }
+    unsigned i = (h->file_head + h->nfiles++) % MAX_FILES;
+    h->files[i] = f.fd;
+    h->file_sizes[i] = f.size;
+    h->file_bytes += f.size;
+}
+
+static void answer(struct out *o, struct hconn *h, const struct http_request *rq,
+                   bool close_after)
 {
     const char *conn = close_after ? "close" : rq->version_minor == 0 ? "keep-alive" : NULL;
+    if (root_fd >= 0) {
+        answer_file(o, h, rq, conn);
+        return;
+    }
     bool known = !rq->path_truncated &&
                  (!strcmp(rq->path, "/plaintext") || !strcmp(rq->path, "/json"));
     if (!known) {
@@ -177,6 +264,8 @@ static void on_open(rill_conn *c, void *ctx)
     http_parser_init(&h->parser, NULL);
     h->c = c;
     h->closing = false;
+    h->file_head = h->nfiles = 0;
+    h->file_bytes = 0;
     rill_conn_set_ctx(c, h);
     if (header_timeout_ms)
         rill_timer_start(h->timer, header_timeout_ms, 0);
@@ -198,7 +287,7 @@ static void on_data(rill_conn *c, rill_buf *buf, const void *data, size_t len, v
         len -= n;
         if (ev == HTTP_REQUEST) {
             h->closing = !h->parser.req.keep_alive;
-            answer(&o, &h->parser.req, h->closing);
+            answer(&o, h, &h->parser.req, h->closing);
             answered = true;
         } else if (ev == HTTP_ERROR) {
             int st = h->parser.status;
@@ -229,14 +318,14 @@ static void on_data(rill_conn *c, rill_buf *buf, const void *data, size_t len, v
         else if (answered || !rill_timer_active(h->timer))
             rill_timer_start(h->timer, header_timeout_ms, 0);
     }
-    if (rill_conn_write_queued(c) >= WQ_PAUSE)
+    if (mem_queued(c, h) >= WQ_PAUSE || h->nfiles == MAX_FILES)
         rill_read_pause(c);
 }
 
 static void on_drain(rill_conn *c, void *ctx)
 {
-    (void)ctx;
-    rill_read_resume(c);
+    if (ctx)
+        check_resume(c, ctx);
 }
 
 static void on_close(rill_conn *c, int status, void *ctx)
@@ -271,9 +360,12 @@ static void usage(FILE *f)
             "                      0: off)\n"
             "      --send-timeout MS    close a client whose answers have not moved for MS, one\n"
             "                      that stopped reading (default 30000; 0: off)\n"
+            "  -r, --root DIR      serve the regular files under DIR (GET/HEAD, sent with\n"
+            "                      rill_send_file) instead of /plaintext and /json; a missing\n"
+            "                      file is 404; a directory, '..' or a symlink in the path 403\n"
             "  -h, --help          this text\n"
             "      --version       print the version (rill-http X.Y.Z) and exit\n"
-            "Serves GET/HEAD /plaintext and /json. Prints \"listening URI loops=N backend=NAME\"\n"
+            "Serves GET/HEAD /plaintext and /json (or --root). Prints \"listening URI loops=N backend=NAME\"\n"
             "once ready; on SIGINT or SIGTERM it drains (up to 2 s) and exits. After its last\n"
             "answer to a connection it closes it within 2 s, whatever the peer does.\n");
 }
@@ -287,13 +379,14 @@ int main(int argc, char **argv)
         {"header-timeout", required_argument, 0, 'H'},
         {"idle-timeout", required_argument, 0, 'I'},
         {"send-timeout", required_argument, 0, 'S'},
+        {"root", required_argument, 0, 'r'},
         {"help", no_argument, 0, 'h'},         {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0}};
     struct rill_engine_config ecfg;
     rill_engine_config_init(&ecfg);
     const char *uri = "tcp://127.0.0.1:8080";
     int o;
-    while ((o = getopt_long(argc, argv, "l:b:t:h", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, "l:b:t:r:h", opts, NULL)) != -1) {
         switch (o) {
         case 'l':
             uri = optarg;
@@ -331,6 +424,14 @@ int main(int argc, char **argv)
         case 'S':
             if (server_cli_ms("rill-http", "--send-timeout", optarg, &send_timeout_ms) < 0)
                 return 2;
+            break;
+        case 'r':
+            if (root_fd >= 0)
+                close(root_fd);
+            if ((root_fd = files_open_root(optarg)) < 0) {
+                fprintf(stderr, "rill-http: --root '%s': %s\n", optarg, rill_strerror(root_fd));
+                return 2;
+            }
             break;
         case 'h':
             usage(stdout);

@@ -20,7 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define HTTP_PATH_KEEP 64 /* bytes of the path kept for routing; longer paths are truncated */
+#define HTTP_PATH_KEEP 255 /* bytes of the path kept (routing, --root); longer ones are cut */
 
 struct http_limits {
     uint32_t max_head;   /* request line + header fields, bytes (default 8 KiB) */

@@ -128,7 +128,7 @@ static int open_ns(int i)
 {
     ns_fd[i] = open(ns_path[i], O_RDONLY | O_CLOEXEC);
     if (ns_fd[i] < 0) {
-        snprintf(setup_why[which_setup], sizeof setup_why[0], "open %s: %s", ns_path[i],
+        snprintf(setup_why[which_setup], sizeof setup_why[0], "open %.120s: %s", ns_path[i],
                  strerror(errno));
         return -errno;
     }

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs nginx (Debian's) as the HTTP peer in the foreground until killed.
 #
-#   bash bench/peers/nginx/run.sh [--port P] [--workers N]
+#   bash bench/peers/nginx/run.sh [--port P] [--workers N] [--root DIR]
 #
+# --root DIR serves the files under DIR (nginx-files.conf: sendfile on) instead of /plaintext.
 # Writes nginx.conf with the port and worker count into a temporary prefix, checks it with
 # nginx -t, prints "listening tcp://127.0.0.1:P" and runs nginx; SIGTERM or SIGINT to this
 # script stops nginx (master and workers) and removes the prefix. Port 0 is not supported by
@@ -10,12 +11,13 @@
 # bind it. Exit 3 when nginx is not installed, 1 when nginx does not start.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-port=8080 workers=1
+port=8080 workers=1 root= conf=nginx.conf
 while [ $# -gt 0 ]; do
     case $1 in
     --port) port=$2; shift 2 ;;
     --workers) workers=$2; shift 2 ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    --root) root=$(cd "$2" && pwd); conf=nginx-files.conf; shift 2 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -49,7 +51,7 @@ for attempt in 1 2 3 4 5; do
         done
     fi
     sed -e "s|@PORT@|$port|g" -e "s|@PREFIX@|$prefix|g" -e "s|@WORKERS@|$workers|g" \
-        "$here/nginx.conf" >"$prefix/nginx.conf"
+        -e "s|@ROOT@|$root|g" "$here/$conf" >"$prefix/nginx.conf"
     rm -f "$prefix/nginx.pid"
     up=0
     if "$nginx" -t -q -c "$prefix/nginx.conf" -p "$prefix" -e stderr; then
