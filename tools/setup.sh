@@ -26,6 +26,7 @@ PACKAGES=(
     nginx wrk                          # bench/peers: the HTTP peer and its load generator
     gnuplot-nox                        # bench/macro/report.py: the PNG plots
     groff-base man-db                  # tests/check_man.py renders man/, install_consumer runs man -w
+    python3                            # tests/check_man.py, bench/macro/report.py and hostile.py
 )
 
 jobs=$(nproc 2>/dev/null || echo 2)
